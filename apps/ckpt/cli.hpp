@@ -1,0 +1,67 @@
+// Shared state of the command-line front end: global options, output, the command table.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ckpt/error.hpp"
+#include "ckpt/repository.hpp"
+
+namespace ckpt::cli {
+
+using json = nlohmann::ordered_json;
+
+struct GlobalOptions {
+  std::string root;
+  bool json = false;
+  bool quiet = false;
+  double lock_timeout = 60;
+  bool no_fsync = false;
+  std::string progress = "auto";
+};
+
+struct Cli {
+  GlobalOptions global;
+  std::function<int()> run;  // set by the chosen subcommand
+  std::optional<PosixFileSystem> fs;
+
+  // A library context from the global options.
+  Context context();
+  std::string root() const;
+
+  // Renders an Error: the JSON error object or "ckpt: error: ..."; returns the exit code.
+  int fail(const Error& e) const;
+  void warn(const std::string& message) const;
+  void print_json(const json& j) const;
+  bool colour_stdout() const;
+};
+
+// The subcommand table: one place for the names, the one-line help and the
+// setup function. --help, the man pages and the completions follow it.
+struct CommandSpec {
+  const char* name;
+  const char* summary;
+  void (*setup)(CLI::App& app, Cli& cli);
+};
+const std::vector<CommandSpec>& commands();
+
+void setup_save(CLI::App& app, Cli& cli);
+void setup_info(CLI::App& app, Cli& cli);
+void setup_verify(CLI::App& app, Cli& cli);
+void setup_load(CLI::App& app, Cli& cli);
+
+// "4.0 KiB".
+std::string human_size(std::uint64_t bytes);
+std::string format_metric(const std::optional<double>& v);
+// Parses KEY=VALUE; throws Error(usage) naming the option.
+std::pair<std::string, std::string> split_key_value(const std::string& arg, const char* option);
+
+int run(int argc, char** argv);
+
+}  // namespace ckpt::cli

@@ -1,0 +1,174 @@
+// ckpt info: the table of checkpoints, or one checkpoint in detail.
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "ckpt/format.hpp"
+
+namespace ckpt::cli {
+
+namespace {
+
+struct InfoArgs {
+  std::string ref;
+  bool path = false;
+};
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += sep;
+    out += s;
+  }
+  return out;
+}
+
+std::string metrics_text(const CheckpointMeta& m) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : m.metrics) parts.push_back(fmt::format("{}={}", k, format_metric(v)));
+  return join(parts, " ");
+}
+
+json metrics_json(const CheckpointMeta& m) {
+  json j = json::object();
+  for (const auto& [k, v] : m.metrics) j[k] = v ? json(*v) : json(nullptr);
+  return j;
+}
+
+json best_json(const BestMarker& b) {
+  return {{"schema_version", k_schema_version}, {"key", b.key},   {"mode", mode_name(b.mode)},
+          {"value", b.value},                   {"step", b.step}, {"path", b.path},
+          {"updated", b.updated}};
+}
+
+json policy_json(const Policy& p) {
+  return json::parse(serialize_policy(p));
+}
+
+std::string policy_text(const Policy& p) {
+  std::vector<std::string> parts;
+  if (p.best_key) {
+    parts.push_back(fmt::format("best {} ({})", *p.best_key, mode_name(p.best_mode.value_or(Mode::min))));
+  }
+  if (p.keep_last) parts.push_back(fmt::format("keep-last {}", *p.keep_last));
+  if (p.keep_best) parts.push_back(fmt::format("keep-best {}", *p.keep_best));
+  if (p.keep_every) parts.push_back(fmt::format("keep-every {}", *p.keep_every));
+  if (p.keep_within) parts.push_back(fmt::format("keep-within {}", *p.keep_within));
+  if (p.checksum) parts.push_back(fmt::format("checksum {}", *p.checksum));
+  return parts.empty() ? "none" : join(parts, ", ");
+}
+
+int show_table(Cli& cli) {
+  auto l = list_checkpoints(cli.context(), cli.root());
+  if (!l) return cli.fail(l.error());
+  for (const auto& [name, why] : l->invalid) cli.warn(fmt::format("{} is not a valid checkpoint: {}", name, why));
+  if (cli.global.json) {
+    json cps = json::array();
+    for (const auto& c : l->checkpoints) {
+      cps.push_back({{"name", c.name},
+                     {"step", c.meta.step},
+                     {"commit_seq", c.meta.commit_seq},
+                     {"created", c.meta.created},
+                     {"metrics", metrics_json(c.meta)},
+                     {"total_size", c.meta.total_size},
+                     {"markers", c.markers}});
+    }
+    cli.print_json({{"root", l->root},
+                    {"last", l->last ? json(*l->last) : json(nullptr)},
+                    {"best", l->best ? best_json(*l->best) : json(nullptr)},
+                    {"policy", l->policy ? policy_json(*l->policy) : json(nullptr)},
+                    {"checkpoints", cps}});
+    return 0;
+  }
+  if (cli.global.quiet) return 0;
+  std::vector<std::array<std::string, 6>> rows;
+  rows.push_back({"NAME", "STEP", "CREATED", "SIZE", "METRICS", "MARKERS"});
+  for (const auto& c : l->checkpoints) {
+    rows.push_back({c.name, fmt::format("{}", c.meta.step), c.meta.created,
+                    human_size(c.meta.total_size), metrics_text(c.meta), join(c.markers, ",")});
+  }
+  std::array<std::size_t, 6> width{};
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      bool right = i == 1 || i == 3;
+      std::string cell = i + 1 == r.size() ? r[i]
+                         : right           ? fmt::format("{:>{}}", r[i], width[i])
+                                           : fmt::format("{:<{}}", r[i], width[i]);
+      line += cell;
+      if (i + 1 < r.size()) line += "  ";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    fmt::print("{}\n", line);
+  }
+  fmt::print("\n{} checkpoint{} in {}\n", l->checkpoints.size(),
+             l->checkpoints.size() == 1 ? "" : "s", l->root);
+  fmt::print("policy: {}\n", l->policy ? policy_text(*l->policy) : std::string("none"));
+  return 0;
+}
+
+int show_one(Cli& cli, const InfoArgs& a) {
+  auto r = resolve_ref(cli.context(), cli.root(), a.ref);
+  if (!r) return cli.fail(r.error());
+  if (a.path && !cli.global.json) {
+    fmt::print("{}\n", r->path);
+    return 0;
+  }
+  if (cli.global.json) {
+    if (a.path) {
+      cli.print_json({{"path", r->path}});
+      return 0;
+    }
+    json j = json::parse(serialize_checkpoint(r->meta));
+    j["path"] = r->path;
+    j["markers"] = r->markers;
+    cli.print_json(j);
+    return 0;
+  }
+  if (cli.global.quiet) return 0;
+  const CheckpointMeta& m = r->meta;
+  fmt::print("name:       {}\n", m.name);
+  fmt::print("path:       {}\n", r->path);
+  fmt::print("step:       {}\n", m.step);
+  fmt::print("commit_seq: {}\n", m.commit_seq);
+  fmt::print("created:    {}\n", m.created);
+  fmt::print("markers:    {}\n", r->markers.empty() ? "-" : join(r->markers, ", "));
+  fmt::print("size:       {} in {} file{} (checksum {})\n", human_size(m.total_size),
+             m.files.size(), m.files.size() == 1 ? "" : "s", m.checksum);
+  fmt::print("metrics:    {}\n", m.metrics.empty() ? "-" : metrics_text(m));
+  std::vector<std::string> meta;
+  for (const auto& [k, v] : m.meta) meta.push_back(fmt::format("{}={}", k, v));
+  fmt::print("meta:       {}\n", meta.empty() ? "-" : join(meta, " "));
+  fmt::print("weights:    {}\n", m.weights.empty() ? "-" : join(m.weights, ", "));
+  fmt::print("files:\n");
+  for (const auto& f : m.files) fmt::print("  {:>12}  {}\n", f.size, f.path);
+  return 0;
+}
+
+}  // namespace
+
+void setup_info(CLI::App& app, Cli& cli) {
+  auto a = std::make_shared<InfoArgs>();
+  auto* c = app.add_subcommand("info", "List the checkpoints, or show one");
+  c->footer(
+      "REF is latest (or last), best, a step (1200), a directory name (step-000001200)\n"
+      "or a path to a checkpoint directory inside the root.\n"
+      "Example: python train.py --resume \"$(ckpt -C runs/exp1 info latest --path)\"");
+  c->add_option("REF", a->ref, "The checkpoint to show (default: all, as a table)");
+  c->add_flag("--path", a->path, "Print only the absolute path of REF");
+  c->callback([&cli, a]() {
+    cli.run = [&cli, a]() {
+      if (a->ref.empty()) {
+        if (a->path) return cli.fail(Error(ErrorKind::usage, "--path needs a REF"));
+        return show_table(cli);
+      }
+      return show_one(cli, *a);
+    };
+  });
+}
+
+}  // namespace ckpt::cli

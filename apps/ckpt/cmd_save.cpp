@@ -1,0 +1,169 @@
+// ckpt save: options, the call into the library, and the report.
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "ckpt/format.hpp"
+
+namespace ckpt::cli {
+
+namespace {
+
+struct SaveArgs {
+  std::string step;
+  std::vector<std::string> sources;
+  std::vector<std::string> from;
+  std::vector<std::string> metrics;
+  std::vector<std::string> meta;
+  std::vector<std::string> weights;
+  std::string best_key;
+  std::string mode;
+  std::string keep_last, keep_best, keep_every;
+  std::string keep_within;
+  std::string checksum;
+  bool copy = false, move = false, link = false;
+  bool force = false;
+  bool follow_symlinks = false;
+};
+
+double parse_metric_value(const std::string& key, const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s, &end);
+  if (text.empty() || end == s || *end != '\0' || (errno == ERANGE && std::isfinite(v) && v != 0)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("--metric {}={:?}: the value is not a number", key, text));
+  }
+  return v;
+}
+
+std::optional<std::uint64_t> count_option(const char* name, const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  auto n = parse_step(text);
+  if (!n) throw Error(ErrorKind::usage, fmt::format("{} {:?}: want a whole number", name, text));
+  return n;
+}
+
+SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
+  SaveOptions o;
+  o.root = cli.root();
+  auto step = parse_step(a.step);
+  if (!step) {
+    throw Error(ErrorKind::usage,
+                fmt::format("--step {:?}: want an integer from 0 to 2^63-1", a.step));
+  }
+  o.step = *step;
+  for (const auto& s : a.sources) {
+    Source src;
+    if (auto pos = s.find('='); pos != std::string::npos) {
+      src.dest = s.substr(0, pos);
+      src.path = s.substr(pos + 1);
+      if (src.dest->empty() || src.path.empty()) {
+        throw Error(ErrorKind::usage, fmt::format("source {:?}: want PATH or DEST=PATH", s));
+      }
+    } else {
+      src.path = s;
+    }
+    o.sources.push_back(std::move(src));
+  }
+  for (const auto& d : a.from) o.sources.push_back(Source{d, std::nullopt, true});
+  for (const auto& m : a.metrics) {
+    auto [k, v] = split_key_value(m, "--metric");
+    o.metrics[k] = parse_metric_value(k, v);
+  }
+  for (const auto& m : a.meta) {
+    auto [k, v] = split_key_value(m, "--meta");
+    o.meta[k] = v;
+  }
+  o.weights = a.weights;
+  if (!a.best_key.empty()) o.policy.best_key = a.best_key;
+  if (!a.mode.empty()) o.policy.best_mode = parse_mode(a.mode);
+  o.policy.keep_last = count_option("--keep-last", a.keep_last);
+  o.policy.keep_best = count_option("--keep-best", a.keep_best);
+  o.policy.keep_every = count_option("--keep-every", a.keep_every);
+  if (!a.keep_within.empty()) o.policy.keep_within = a.keep_within;
+  if (!a.checksum.empty()) o.policy.checksum = a.checksum;
+  if (int(a.copy) + int(a.move) + int(a.link) > 1) {
+    throw Error(ErrorKind::usage, "--copy, --move and --link exclude each other");
+  }
+  o.transfer = a.move ? Transfer::move : a.link ? Transfer::link : Transfer::copy;
+  o.force = a.force;
+  o.follow_symlinks = a.follow_symlinks;
+  return o;
+}
+
+int run_save(Cli& cli, const SaveArgs& a) {
+  SaveOptions opts = to_options(cli, a);
+  auto r = save(cli.context(), opts);
+  if (!r) return cli.fail(r.error());
+  if (cli.global.json) {
+    json best = {{"updated", r->best_updated}};
+    best["key"] = r->best_key ? json(*r->best_key) : json(nullptr);
+    best["value"] = r->best_value ? json(*r->best_value) : json(nullptr);
+    cli.print_json({{"name", r->name},
+                    {"path", r->path},
+                    {"step", r->step},
+                    {"commit_seq", r->commit_seq},
+                    {"files", r->files},
+                    {"total_size", r->total_size},
+                    {"best", best},
+                    {"pruned", r->pruned}});
+    return 0;
+  }
+  if (cli.global.quiet) return 0;
+  fmt::print("saved {}: {} file{}, {}, commit {}\n  {}\n", r->name, r->files,
+             r->files == 1 ? "" : "s", human_size(r->total_size), r->commit_seq, r->path);
+  if (r->best_key) {
+    if (r->best_updated) {
+      fmt::print("best: {} = {} (new best)\n", *r->best_key, format_metric(r->best_value));
+    } else if (r->best_value) {
+      fmt::print("best: {} = {} (not better than best.json)\n", *r->best_key,
+                 format_metric(r->best_value));
+    }
+  }
+  for (const auto& p : r->pruned) fmt::print("pruned {}\n", p);
+  return 0;
+}
+
+}  // namespace
+
+void setup_save(CLI::App& app, Cli& cli) {
+  auto a = std::make_shared<SaveArgs>();
+  auto* c = app.add_subcommand("save", "Commit files as one checkpoint, atomically");
+  c->footer(
+      "SOURCE is PATH (stored under its base name) or DEST=PATH. A directory is stored\n"
+      "as the tree DEST/...; --from DIR stores DIR's contents at the top level.\n"
+      "Example: ckpt -C runs/exp1 save --step 1200 model.safetensors optim/ \\\n"
+      "           --metric val_loss=1.23 --best-key val_loss --weights model.safetensors");
+  c->add_option("--step", a->step, "The training step (0 <= N < 2^63)")->required();
+  c->add_option("SOURCE", a->sources, "Files or directories to store: PATH or DEST=PATH");
+  c->add_option("--from", a->from, "Store the contents of DIR at the top level (repeatable)");
+  c->add_option("--metric", a->metrics, "KEY=VALUE, a number (repeatable)");
+  c->add_option("--meta", a->meta, "KEY=VALUE, a string (repeatable)");
+  c->add_option("--weights", a->weights, "Mark stored PATH or glob as weights (repeatable)");
+  c->add_option("--best-key", a->best_key, "The metric that ranks checkpoints for best.json");
+  c->add_option("--mode", a->mode, "Whether lower (min, default) or higher (max) is better")
+      ->check(CLI::IsMember({"min", "max"}));
+  c->add_option("--keep-last", a->keep_last, "Retention: keep the N most recent (policy.json)");
+  c->add_option("--keep-best", a->keep_best, "Retention: keep the K best (policy.json)");
+  c->add_option("--keep-every", a->keep_every,
+                "Retention: keep steps that are multiples of S (policy.json)");
+  c->add_option("--keep-within", a->keep_within,
+                "Retention: keep those within DUR of the newest, e.g. 7d (policy.json)");
+  c->add_option("--checksum", a->checksum, "sha256 (default, or policy.json's) or none")
+      ->check(CLI::IsMember({"sha256", "none"}));
+  c->add_flag("--copy", a->copy, "Copy the sources (reflink where possible; the default)");
+  c->add_flag("--move", a->move, "Move the sources in; they are removed after the commit");
+  c->add_flag("--link", a->link, "Hard-link the sources (never modify them afterwards)");
+  c->add_flag("--force", a->force, "Replace an existing step; allow switching the best key");
+  c->add_flag("--follow-symlinks", a->follow_symlinks,
+              "Store the content behind symbolic links instead of refusing them");
+  c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_save(cli, *a); }; });
+}
+
+}  // namespace ckpt::cli

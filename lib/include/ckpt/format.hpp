@@ -1,0 +1,104 @@
+// The on-disk contract of SPEC §2-§6: each file's shape, parsed, validated and serialised here only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ckpt {
+
+inline constexpr int k_schema_version = 1;
+inline constexpr const char* k_meta_file = "_checkpoint.json";
+inline constexpr const char* k_sums_file = "SHA256SUMS";
+inline constexpr const char* k_last_file = "last";
+inline constexpr const char* k_best_file = "best.json";
+inline constexpr const char* k_policy_file = "policy.json";
+inline constexpr const char* k_private_dir = ".ckpt";
+inline constexpr std::uint64_t k_max_step = (std::uint64_t{1} << 63) - 1;
+// Largest metadata and marker files a reader accepts.
+inline constexpr std::uint64_t k_max_meta_bytes = 64u << 20;
+inline constexpr std::uint64_t k_max_marker_bytes = 64u << 10;
+
+// "step-000001200".
+std::string step_dir_name(std::uint64_t step);
+// The step of a "step-<digits>" name of any width; nullopt otherwise.
+std::optional<std::uint64_t> parse_step_dir_name(std::string_view name);
+// A decimal step 0 <= step < 2^63; nullopt otherwise.
+std::optional<std::uint64_t> parse_step(std::string_view text);
+
+enum class Mode { min, max };
+const char* mode_name(Mode m);
+std::optional<Mode> parse_mode(std::string_view s);
+// Strict improvement of candidate over current.
+bool improves(Mode mode, double candidate, double current);
+
+struct FileEntry {
+  std::string path;
+  std::uint64_t size = 0;
+  std::optional<std::string> sha256;
+};
+
+struct CheckpointMeta {
+  std::string name;
+  std::uint64_t step = 0;
+  std::uint64_t commit_seq = 0;
+  std::string created;
+  // nullopt: recorded as null (the value was not finite).
+  std::map<std::string, std::optional<double>> metrics;
+  std::map<std::string, std::string> meta;
+  std::string checksum = "sha256";  // "sha256" or "none"
+  std::vector<std::string> weights;
+  std::vector<FileEntry> files;  // sorted by path
+  std::uint64_t total_size = 0;
+  std::string tool;
+
+  std::optional<double> metric(const std::string& key) const;
+};
+
+std::string serialize_checkpoint(const CheckpointMeta& m);
+// Throws Error: integrity when malformed, unsupported when schema_version > 1.
+CheckpointMeta parse_checkpoint(std::string_view text);
+
+// "<hex>  <path>\n" lines, as sha256sum writes them.
+std::string serialize_sums(const std::vector<FileEntry>& files);
+// path -> digest; throws Error(integrity) when malformed.
+std::map<std::string, std::string> parse_sums(std::string_view text);
+
+struct BestMarker {
+  std::string key;
+  Mode mode = Mode::min;
+  double value = 0;
+  std::uint64_t step = 0;
+  std::string path;  // the checkpoint directory name
+  std::string updated;
+};
+std::string serialize_best(const BestMarker& b);
+BestMarker parse_best(std::string_view text);
+
+struct Policy {
+  std::optional<std::string> best_key;
+  std::optional<Mode> best_mode;
+  std::optional<std::uint64_t> keep_last;
+  std::optional<std::uint64_t> keep_best;
+  std::optional<std::uint64_t> keep_every;
+  std::optional<std::string> keep_within;
+  std::optional<std::string> checksum;
+
+  bool has_retention_rule() const {
+    return keep_last || keep_best || keep_every || keep_within;
+  }
+  bool operator==(const Policy&) const = default;
+};
+std::string serialize_policy(const Policy& p);
+Policy parse_policy(std::string_view text);
+
+// The first line of a `last` file, without its newline; throws when empty
+// or not text.
+std::string parse_last_text(std::string_view text);
+std::string serialize_last(const std::string& name);
+
+}  // namespace ckpt

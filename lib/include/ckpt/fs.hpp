@@ -1,0 +1,114 @@
+// The file-system interface every layer goes through, so tests can fail or record any operation.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ckpt {
+
+enum class FileType { file, dir, symlink, other };
+
+struct Stat {
+  FileType type = FileType::other;
+  std::uint64_t size = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  mode_t mode = 0;
+};
+
+enum class RenameMode { replace, noreplace, exchange };
+
+// Every method throws ckpt::Error (kind io, with errno) on failure, except
+// where the comment says otherwise.
+class FileSystem {
+ public:
+  virtual ~FileSystem() = default;
+
+  virtual int open(const std::string& path, int flags, mode_t mode = 0644) = 0;
+  // Returns the bytes read, 0 at end of file; retries EINTR.
+  virtual std::size_t read(int fd, void* buf, std::size_t n) = 0;
+  // Writes all n bytes.
+  virtual void write(int fd, const void* buf, std::size_t n) = 0;
+  virtual void fsync(int fd) = 0;
+  virtual void close(int fd) = 0;
+  // Makes dst share src's blocks (FICLONE); false when the file system cannot.
+  virtual bool clone(int src_fd, int dst_fd) = 0;
+
+  virtual void rename(const std::string& from, const std::string& to,
+                      RenameMode mode = RenameMode::replace) = 0;
+  virtual void mkdir(const std::string& path, mode_t mode = 0755) = 0;
+  virtual void unlink(const std::string& path) = 0;
+  virtual void rmdir(const std::string& path) = 0;
+  virtual void link(const std::string& from, const std::string& to) = 0;
+  virtual void fsync_dir(const std::string& path) = 0;
+
+  // nullopt when the path does not exist (ENOENT, ENOTDIR).
+  virtual std::optional<Stat> lstat(const std::string& path) = 0;
+  virtual std::optional<Stat> stat(const std::string& path) = 0;
+  virtual Stat fstat(int fd) = 0;
+  // Entry names without "." and "..", in no particular order.
+  virtual std::vector<std::string> list_dir(const std::string& path) = 0;
+  virtual std::string readlink(const std::string& path) = 0;
+};
+
+// The real file system. no_fsync turns every fsync into a no-op (--no-fsync).
+class PosixFileSystem : public FileSystem {
+ public:
+  explicit PosixFileSystem(bool no_fsync = false) : m_no_fsync(no_fsync) {}
+
+  int open(const std::string& path, int flags, mode_t mode = 0644) override;
+  std::size_t read(int fd, void* buf, std::size_t n) override;
+  void write(int fd, const void* buf, std::size_t n) override;
+  void fsync(int fd) override;
+  void close(int fd) override;
+  bool clone(int src_fd, int dst_fd) override;
+  void rename(const std::string& from, const std::string& to,
+              RenameMode mode = RenameMode::replace) override;
+  void mkdir(const std::string& path, mode_t mode = 0755) override;
+  void unlink(const std::string& path) override;
+  void rmdir(const std::string& path) override;
+  void link(const std::string& from, const std::string& to) override;
+  void fsync_dir(const std::string& path) override;
+  std::optional<Stat> lstat(const std::string& path) override;
+  std::optional<Stat> stat(const std::string& path) override;
+  Stat fstat(int fd) override;
+  std::vector<std::string> list_dir(const std::string& path) override;
+  std::string readlink(const std::string& path) override;
+
+ private:
+  bool m_no_fsync;
+};
+
+// Closes a descriptor on scope exit (errors on that path are ignored; call
+// release() and close explicitly where a close error matters).
+class FdGuard {
+ public:
+  FdGuard(FileSystem& fs, int fd) : m_fs(&fs), m_fd(fd) {}
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  ~FdGuard();
+  int get() const { return m_fd; }
+  // Closes now, reporting errors.
+  void close();
+
+ private:
+  FileSystem* m_fs;
+  int m_fd;
+};
+
+std::string join_path(const std::string& a, const std::string& b);
+std::string base_name(const std::string& path);
+std::string parent_path(const std::string& path);
+
+// Reads a whole file; refuses files larger than max_size (kind integrity).
+std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size);
+// Creates path and its missing parents.
+void make_dirs(FileSystem& fs, const std::string& path);
+// Removes a file or a tree without following symbolic links; a missing path is fine.
+void remove_tree(FileSystem& fs, const std::string& path);
+
+}  // namespace ckpt

@@ -1,0 +1,152 @@
+// The operations on a root: one function a verb (save, info, verify, load).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckpt/error.hpp"
+#include "ckpt/format.hpp"
+#include "ckpt/fs.hpp"
+#include "ckpt/transfer.hpp"
+
+namespace ckpt {
+
+std::string tool_version();  // "ckpt 0.1.0"
+
+struct Context {
+  FileSystem* fs = nullptr;  // nullptr: the real file system
+  double lock_timeout = 60;
+  // Called with each warning line (without the "ckpt: warning: " prefix).
+  std::function<void(const std::string&)> warn;
+  // Called as bytes are copied or hashed: (done, total).
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+
+  FileSystem& file_system() const;
+  void warning(const std::string& message) const;
+};
+
+// ---- roots and refs -------------------------------------------------------
+
+// Checks that path is an existing ckpt root (SPEC §1): not_found when it does
+// not exist, unsupported when it is a directory holding something else.
+// Returns the absolute path.
+std::string open_root(const Context& ctx, const std::string& path);
+
+struct Checkpoint {
+  std::string name;
+  std::string path;  // absolute
+  CheckpointMeta meta;
+  std::vector<std::string> markers;  // "last", "best"
+};
+
+struct Listing {
+  std::string root;
+  std::optional<std::string> last;  // the checkpoint name `last` designates
+  std::optional<BestMarker> best;
+  std::optional<Policy> policy;
+  std::vector<Checkpoint> checkpoints;  // by step
+  // step-* directories that are not valid checkpoints, with the reason.
+  std::vector<std::pair<std::string, std::string>> invalid;
+};
+Result<Listing> list_checkpoints(const Context& ctx, const std::string& root);
+
+// Resolves a ref (SPEC §1) and reads that checkpoint's metadata. latest and
+// a step read no more than the markers and one _checkpoint.json.
+Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root, const std::string& ref);
+
+// ---- save -----------------------------------------------------------------
+
+enum class Transfer { copy, move, link };
+
+struct Source {
+  std::string path;
+  std::optional<std::string> dest;  // stored name; default: base name
+  bool contents = false;            // --from DIR: the contents at the top level
+};
+
+struct SaveOptions {
+  std::string root;
+  std::uint64_t step = 0;
+  std::vector<Source> sources;
+  std::map<std::string, double> metrics;  // non-finite values are stored as null
+  std::map<std::string, std::string> meta;
+  std::vector<std::string> weights;  // stored paths or globs
+  Policy policy;                     // what this call was given; recorded in policy.json
+  Transfer transfer = Transfer::copy;
+  bool force = false;
+  bool follow_symlinks = false;
+};
+
+struct SaveReport {
+  std::string name;
+  std::string path;
+  std::uint64_t step = 0;
+  std::uint64_t commit_seq = 0;
+  std::size_t files = 0;
+  std::uint64_t total_size = 0;
+  bool best_updated = false;
+  std::optional<std::string> best_key;
+  std::optional<double> best_value;  // this checkpoint's value of best_key
+  std::vector<std::string> pruned;
+};
+Result<SaveReport> save(const Context& ctx, const SaveOptions& opts);
+
+// ---- verify ---------------------------------------------------------------
+
+enum class Severity { failure, warning };
+
+struct Problem {
+  std::string path;
+  std::string kind;
+  std::string detail;
+  Severity severity = Severity::failure;
+};
+
+struct CheckpointCheck {
+  std::string name;
+  bool ok = true;
+  std::vector<Problem> problems;
+  std::vector<std::string> verified_files;  // stored paths that passed
+};
+
+struct VerifyOptions {
+  std::string root;
+  std::vector<std::string> refs;  // empty: every checkpoint and the markers
+  bool quick = false;
+  bool strict = false;
+  bool repair = false;
+};
+
+struct VerifyReport {
+  bool ok = true;
+  std::vector<CheckpointCheck> checkpoints;
+  bool markers_checked = false;
+  bool markers_ok = true;
+  std::vector<Problem> marker_problems;
+  std::vector<std::string> repaired;  // marker files rewritten by --repair
+};
+Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts);
+
+// ---- load -----------------------------------------------------------------
+
+struct LoadOptions {
+  std::string root;
+  std::string ref;
+  std::vector<std::string> only;  // globs over stored paths
+  bool weights_only = false;
+  std::optional<std::string> to;
+  bool verify = true;
+};
+
+struct LoadReport {
+  std::string name;
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> files;  // stored path, absolute path
+};
+Result<LoadReport> load(const Context& ctx, const LoadOptions& opts);
+
+}  // namespace ckpt

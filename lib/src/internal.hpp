@@ -1,0 +1,46 @@
+// Helpers shared by the repository operations; not part of the public API.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "ckpt/format.hpp"
+#include "ckpt/lock.hpp"
+#include "ckpt/repository.hpp"
+
+namespace ckpt::detail {
+
+std::string private_dir(const std::string& root);
+std::string staging_dir(const std::string& root);
+std::string trash_dir(const std::string& root);
+std::string lock_path(const std::string& root);
+
+// The `last` marker as read: the checkpoint name it designates, and whether
+// it was in a legacy form (a symlink or a path) that the next change rewrites.
+struct LastRead {
+  std::string name;
+  bool legacy = false;
+};
+// nullopt when absent; throws Error(integrity) when unreadable or pointing
+// outside the root.
+std::optional<LastRead> read_last(const Context& ctx, const std::string& root);
+std::optional<BestMarker> read_best(const Context& ctx, const std::string& root);
+std::optional<Policy> read_policy(const Context& ctx, const std::string& root);
+CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
+
+// The directory of a step in the root, whatever its zero-padding.
+std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
+                                         std::uint64_t step);
+
+// Takes the root lock, honouring ctx.lock_timeout.
+FileLock lock_root(const Context& ctx, const std::string& root);
+
+// The best checkpoint by key/mode among the valid checkpoints (ties: lower commit_seq).
+std::optional<BestMarker> compute_best(const std::vector<Checkpoint>& checkpoints,
+                                       const std::string& key, Mode mode);
+// The valid checkpoint with the highest commit_seq.
+const Checkpoint* newest(const std::vector<Checkpoint>& checkpoints);
+
+std::string format_number(double v);
+
+}  // namespace ckpt::detail

@@ -1,0 +1,162 @@
+// load: select, verify and hand back (or materialise) a checkpoint's files.
+#include <fcntl.h>
+
+#include <cerrno>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/paths.hpp"
+#include "ckpt/repository.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const LoadOptions& opts) {
+  std::vector<const FileEntry*> out;
+  if (opts.weights_only && meta.weights.empty()) {
+    throw Error(ErrorKind::not_found,
+                fmt::format("{} records no weights (save with --weights PATH)", meta.name));
+  }
+  std::set<std::string> weights(meta.weights.begin(), meta.weights.end());
+  std::vector<bool> used(opts.only.size(), false);
+  for (const auto& f : meta.files) {
+    if (opts.weights_only && !weights.count(f.path)) continue;
+    if (!opts.only.empty()) {
+      bool match = false;
+      for (std::size_t i = 0; i < opts.only.size(); ++i) {
+        if (f.path == opts.only[i] || glob_match(opts.only[i], f.path)) {
+          used[i] = true;
+          match = true;
+        }
+      }
+      if (!match) continue;
+    }
+    out.push_back(&f);
+  }
+  for (std::size_t i = 0; i < opts.only.size(); ++i) {
+    if (!used[i]) {
+      throw Error(ErrorKind::not_found,
+                  fmt::format("--only {:?} matches no {}file in {}", opts.only[i],
+                              opts.weights_only ? "weights " : "", meta.name));
+    }
+  }
+  return out;
+}
+
+void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = join_path(dir, f.path);
+  auto st = fs.lstat(path);
+  if (!st) {
+    throw Error(ErrorKind::integrity, fmt::format("{}/{} is missing", base_name(dir), f.path));
+  }
+  if (st->type != FileType::file) {
+    throw Error(ErrorKind::integrity,
+                fmt::format("{}/{} is not a regular file", base_name(dir), f.path));
+  }
+  if (st->size != f.size) {
+    throw Error(ErrorKind::integrity, fmt::format("{}/{} has size {}, {} recorded", base_name(dir),
+                                                  f.path, st->size, f.size));
+  }
+  if (full && f.sha256) {
+    auto r = hash_file(fs, path, Hash::yes, {});
+    if (r.sha256 != f.sha256) {
+      throw Error(ErrorKind::integrity,
+                  fmt::format("{}/{}: sha256 mismatch (the file is corrupt)", base_name(dir),
+                              f.path));
+    }
+  }
+}
+
+// Creates dir/rel's parents inside dir, refusing to pass through a symbolic link.
+void make_parents_inside(FileSystem& fs, const std::string& dir, const std::string& rel) {
+  std::size_t pos = 0;
+  while ((pos = rel.find('/', pos)) != std::string::npos) {
+    std::string p = join_path(dir, rel.substr(0, pos));
+    auto st = fs.lstat(p);
+    if (!st) {
+      try {
+        fs.mkdir(p, 0755);
+      } catch (const Error& e) {
+        if (e.sys_errno() != EEXIST) throw;
+      }
+      st = fs.lstat(p);
+    }
+    if (!st || st->type != FileType::dir) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} is not a directory (a symbolic link or a file); refusing to "
+                              "write through it",
+                              p));
+    }
+    ++pos;
+  }
+}
+
+void materialise(const Context& ctx, const std::string& from, const std::string& to) {
+  FileSystem& fs = ctx.file_system();
+  if (auto st = fs.lstat(to); st && st->type == FileType::dir) {
+    throw Error(ErrorKind::usage, fmt::format("{} is a directory; refusing to replace it", to));
+  }
+  // Link or copy under a temporary name, then rename over the destination.
+  std::string tmp = fmt::format("{}/.{}.tmp.{}", parent_path(to), base_name(to), unique_suffix());
+  try {
+    fs.link(from, tmp);
+  } catch (const Error& e) {
+    if (e.sys_errno() != EXDEV && e.sys_errno() != EPERM && e.sys_errno() != EMLINK) throw;
+    AtomicFile out(fs, to);
+    FdGuard in(fs, fs.open(from, O_RDONLY));
+    char buf[1 << 16];
+    for (;;) {
+      check_interrupt();
+      std::size_t n = fs.read(in.get(), buf, sizeof buf);
+      if (n == 0) break;
+      out.write(std::string_view(buf, n));
+    }
+    out.commit();
+    return;
+  }
+  try {
+    fs.rename(tmp, to);
+  } catch (...) {
+    try {
+      fs.unlink(tmp);
+    } catch (const Error&) {
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
+Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
+  return capture([&]() -> LoadReport {
+    std::string root = open_root(ctx, opts.root);
+    Checkpoint c = resolve_ref(ctx, root, opts.ref).value();
+    auto files = select_files(c.meta, opts);
+    for (const auto* f : files) check_file(ctx, c.path, *f, opts.verify);
+
+    LoadReport report;
+    report.name = c.name;
+    report.path = c.path;
+    if (!opts.to) {
+      for (const auto* f : files) report.files.emplace_back(f->path, join_path(c.path, f->path));
+      return report;
+    }
+    FileSystem& fs = ctx.file_system();
+    std::string to = absolute_path(*opts.to);
+    make_dirs(fs, to);
+    for (const auto* f : files) {
+      make_parents_inside(fs, to, f->path);
+      std::string dest = join_path(to, f->path);
+      materialise(ctx, join_path(c.path, f->path), dest);
+      report.files.emplace_back(f->path, dest);
+    }
+    return report;
+  });
+}
+
+}  // namespace ckpt

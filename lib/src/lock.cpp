@@ -1,0 +1,76 @@
+// flock-based locks. Locks are not file data, so they bypass the FileSystem interface.
+#include "ckpt/lock.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "ckpt/error.hpp"
+#include "ckpt/transfer.hpp"
+
+namespace ckpt {
+
+FileLock::FileLock(FileLock&& other) noexcept : m_fd(other.m_fd) { other.m_fd = -1; }
+
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    release();
+    m_fd = other.m_fd;
+    other.m_fd = -1;
+  }
+  return *this;
+}
+
+FileLock::~FileLock() { release(); }
+
+void FileLock::release() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+    m_fd = -1;
+  }
+}
+
+FileLock FileLock::try_acquire(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw io_error(errno, "cannot open lock file", path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return FileLock(fd);
+  int err = errno;
+  ::close(fd);
+  if (err != EWOULDBLOCK) throw io_error(err, "cannot lock", path);
+  return FileLock();
+}
+
+FileLock FileLock::acquire(const std::string& path, double timeout_seconds,
+                           const std::string& what) {
+  using clock = std::chrono::steady_clock;
+  auto deadline = clock::now() + std::chrono::duration<double>(timeout_seconds);
+  auto pause = std::chrono::milliseconds(5);
+  for (;;) {
+    FileLock lock = try_acquire(path);
+    if (lock.held()) return lock;
+    check_interrupt();
+    if (clock::now() >= deadline) {
+      throw Error(ErrorKind::locked,
+                  fmt::format("{} is locked by another ckpt process (waited {}s); retry later",
+                              what, timeout_seconds));
+    }
+    std::this_thread::sleep_for(pause);
+    if (pause < std::chrono::milliseconds(100)) pause *= 2;
+  }
+}
+
+bool FileLock::is_held(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
+}  // namespace ckpt

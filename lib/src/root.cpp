@@ -1,0 +1,323 @@
+// Roots, markers and refs: what a command needs before it can act on a checkpoint.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "ckpt/clock.hpp"
+#include "ckpt/paths.hpp"
+#include "ckpt/repository.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+PosixFileSystem& default_fs() {
+  static PosixFileSystem fs;
+  return fs;
+}
+
+bool is_root_entry(const std::string& name) {
+  return name == k_private_dir || name == k_last_file || name == k_best_file ||
+         name == k_policy_file || parse_step_dir_name(name).has_value();
+}
+
+}  // namespace
+
+std::string tool_version() { return "ckpt 0.1.0"; }
+
+FileSystem& Context::file_system() const { return fs ? *fs : default_fs(); }
+
+void Context::warning(const std::string& message) const {
+  if (warn) warn(message);
+}
+
+std::string open_root(const Context& ctx, const std::string& path) {
+  FileSystem& fs = ctx.file_system();
+  std::string root = absolute_path(path.empty() ? "." : path);
+  auto st = fs.stat(root);
+  if (!st) throw Error(ErrorKind::not_found, fmt::format("no such root: {}", root));
+  if (st->type != FileType::dir) {
+    throw Error(ErrorKind::unsupported, fmt::format("{} is not a directory", root));
+  }
+  auto names = fs.list_dir(root);
+  if (names.empty()) return root;
+  for (const auto& n : names) {
+    if (is_root_entry(n)) return root;
+  }
+  throw Error(ErrorKind::unsupported,
+              fmt::format("{} is not a ckpt root (no .ckpt/, last, best.json, policy.json or "
+                          "step-* inside); check -C",
+                          root));
+}
+
+namespace detail {
+
+std::string private_dir(const std::string& root) { return join_path(root, k_private_dir); }
+std::string staging_dir(const std::string& root) { return join_path(private_dir(root), "staging"); }
+std::string trash_dir(const std::string& root) { return join_path(private_dir(root), "trash"); }
+std::string lock_path(const std::string& root) { return join_path(private_dir(root), "lock"); }
+
+std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = join_path(root, k_last_file);
+  auto st = fs.lstat(path);
+  if (!st) return std::nullopt;
+  std::string target;
+  bool legacy = false;
+  if (st->type == FileType::symlink) {
+    target = fs.readlink(path);
+    legacy = true;
+  } else if (st->type == FileType::file) {
+    target = parse_last_text(read_file(fs, path, k_max_marker_bytes));
+  } else {
+    throw Error(ErrorKind::integrity, "invalid last: not a file");
+  }
+  if (parse_step_dir_name(target) && target.find('/') == std::string::npos) {
+    return LastRead{target, legacy};
+  }
+  // A legacy path form: absolute, or relative to the root.
+  std::string abs = target.front() == '/' ? absolute_path(target)
+                                          : absolute_path(join_path(root, target));
+  if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
+    throw Error(ErrorKind::integrity,
+                fmt::format("invalid last: {:?} does not name a checkpoint in the root", target));
+  }
+  ctx.warning(fmt::format(
+      "last holds a deprecated form ({}); it is rewritten as \"{}\" by the next change",
+      st->type == FileType::symlink ? "a symbolic link" : "a path", base_name(abs)));
+  return LastRead{base_name(abs), true};
+}
+
+std::optional<BestMarker> read_best(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = join_path(root, k_best_file);
+  if (!fs.lstat(path)) return std::nullopt;
+  return parse_best(read_file(fs, path, k_max_marker_bytes));
+}
+
+std::optional<Policy> read_policy(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = join_path(root, k_policy_file);
+  if (!fs.lstat(path)) return std::nullopt;
+  return parse_policy(read_file(fs, path, k_max_marker_bytes));
+}
+
+CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = join_path(dir, k_meta_file);
+  auto st = fs.lstat(path);
+  if (!st) {
+    throw Error(ErrorKind::integrity, fmt::format("{}: {} is missing", base_name(dir), k_meta_file));
+  }
+  try {
+    CheckpointMeta m = parse_checkpoint(read_file(fs, path, k_max_meta_bytes));
+    if (auto s = parse_step_dir_name(base_name(dir)); !s || *s != m.step) {
+      throw Error(ErrorKind::integrity, fmt::format("{} records step {}", k_meta_file, m.step));
+    }
+    return m;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    throw Error(e.kind(), fmt::format("{}: {}", base_name(dir), e.message()));
+  }
+}
+
+std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
+                                         std::uint64_t step) {
+  FileSystem& fs = ctx.file_system();
+  std::string canonical = join_path(root, step_dir_name(step));
+  if (auto st = fs.lstat(canonical); st && st->type == FileType::dir) return canonical;
+  for (const auto& n : fs.list_dir(root)) {
+    auto s = parse_step_dir_name(n);
+    if (s && *s == step) {
+      std::string p = join_path(root, n);
+      if (auto st = fs.lstat(p); st && st->type == FileType::dir) return p;
+    }
+  }
+  return std::nullopt;
+}
+
+FileLock lock_root(const Context& ctx, const std::string& root) {
+  return FileLock::acquire(lock_path(root), ctx.lock_timeout, fmt::format("root {}", root));
+}
+
+std::optional<BestMarker> compute_best(const std::vector<Checkpoint>& checkpoints,
+                                       const std::string& key, Mode mode) {
+  const Checkpoint* best = nullptr;
+  double best_value = 0;
+  for (const auto& c : checkpoints) {
+    auto v = c.meta.metric(key);
+    if (!v || !std::isfinite(*v)) continue;
+    if (best == nullptr || improves(mode, *v, best_value) ||
+        (*v == best_value && c.meta.commit_seq < best->meta.commit_seq)) {
+      best = &c;
+      best_value = *v;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  BestMarker b;
+  b.key = key;
+  b.mode = mode;
+  b.value = best_value;
+  b.step = best->meta.step;
+  b.path = best->name;
+  b.updated = now_rfc3339();
+  return b;
+}
+
+const Checkpoint* newest(const std::vector<Checkpoint>& checkpoints) {
+  const Checkpoint* n = nullptr;
+  for (const auto& c : checkpoints) {
+    if (n == nullptr || c.meta.commit_seq > n->meta.commit_seq) n = &c;
+  }
+  return n;
+}
+
+std::string format_number(double v) { return fmt::format("{}", v); }
+
+}  // namespace detail
+
+Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg) {
+  return capture([&]() -> Listing {
+    FileSystem& fs = ctx.file_system();
+    Listing l;
+    l.root = open_root(ctx, root_arg);
+    std::vector<std::pair<std::uint64_t, std::string>> dirs;
+    for (const auto& n : fs.list_dir(l.root)) {
+      auto step = parse_step_dir_name(n);
+      if (!step) continue;
+      auto st = fs.lstat(join_path(l.root, n));
+      if (!st || st->type != FileType::dir) continue;
+      dirs.emplace_back(*step, n);
+    }
+    std::sort(dirs.begin(), dirs.end());
+    for (const auto& [step, name] : dirs) {
+      std::string dir = join_path(l.root, name);
+      try {
+        l.checkpoints.push_back(Checkpoint{name, dir, detail::read_meta(ctx, dir), {}});
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+        l.invalid.emplace_back(name, e.message());
+      }
+    }
+    try {
+      if (auto last = detail::read_last(ctx, l.root)) l.last = last->name;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      ctx.warning(e.message());
+    }
+    try {
+      l.best = detail::read_best(ctx, l.root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      ctx.warning(e.message());
+    }
+    try {
+      l.policy = detail::read_policy(ctx, l.root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      ctx.warning(e.message());
+    }
+    for (auto& c : l.checkpoints) {
+      if (l.last && *l.last == c.name) c.markers.push_back("last");
+      if (l.best && l.best->path == c.name) c.markers.push_back("best");
+    }
+    return l;
+  });
+}
+
+namespace {
+
+Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const std::string& dir) {
+  Checkpoint c{base_name(dir), dir, detail::read_meta(ctx, dir), {}};
+  try {
+    if (auto last = detail::read_last(ctx, root); last && last->name == c.name) {
+      c.markers.push_back("last");
+    }
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+  }
+  try {
+    if (auto best = detail::read_best(ctx, root); best && best->path == c.name) {
+      c.markers.push_back("best");
+    }
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+  }
+  return c;
+}
+
+Checkpoint by_dir_name(const Context& ctx, const std::string& root, const std::string& name,
+                       const std::string& ref) {
+  std::string dir = join_path(root, name);
+  auto st = ctx.file_system().lstat(dir);
+  if (!st || st->type != FileType::dir) {
+    throw Error(ErrorKind::not_found, fmt::format("no checkpoint {} ({})", name, ref));
+  }
+  return load_checkpoint(ctx, root, dir);
+}
+
+Checkpoint latest(const Context& ctx, const std::string& root) {
+  std::optional<detail::LastRead> last;
+  try {
+    last = detail::read_last(ctx, root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    ctx.warning(fmt::format("{}; finding the newest checkpoint by scanning", e.message()));
+  }
+  if (last) {
+    std::string dir = join_path(root, last->name);
+    if (auto st = ctx.file_system().lstat(dir); st && st->type == FileType::dir) {
+      return load_checkpoint(ctx, root, dir);
+    }
+    ctx.warning(fmt::format("last names {}, which does not exist; finding the newest "
+                            "checkpoint by scanning",
+                            last->name));
+  }
+  auto listing = list_checkpoints(ctx, root).value();
+  const Checkpoint* n = detail::newest(listing.checkpoints);
+  if (n == nullptr) throw Error(ErrorKind::not_found, "the root holds no checkpoint yet");
+  return *n;
+}
+
+}  // namespace
+
+Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root_arg,
+                               const std::string& ref) {
+  return capture([&]() -> Checkpoint {
+    std::string root = open_root(ctx, root_arg);
+    if (ref.empty()) throw Error(ErrorKind::usage, "empty checkpoint ref");
+    if (ref == "latest" || ref == "last") return latest(ctx, root);
+    if (ref == "best") {
+      auto best = detail::read_best(ctx, root);
+      if (!best) throw Error(ErrorKind::not_found, "no best checkpoint (best.json is absent)");
+      return by_dir_name(ctx, root, best->path, ref);
+    }
+    if (ref.find_first_not_of("0123456789") == std::string::npos) {
+      auto step = parse_step(ref);
+      if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
+      auto dir = detail::find_step_dir(ctx, root, *step);
+      if (!dir) throw Error(ErrorKind::not_found, fmt::format("no checkpoint for step {}", ref));
+      return load_checkpoint(ctx, root, *dir);
+    }
+    if (ref.find('/') == std::string::npos) {
+      if (!parse_step_dir_name(ref)) {
+        throw Error(ErrorKind::usage,
+                    fmt::format("bad ref {:?}: expected latest, best, a step, step-N or a path",
+                                ref));
+      }
+      return by_dir_name(ctx, root, ref, ref);
+    }
+    // A path: it must name a checkpoint directory directly inside the root.
+    std::string abs = absolute_path(ref);
+    if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} is not a checkpoint directory inside the root {}", ref, root));
+    }
+    return by_dir_name(ctx, root, base_name(abs), ref);
+  });
+}
+
+}  // namespace ckpt

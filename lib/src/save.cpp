@@ -1,0 +1,606 @@
+// save: stage, hash, fsync, commit by rename under the root lock, then the markers.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/clock.hpp"
+#include "ckpt/paths.hpp"
+#include "ckpt/repository.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+// One file to store: where it comes from and its stored path.
+struct PlannedFile {
+  std::string source;
+  std::string dest;
+  std::uint64_t size = 0;
+};
+
+struct Plan {
+  std::vector<PlannedFile> files;           // sorted by dest
+  std::vector<std::string> source_dirs;     // directory sources, for --move cleanup
+};
+
+void add_planned(Plan& plan, std::set<std::string>& seen, std::string source, std::string dest,
+                 std::uint64_t size) {
+  if (auto why = stored_path_problem(dest)) {
+    throw Error(ErrorKind::usage, fmt::format("refusing stored path {:?} (from {}): {}", dest,
+                                              source, *why));
+  }
+  if (dest == k_meta_file || dest == k_sums_file) {
+    throw Error(ErrorKind::usage,
+                fmt::format("refusing stored path {:?} (from {}): the name is reserved by ckpt",
+                            dest, source));
+  }
+  if (!seen.insert(dest).second) {
+    throw Error(ErrorKind::usage, fmt::format("two sources would be stored as {:?}", dest));
+  }
+  plan.files.push_back(PlannedFile{std::move(source), std::move(dest), size});
+}
+
+// The type of path as save treats it: symbolic links followed only when allowed.
+Stat source_stat(FileSystem& fs, const std::string& path, bool follow, bool top) {
+  auto st = fs.lstat(path);
+  if (!st) {
+    throw Error(top ? ErrorKind::not_found : ErrorKind::io,
+                fmt::format("source {} does not exist", path), ENOENT);
+  }
+  if (st->type == FileType::symlink) {
+    if (!follow) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("source {} is a symbolic link; ckpt stores no links "
+                              "(--follow-symlinks stores the target's content)",
+                              path));
+    }
+    st = fs.stat(path);
+    if (!st) {
+      throw Error(top ? ErrorKind::not_found : ErrorKind::usage,
+                  fmt::format("source {} is a dangling symbolic link", path));
+    }
+  }
+  if (st->type == FileType::other) {
+    throw Error(ErrorKind::usage,
+                fmt::format("source {} is not a regular file or directory (FIFO, socket or "
+                            "device); ckpt stores regular files only",
+                            path));
+  }
+  return *st;
+}
+
+void walk_dir(FileSystem& fs, Plan& plan, std::set<std::string>& seen, const std::string& dir,
+              const std::string& prefix, bool follow, int depth) {
+  if (depth > 256) throw Error(ErrorKind::usage, fmt::format("{} is nested too deeply", dir));
+  auto names = fs.list_dir(dir);
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    std::string path = join_path(dir, n);
+    std::string dest = prefix.empty() ? n : prefix + "/" + n;
+    Stat st = source_stat(fs, path, follow, false);
+    if (st.type == FileType::dir) {
+      walk_dir(fs, plan, seen, path, dest, follow, depth + 1);
+    } else {
+      add_planned(plan, seen, path, dest, st.size);
+    }
+  }
+}
+
+Plan make_plan(FileSystem& fs, const SaveOptions& opts) {
+  Plan plan;
+  std::set<std::string> seen;
+  for (const auto& src : opts.sources) {
+    if (src.path.empty()) throw Error(ErrorKind::usage, "empty source path");
+    Stat st = source_stat(fs, src.path, opts.follow_symlinks, true);
+    if (src.contents) {
+      if (st.type != FileType::dir) {
+        throw Error(ErrorKind::usage, fmt::format("--from {}: not a directory", src.path));
+      }
+      walk_dir(fs, plan, seen, src.path, "", opts.follow_symlinks, 0);
+      plan.source_dirs.push_back(src.path);
+      continue;
+    }
+    std::string dest = src.dest.value_or(base_name(src.path));
+    if (src.dest && dest.empty()) {
+      throw Error(ErrorKind::usage, fmt::format("empty destination for {}", src.path));
+    }
+    if (st.type == FileType::dir) {
+      if (auto why = stored_path_problem(dest)) {
+        throw Error(ErrorKind::usage,
+                    fmt::format("refusing stored path {:?} (from {}): {}", dest, src.path, *why));
+      }
+      walk_dir(fs, plan, seen, src.path, dest, opts.follow_symlinks, 0);
+      plan.source_dirs.push_back(src.path);
+    } else {
+      add_planned(plan, seen, src.path, dest, st.size);
+    }
+  }
+  if (plan.files.empty()) {
+    throw Error(ErrorKind::usage, "nothing to save: give at least one file (SOURCE or --from DIR)");
+  }
+  std::sort(plan.files.begin(), plan.files.end(),
+            [](const PlannedFile& a, const PlannedFile& b) { return a.dest < b.dest; });
+  return plan;
+}
+
+std::vector<std::string> match_weights(const SaveOptions& opts, const Plan& plan) {
+  std::set<std::string> out;
+  for (const auto& pattern : opts.weights) {
+    bool any = false;
+    for (const auto& f : plan.files) {
+      if (f.dest == pattern || glob_match(pattern, f.dest)) {
+        out.insert(f.dest);
+        any = true;
+      }
+    }
+    if (!any) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("--weights {:?} matches no stored file", pattern));
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
+bool hard_link_or_copy_needed(const Error& e) {
+  int err = e.sys_errno();
+  return err == EXDEV || err == EPERM || err == EMLINK || err == EACCES;
+}
+
+// The staging directory and its lock; removed unless released to the commit.
+class Staging {
+ public:
+  Staging(const Context& ctx, const std::string& root, const std::string& name)
+      : m_fs(ctx.file_system()) {
+    std::string base = detail::staging_dir(root);
+    std::string id = fmt::format("{}.{}", name, unique_suffix());
+    m_dir = join_path(base, id);
+    m_lock_file = m_dir + ".lock";
+    m_lock = FileLock::try_acquire(m_lock_file);
+    m_fs.mkdir(m_dir, 0755);
+  }
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+  ~Staging() {
+    try {
+      remove_tree(m_fs, m_dir);
+    } catch (const Error&) {
+      // Left for the next prune; it is private and invisible.
+    }
+    try {
+      m_fs.unlink(m_lock_file);
+    } catch (const Error&) {
+    }
+  }
+  const std::string& dir() const { return m_dir; }
+
+ private:
+  FileSystem& m_fs;
+  std::string m_dir;
+  std::string m_lock_file;
+  FileLock m_lock;
+};
+
+class Stager {
+ public:
+  Stager(const Context& ctx, const SaveOptions& opts, const std::string& staging,
+         std::uint64_t total, Hash hash)
+      : m_ctx(ctx), m_fs(ctx.file_system()), m_opts(opts), m_staging(staging), m_total(total),
+        m_hash(hash) {
+    m_dirs.push_back(staging);
+  }
+
+  FileEntry stage(const PlannedFile& f) {
+    std::string dst = join_path(m_staging, f.dest);
+    make_parent(f.dest);
+    TransferResult r;
+    if (m_opts.transfer == Transfer::copy) {
+      r = copy(f.source, dst);
+    } else {
+      try {
+        m_fs.link(f.source, dst);
+        r = hash_file(m_fs, dst, m_hash, progress_fn());
+        // The data must be durable before the commit, whoever wrote it.
+        FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY));
+        m_fs.fsync(fd.get());
+        fd.close();
+      } catch (const Error& e) {
+        if (!hard_link_or_copy_needed(e)) throw;
+        if (m_opts.transfer == Transfer::link && !m_warned_link) {
+          m_ctx.warning(fmt::format("cannot hard-link {} ({}); copying instead", f.source,
+                                    e.message()));
+          m_warned_link = true;
+        }
+        r = copy(f.source, dst);
+      }
+    }
+    FileEntry e;
+    e.path = f.dest;
+    e.size = r.size;
+    e.sha256 = r.sha256;
+    return e;
+  }
+
+  // Directories created in staging, deepest first, for fsync.
+  std::vector<std::string> dirs_deepest_first() const {
+    std::vector<std::string> d = m_dirs;
+    std::sort(d.begin(), d.end(), [](const std::string& a, const std::string& b) {
+      return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
+    });
+    return d;
+  }
+
+ private:
+  ProgressFn progress_fn() {
+    if (!m_ctx.progress) return {};
+    return [this](std::uint64_t n) {
+      m_done += n;
+      m_ctx.progress(m_done, m_total);
+    };
+  }
+
+  void make_parent(const std::string& dest) {
+    std::size_t pos = 0;
+    while ((pos = dest.find('/', pos)) != std::string::npos) {
+      std::string rel = dest.substr(0, pos);
+      if (m_made.insert(rel).second) {
+        std::string p = join_path(m_staging, rel);
+        m_fs.mkdir(p, 0755);
+        m_dirs.push_back(p);
+      }
+      ++pos;
+    }
+  }
+
+  TransferResult copy(const std::string& src, const std::string& dst) {
+    FdGuard in(m_fs, m_fs.open(src, O_RDONLY));
+    Stat st = m_fs.fstat(in.get());
+    if (st.type != FileType::file) {
+      throw Error(ErrorKind::usage, fmt::format("source {} is not a regular file", src));
+    }
+    FdGuard out(m_fs, m_fs.open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    TransferResult r;
+    if (m_fs.clone(in.get(), out.get())) {
+      r = hash_fd(m_fs, in.get(), m_hash, progress_fn());
+    } else {
+      r = copy_and_hash(m_fs, in.get(), out.get(), m_hash, progress_fn());
+    }
+    m_fs.fsync(out.get());
+    out.close();
+    return r;
+  }
+
+  const Context& m_ctx;
+  FileSystem& m_fs;
+  const SaveOptions& m_opts;
+  std::string m_staging;
+  std::uint64_t m_total;
+  std::uint64_t m_done = 0;
+  Hash m_hash;
+  std::set<std::string> m_made;
+  std::vector<std::string> m_dirs;
+  bool m_warned_link = false;
+};
+
+void write_and_sync(FileSystem& fs, const std::string& path, const std::string& data) {
+  FdGuard fd(fs, fs.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  fs.write(fd.get(), data.data(), data.size());
+  fs.fsync(fd.get());
+  fd.close();
+}
+
+// The next commit_seq: one more than the highest in the root. The counter in
+// .ckpt/ saves a scan; it is checked against `last` so a copied or restored
+// root cannot reuse a number.
+std::uint64_t next_commit_seq(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string counter = join_path(detail::private_dir(root), "commit_seq");
+  std::optional<std::uint64_t> known;
+  if (fs.lstat(counter)) {
+    try {
+      std::string text = read_file(fs, counter, 64);
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      known = parse_step(text);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+  }
+  std::uint64_t highest = 0;
+  if (known) {
+    highest = *known;
+    try {
+      if (auto last = detail::read_last(ctx, root)) {
+        std::string dir = join_path(root, last->name);
+        if (fs.lstat(dir)) highest = std::max(highest, detail::read_meta(ctx, dir).commit_seq);
+      }
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+  } else {
+    auto listing = list_checkpoints(ctx, root).value();
+    for (const auto& c : listing.checkpoints) highest = std::max(highest, c.meta.commit_seq);
+  }
+  return highest + 1;
+}
+
+void store_commit_seq(const Context& ctx, const std::string& root, std::uint64_t seq) {
+  write_file_atomic(ctx.file_system(), join_path(detail::private_dir(root), "commit_seq"),
+                    fmt::format("{}\n", seq));
+}
+
+// The best key/mode in force: this call's, else policy.json's, else best.json's.
+struct BestRule {
+  std::optional<std::string> key;
+  Mode mode = Mode::min;
+};
+
+BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
+                   const std::optional<BestMarker>& best) {
+  BestRule r;
+  r.key = opts.policy.best_key;
+  if (!r.key && policy) r.key = policy->best_key;
+  if (!r.key && best) r.key = best->key;
+  if (opts.policy.best_mode) {
+    r.mode = *opts.policy.best_mode;
+  } else if (policy && policy->best_mode) {
+    r.mode = *policy->best_mode;
+  } else if (best && best->key == r.key) {
+    r.mode = best->mode;
+  }
+  return r;
+}
+
+void check_best_conflict(const SaveOptions& opts, const std::optional<BestMarker>& best) {
+  if (!best || opts.force) return;
+  if (opts.policy.best_key && *opts.policy.best_key != best->key) {
+    throw Error(ErrorKind::conflict,
+                fmt::format("best.json ranks by {:?} but this save names --best-key {:?}; "
+                            "use --force to switch (best.json is then rebuilt)",
+                            best->key, *opts.policy.best_key));
+  }
+  if (opts.policy.best_mode && *opts.policy.best_mode != best->mode &&
+      (!opts.policy.best_key || *opts.policy.best_key == best->key)) {
+    throw Error(ErrorKind::conflict,
+                fmt::format("best.json ranks {:?} by {} but this save names --mode {}; "
+                            "use --force to switch",
+                            best->key, mode_name(best->mode), mode_name(*opts.policy.best_mode)));
+  }
+}
+
+std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::string& root) {
+  try {
+    return detail::read_best(ctx, root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    ctx.warning(fmt::format("{}; it will be rebuilt", e.message()));
+    return std::nullopt;
+  }
+}
+
+Policy merged_policy(const std::optional<Policy>& current, const Policy& given) {
+  Policy p = current.value_or(Policy{});
+  if (given.best_key) p.best_key = given.best_key;
+  if (given.best_mode) p.best_mode = given.best_mode;
+  if (given.keep_last) p.keep_last = given.keep_last;
+  if (given.keep_best) p.keep_best = given.keep_best;
+  if (given.keep_every) p.keep_every = given.keep_every;
+  if (given.keep_within) p.keep_within = given.keep_within;
+  if (given.checksum) p.checksum = given.checksum;
+  return p;
+}
+
+void remove_moved_sources(const Context& ctx, const Plan& plan) {
+  FileSystem& fs = ctx.file_system();
+  for (const auto& f : plan.files) {
+    try {
+      fs.unlink(f.source);
+    } catch (const Error& e) {
+      if (e.sys_errno() != ENOENT) ctx.warning(e.message());
+    }
+  }
+  // Emptied source directories go too, deepest first; any with new content stays.
+  for (const auto& top : plan.source_dirs) {
+    std::vector<std::string> dirs;
+    std::set<std::string> seen;
+    for (const auto& f : plan.files) {
+      for (std::string d = parent_path(f.source); d.size() >= top.size() && d.rfind(top, 0) == 0;
+           d = parent_path(d)) {
+        if (seen.insert(d).second) dirs.push_back(d);
+        if (d == top || d == "/" || d == ".") break;
+      }
+    }
+    std::sort(dirs.begin(), dirs.end(), [](const std::string& a, const std::string& b) {
+      return a.size() > b.size();
+    });
+    for (const auto& d : dirs) {
+      try {
+        fs.rmdir(d);
+      } catch (const Error&) {
+      }
+    }
+  }
+}
+
+// Removes staging directories whose writer is gone (nobody holds their lock).
+void clean_abandoned_staging(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string base = detail::staging_dir(root);
+  for (const auto& n : fs.list_dir(base)) {
+    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".lock") == 0) continue;
+    std::string dir = join_path(base, n);
+    std::string lock_file = dir + ".lock";
+    FileLock probe = FileLock::try_acquire(lock_file);
+    if (!probe.held()) continue;  // a live writer
+    remove_tree(fs, dir);
+    try {
+      fs.unlink(lock_file);
+    } catch (const Error&) {
+    }
+  }
+}
+
+}  // namespace
+
+Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
+  return capture([&]() -> SaveReport {
+    FileSystem& fs = ctx.file_system();
+    if (opts.step > k_max_step) throw Error(ErrorKind::usage, "step must be below 2^63");
+    if (opts.policy.keep_within && !parse_duration(*opts.policy.keep_within)) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("--keep-within {:?} is not a duration (30m, 12h, 7d, 2w, 1d12h)",
+                              *opts.policy.keep_within));
+    }
+    if (opts.policy.keep_every && *opts.policy.keep_every == 0) {
+      throw Error(ErrorKind::usage, "--keep-every must be at least 1");
+    }
+    for (const auto& [k, v] : opts.metrics) {
+      if (k.empty()) throw Error(ErrorKind::usage, "a metric needs a name (KEY=VALUE)");
+      if (!std::isfinite(v)) {
+        ctx.warning(fmt::format("metric {} is not finite ({}); stored as null, never best", k, v));
+      }
+    }
+    Plan plan = make_plan(fs, opts);
+    std::vector<std::string> weights = match_weights(opts, plan);
+    std::string name = step_dir_name(opts.step);
+
+    std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
+    if (auto st = fs.stat(root); st && st->type != FileType::dir) {
+      throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
+                  ENOTDIR);
+    }
+    make_dirs(fs, detail::staging_dir(root));
+    make_dirs(fs, detail::trash_dir(root));
+
+    auto policy = detail::read_policy(ctx, root);
+    auto best = read_best_tolerant(ctx, root);
+    check_best_conflict(opts, best);
+    if (!opts.force && detail::find_step_dir(ctx, root, opts.step)) {
+      throw Error(ErrorKind::conflict,
+                  fmt::format("step {} already exists ({}); use --force to replace it",
+                              opts.step, name));
+    }
+    std::string checksum = opts.policy.checksum.value_or(
+        policy && policy->checksum ? *policy->checksum : std::string("sha256"));
+    Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
+
+    CheckpointMeta meta;
+    meta.name = name;
+    meta.step = opts.step;
+    meta.created = now_rfc3339_ms();
+    for (const auto& [k, v] : opts.metrics) {
+      meta.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+    }
+    meta.meta = opts.meta;
+    meta.checksum = checksum;
+    meta.weights = weights;
+    meta.tool = tool_version();
+
+    Staging staging(ctx, root, name);
+    std::uint64_t total = 0;
+    for (const auto& f : plan.files) total += f.size;
+    Stager stager(ctx, opts, staging.dir(), total, hash);
+    for (const auto& f : plan.files) {
+      meta.files.push_back(stager.stage(f));
+      meta.total_size += meta.files.back().size;
+    }
+    if (hash == Hash::yes) {
+      write_and_sync(fs, join_path(staging.dir(), k_sums_file), serialize_sums(meta.files));
+    }
+
+    SaveReport report;
+    {
+      FileLock lock = detail::lock_root(ctx, root);
+      check_interrupt();
+      best = read_best_tolerant(ctx, root);
+      check_best_conflict(opts, best);
+      auto existing = detail::find_step_dir(ctx, root, opts.step);
+      if (existing && !opts.force) {
+        throw Error(ErrorKind::conflict,
+                    fmt::format("step {} already exists ({}); use --force to replace it",
+                                opts.step, base_name(*existing)));
+      }
+      meta.commit_seq = next_commit_seq(ctx, root);
+      write_and_sync(fs, join_path(staging.dir(), k_meta_file), serialize_checkpoint(meta));
+      for (const auto& d : stager.dirs_deepest_first()) fs.fsync_dir(d);
+      store_commit_seq(ctx, root, meta.commit_seq);
+
+      std::string target = join_path(root, name);
+      bool replaced_best = false;
+      std::optional<std::string> retired;
+      if (existing) {
+        replaced_best = best && best->path == base_name(*existing);
+        if (*existing == target) {
+          // Swap atomically; the old checkpoint lands in staging and goes with it.
+          fs.rename(staging.dir(), target, RenameMode::exchange);
+        } else {
+          // Another zero-padding: commit the new one first, then retire the old.
+          fs.rename(staging.dir(), target, RenameMode::noreplace);
+          retired = join_path(detail::trash_dir(root),
+                              fmt::format("{}.{}", base_name(*existing), unique_suffix()));
+          fs.rename(*existing, *retired, RenameMode::noreplace);
+        }
+      } else {
+        fs.rename(staging.dir(), target, RenameMode::noreplace);
+      }
+      fs.fsync_dir(root);
+      if (retired) remove_tree(fs, *retired);
+
+      report.name = name;
+      report.path = target;
+      report.step = opts.step;
+      report.commit_seq = meta.commit_seq;
+      report.files = meta.files.size();
+      report.total_size = meta.total_size;
+
+      try {
+        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
+
+        BestRule rule = best_rule(opts, policy, best);
+        if (rule.key) {
+          report.best_key = rule.key;
+          report.best_value = meta.metric(*rule.key);
+          bool key_changed = best && (best->key != *rule.key || best->mode != rule.mode);
+          std::optional<BestMarker> next;
+          if (!best || key_changed || replaced_best) {
+            auto listing = list_checkpoints(ctx, root).value();
+            next = detail::compute_best(listing.checkpoints, *rule.key, rule.mode);
+          } else if (report.best_value && improves(rule.mode, *report.best_value, best->value)) {
+            next = BestMarker{*rule.key, rule.mode, *report.best_value, opts.step, name,
+                              now_rfc3339()};
+          }
+          if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
+            write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*next));
+            report.best_updated = next->path == name;
+          }
+        }
+
+        Policy merged = merged_policy(policy, opts.policy);
+        if (policy ? !(merged == *policy) : !(merged == Policy{})) {
+          write_file_atomic(fs, join_path(root, k_policy_file), serialize_policy(merged));
+        }
+      } catch (const Error& e) {
+        throw Error(e.kind(),
+                    fmt::format("{} is committed, but updating the markers failed: {}; "
+                                "`ckpt verify --repair` brings them up to date",
+                                name, e.message()),
+                    e.sys_errno());
+      }
+    }
+
+    if (opts.transfer == Transfer::move) remove_moved_sources(ctx, plan);
+    try {
+      clean_abandoned_staging(ctx, root);
+    } catch (const Error& e) {
+      ctx.warning(fmt::format("could not clean abandoned staging: {}", e.message()));
+    }
+    return report;
+  });
+}
+
+}  // namespace ckpt

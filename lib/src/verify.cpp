@@ -1,0 +1,318 @@
+// verify: checkpoints against their manifests, markers against the checkpoints; --repair.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/repository.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+void add(CheckpointCheck& c, std::string path, std::string kind, std::string detail,
+         Severity sev = Severity::failure) {
+  c.problems.push_back(Problem{std::move(path), std::move(kind), std::move(detail), sev});
+}
+
+// Files under dir (relative, '/'-separated) that are not directories.
+void walk(FileSystem& fs, const std::string& dir, const std::string& prefix,
+          std::vector<std::string>& out) {
+  for (const auto& n : fs.list_dir(dir)) {
+    std::string rel = prefix.empty() ? n : prefix + "/" + n;
+    auto st = fs.lstat(join_path(dir, n));
+    if (st && st->type == FileType::dir) {
+      walk(fs, join_path(dir, n), rel, out);
+    } else {
+      out.push_back(rel);
+    }
+  }
+}
+
+CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, bool quick,
+                                 std::optional<CheckpointMeta>* meta_out) {
+  FileSystem& fs = ctx.file_system();
+  CheckpointCheck c;
+  c.name = base_name(dir);
+  CheckpointMeta meta;
+  try {
+    meta = detail::read_meta(ctx, dir);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+    add(c, k_meta_file, "metadata", e.message());
+    c.ok = false;
+    return c;
+  }
+  std::set<std::string> listed;
+  for (const auto& f : meta.files) {
+    listed.insert(f.path);
+    std::string path = join_path(dir, f.path);
+    auto st = fs.lstat(path);
+    if (!st) {
+      add(c, f.path, "missing", "listed in _checkpoint.json but absent");
+      continue;
+    }
+    if (st->type != FileType::file) {
+      add(c, f.path, "not_regular",
+          st->type == FileType::symlink ? "a symbolic link, not a stored file"
+                                        : "not a regular file");
+      continue;
+    }
+    if (st->size != f.size) {
+      add(c, f.path, "size_mismatch", fmt::format("size {} but {} recorded", st->size, f.size));
+      continue;
+    }
+    if (!quick && f.sha256) {
+      TransferResult r;
+      try {
+        r = hash_file(fs, path, Hash::yes, ctx.progress ? ProgressFn([&](std::uint64_t n) {
+          ctx.progress(n, 0);
+        }) : ProgressFn());
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::io) throw;
+        add(c, f.path, "unreadable", e.message());
+        continue;
+      }
+      if (r.size != f.size) {
+        add(c, f.path, "size_mismatch", fmt::format("read {} bytes, {} recorded", r.size, f.size));
+        continue;
+      }
+      if (r.sha256 != f.sha256) {
+        add(c, f.path, "digest_mismatch",
+            fmt::format("sha256 {} but {} recorded", *r.sha256, *f.sha256));
+        continue;
+      }
+    }
+    c.verified_files.push_back(f.path);
+  }
+  // SHA256SUMS must agree with _checkpoint.json.
+  std::string sums_path = join_path(dir, k_sums_file);
+  bool sums_present = fs.lstat(sums_path).has_value();
+  if (meta.checksum == "sha256") {
+    if (!sums_present) {
+      add(c, k_sums_file, "sums_mismatch", "missing although checksum is sha256");
+    } else {
+      try {
+        auto sums = parse_sums(read_file(fs, sums_path, k_max_meta_bytes));
+        std::map<std::string, std::string> expected;
+        for (const auto& f : meta.files) expected[f.path] = *f.sha256;
+        if (sums != expected) {
+          for (const auto& [p, d] : expected) {
+            auto it = sums.find(p);
+            if (it == sums.end()) {
+              add(c, k_sums_file, "sums_mismatch", fmt::format("{} is not listed", p));
+            } else if (it->second != d) {
+              add(c, k_sums_file, "sums_mismatch",
+                  fmt::format("{} has another digest than _checkpoint.json", p));
+            }
+          }
+          for (const auto& [p, d] : sums) {
+            if (!expected.count(p)) {
+              add(c, k_sums_file, "sums_mismatch",
+                  fmt::format("{} is listed but not in _checkpoint.json", p));
+            }
+          }
+        }
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io) throw;
+        add(c, k_sums_file, "sums_mismatch", e.message());
+      }
+    }
+  }
+  std::vector<std::string> present;
+  walk(fs, dir, "", present);
+  std::sort(present.begin(), present.end());
+  for (const auto& p : present) {
+    if (listed.count(p) || p == k_meta_file || (p == k_sums_file && meta.checksum == "sha256")) {
+      continue;
+    }
+    add(c, p, "extra", "not listed in _checkpoint.json", Severity::warning);
+  }
+  if (meta_out) *meta_out = std::move(meta);
+  return c;
+}
+
+bool counts(const Problem& p, bool strict) { return p.severity == Severity::failure || strict; }
+
+}  // namespace
+
+Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
+  return capture([&]() -> VerifyReport {
+    std::string root = open_root(ctx, opts.root);
+    VerifyReport report;
+    FileLock lock;
+    if (opts.repair) lock = detail::lock_root(ctx, root);
+
+    std::vector<std::string> dirs;
+    if (opts.refs.empty()) {
+      auto listing = list_checkpoints(ctx, root).value();
+      for (const auto& c : listing.checkpoints) dirs.push_back(c.path);
+      for (const auto& [name, why] : listing.invalid) dirs.push_back(join_path(root, name));
+      std::sort(dirs.begin(), dirs.end());
+    } else {
+      for (const auto& ref : opts.refs) {
+        auto r = resolve_ref(ctx, root, ref);
+        if (!r) {
+          if (r.error().kind() != ErrorKind::integrity) throw r.error();
+          // Unreadable metadata is a problem to report, not a reason to stop.
+          const std::string msg = r.error().message();
+          std::string step_dir = msg.substr(0, msg.find(':'));
+          if (!parse_step_dir_name(step_dir)) throw r.error();
+          dirs.push_back(join_path(root, step_dir));
+          continue;
+        }
+        dirs.push_back(r->path);
+      }
+    }
+
+    std::vector<Checkpoint> complete;
+    for (const auto& dir : dirs) {
+      std::optional<CheckpointMeta> meta;
+      CheckpointCheck c = check_checkpoint(ctx, dir, opts.quick, &meta);
+      for (const auto& p : c.problems) {
+        if (counts(p, opts.strict)) c.ok = false;
+      }
+      if (!c.ok) report.ok = false;
+      bool intact = std::none_of(c.problems.begin(), c.problems.end(),
+                                 [](const Problem& p) { return p.severity == Severity::failure; });
+      if (meta && intact) complete.push_back(Checkpoint{c.name, dir, *meta, {}});
+      report.checkpoints.push_back(std::move(c));
+    }
+    if (!opts.refs.empty()) return report;
+
+    // The markers, against the complete checkpoints.
+    report.markers_checked = true;
+    CheckpointCheck m;
+    auto by_name = [&](const std::string& name) -> const Checkpoint* {
+      for (const auto& c : complete) {
+        if (c.name == name) return &c;
+      }
+      return nullptr;
+    };
+    const Checkpoint* newest = detail::newest(complete);
+    std::optional<std::string> last_name;
+    bool last_legacy = false;
+    try {
+      if (auto last = detail::read_last(ctx, root)) {
+        last_name = last->name;
+        last_legacy = last->legacy;
+      }
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      add(m, k_last_file, "last_invalid", e.message());
+    }
+    if (last_name) {
+      if (!by_name(*last_name)) {
+        add(m, k_last_file, "last_dangling",
+            fmt::format("names {}, which is not a complete checkpoint", *last_name));
+      } else if (newest && newest->name != *last_name) {
+        add(m, k_last_file, "last_stale",
+            fmt::format("names {} but the newest checkpoint is {}", *last_name, newest->name),
+            Severity::warning);
+      }
+    } else if (newest && m.problems.empty()) {
+      add(m, k_last_file, "last_stale", "absent although the root holds checkpoints",
+          Severity::warning);
+    }
+
+    std::optional<BestMarker> best;
+    try {
+      best = detail::read_best(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      add(m, k_best_file, "best_invalid", e.message());
+    }
+    std::optional<Policy> policy;
+    try {
+      policy = detail::read_policy(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      add(m, k_policy_file, "policy_invalid", e.message());
+    }
+    if (best) {
+      const Checkpoint* c = by_name(best->path);
+      if (!c) {
+        add(m, k_best_file, "best_dangling",
+            fmt::format("names {}, which is not a complete checkpoint", best->path));
+      } else {
+        auto v = c->meta.metric(best->key);
+        if (!v || *v != best->value) {
+          add(m, k_best_file, "best_value_mismatch",
+              fmt::format("holds {} = {} but {} records {}", best->key,
+                          detail::format_number(best->value), best->path,
+                          v ? detail::format_number(*v) : std::string("nothing")));
+        } else if (auto better = detail::compute_best(complete, best->key, best->mode);
+                   better && better->path != best->path &&
+                   improves(best->mode, better->value, best->value)) {
+          add(m, k_best_file, "best_stale",
+              fmt::format("{} has a better {} ({}) than {} ({})", better->path, best->key,
+                          detail::format_number(better->value), best->path,
+                          detail::format_number(best->value)),
+              Severity::warning);
+        }
+      }
+    }
+
+    if (opts.repair) {
+      FileSystem& fs = ctx.file_system();
+      bool last_bad = last_legacy || std::any_of(m.problems.begin(), m.problems.end(),
+                                                 [](const Problem& p) {
+                                                   return p.path == k_last_file;
+                                                 });
+      if (last_bad) {
+        if (newest) {
+          write_file_atomic(fs, join_path(root, k_last_file), serialize_last(newest->name));
+        } else {
+          remove_tree(fs, join_path(root, k_last_file));
+          fs.fsync_dir(root);
+        }
+        report.repaired.push_back(k_last_file);
+      }
+      bool best_bad = std::any_of(m.problems.begin(), m.problems.end(), [](const Problem& p) {
+        return p.path == k_best_file;
+      });
+      if (best_bad) {
+        std::optional<std::string> key;
+        Mode mode = Mode::min;
+        if (best) {
+          key = best->key;
+          mode = best->mode;
+        } else if (policy && policy->best_key) {
+          key = policy->best_key;
+          mode = policy->best_mode.value_or(Mode::min);
+        }
+        std::optional<BestMarker> rebuilt;
+        if (key) rebuilt = detail::compute_best(complete, *key, mode);
+        if (rebuilt) {
+          write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*rebuilt));
+        } else {
+          remove_tree(fs, join_path(root, k_best_file));
+          fs.fsync_dir(root);
+        }
+        report.repaired.push_back(k_best_file);
+      }
+      if (!report.repaired.empty()) {
+        // What was wrong with the repaired files is history now.
+        std::erase_if(m.problems, [&](const Problem& p) {
+          return std::find(report.repaired.begin(), report.repaired.end(), p.path) !=
+                 report.repaired.end();
+        });
+      }
+    }
+
+    for (const auto& p : m.problems) {
+      if (counts(p, opts.strict)) report.markers_ok = false;
+    }
+    if (!report.markers_ok) report.ok = false;
+    report.marker_problems = std::move(m.problems);
+    return report;
+  });
+}
+
+}  // namespace ckpt

@@ -179,8 +179,12 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
         if (counts(p, opts.strict)) c.ok = false;
       }
       if (!c.ok) report.ok = false;
-      bool intact = std::none_of(c.problems.begin(), c.problems.end(),
-                                 [](const Problem& p) { return p.severity == Severity::failure; });
+      // Complete: valid metadata and every listed file present at its size. A
+      // digest mismatch is corruption, reported on the checkpoint itself.
+      bool intact = std::none_of(c.problems.begin(), c.problems.end(), [](const Problem& p) {
+        return p.kind == "metadata" || p.kind == "missing" || p.kind == "size_mismatch" ||
+               p.kind == "not_regular";
+      });
       if (meta && intact) complete.push_back(Checkpoint{c.name, dir, *meta, {}});
       report.checkpoints.push_back(std::move(c));
     }

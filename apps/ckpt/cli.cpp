@@ -190,6 +190,8 @@ const std::vector<CommandSpec>& commands() {
       {"info", "List the checkpoints, or show one (latest, best, a step, a path)", setup_info},
       {"verify", "Check checkpoints and markers against their manifests", setup_verify},
       {"load", "Verify a checkpoint and print (or materialise) its file paths", setup_load},
+      {"prune", "Apply the retention policy; last and best are always kept", setup_prune},
+      {"promote-best", "Offer a checkpoint as best, or rebuild best.json", setup_promote},
   };
   return table;
 }
@@ -220,7 +222,10 @@ int run(int argc, char** argv) {
   app.add_option("--progress", cli.global.progress, "Progress on stderr: auto, always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
 
-  for (const auto& c : commands()) c.setup(app, cli);
+  for (const auto& c : commands()) {
+    c.setup(app, cli);
+    app.get_subcommand(c.name)->description(c.summary);
+  }
 
   std::string help_topic;
   auto* help = app.add_subcommand("help", "Show help for a command");

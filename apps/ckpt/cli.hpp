@@ -55,6 +55,8 @@ void setup_save(CLI::App& app, Cli& cli);
 void setup_info(CLI::App& app, Cli& cli);
 void setup_verify(CLI::App& app, Cli& cli);
 void setup_load(CLI::App& app, Cli& cli);
+void setup_prune(CLI::App& app, Cli& cli);
+void setup_promote(CLI::App& app, Cli& cli);
 
 // "4.0 KiB".
 std::string human_size(std::uint64_t bytes);

@@ -44,3 +44,23 @@ const Checkpoint* newest(const std::vector<Checkpoint>& checkpoints);
 std::string format_number(double v);
 
 }  // namespace ckpt::detail
+
+namespace ckpt {
+struct PruneReport;
+}
+
+namespace ckpt::detail {
+
+// Removes (or, dry, lists) abandoned staging directories (nobody holds their
+// lock) and trash leftovers; returns root-relative paths. Call under the root lock.
+std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run);
+
+// Applies the retention rules of policy to the root; the caller holds the
+// root lock unless dry_run.
+PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
+                         bool dry_run);
+
+// Rewrites a `last` in a legacy form canonically; call under the root lock.
+void canonicalise_last(const Context& ctx, const std::string& root);
+
+}  // namespace ckpt::detail

@@ -12,6 +12,7 @@
 #include "ckpt/clock.hpp"
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
+#include "ckpt/retention.hpp"
 #include "internal.hpp"
 
 namespace ckpt {
@@ -427,24 +428,6 @@ void remove_moved_sources(const Context& ctx, const Plan& plan) {
   }
 }
 
-// Removes staging directories whose writer is gone (nobody holds their lock).
-void clean_abandoned_staging(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
-  std::string base = detail::staging_dir(root);
-  for (const auto& n : fs.list_dir(base)) {
-    if (n.size() > 5 && n.compare(n.size() - 5, 5, ".lock") == 0) continue;
-    std::string dir = join_path(base, n);
-    std::string lock_file = dir + ".lock";
-    FileLock probe = FileLock::try_acquire(lock_file);
-    if (!probe.held()) continue;  // a live writer
-    remove_tree(fs, dir);
-    try {
-      fs.unlink(lock_file);
-    } catch (const Error&) {
-    }
-  }
-}
-
 }  // namespace
 
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
@@ -584,6 +567,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         if (policy ? !(merged == *policy) : !(merged == Policy{})) {
           write_file_atomic(fs, join_path(root, k_policy_file), serialize_policy(merged));
         }
+        policy = merged;
       } catch (const Error& e) {
         throw Error(e.kind(),
                     fmt::format("{} is committed, but updating the markers failed: {}; "
@@ -591,13 +575,18 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                                 name, e.message()),
                     e.sys_errno());
       }
-    }
-
-    if (opts.transfer == Transfer::move) remove_moved_sources(ctx, plan);
-    try {
-      clean_abandoned_staging(ctx, root);
-    } catch (const Error& e) {
-      ctx.warning(fmt::format("could not clean abandoned staging: {}", e.message()));
+      if (opts.transfer == Transfer::move) remove_moved_sources(ctx, plan);
+      try {
+        if (policy->has_retention_rule()) {
+          report.pruned = detail::prune_locked(ctx, root, *policy, false).removed;
+        } else {
+          detail::clean_private(ctx, root, false);
+        }
+      } catch (const Error& e) {
+        throw Error(e.kind(),
+                    fmt::format("{} is committed, but retention failed: {}", name, e.message()),
+                    e.sys_errno());
+      }
     }
     return report;
   });

@@ -245,12 +245,13 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
         add(m, k_best_file, "best_dangling",
             fmt::format("names {}, which is not a complete checkpoint", best->path));
       } else {
+        // A checkpoint without the key was promoted with --value: nothing to compare.
         auto v = c->meta.metric(best->key);
-        if (!v || *v != best->value) {
+        if (c->meta.metrics.count(best->key) && (!v || *v != best->value)) {
           add(m, k_best_file, "best_value_mismatch",
               fmt::format("holds {} = {} but {} records {}", best->key,
                           detail::format_number(best->value), best->path,
-                          v ? detail::format_number(*v) : std::string("nothing")));
+                          v ? detail::format_number(*v) : std::string("null")));
         } else if (auto better = detail::compute_best(complete, best->key, best->mode);
                    better && better->path != best->path &&
                    improves(best->mode, better->value, best->value)) {

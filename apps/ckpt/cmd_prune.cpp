@@ -1,0 +1,103 @@
+// ckpt prune: the retention plan as a keep/remove table, and its execution.
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli.hpp"
+#include "ckpt/retention.hpp"
+
+namespace ckpt::cli {
+
+namespace {
+
+struct PruneArgs {
+  std::string keep_last, keep_best, keep_every, keep_within;
+  bool dry_run = false;
+};
+
+std::optional<std::uint64_t> count_arg(const char* name, const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  auto n = parse_step(text);
+  if (!n) throw Error(ErrorKind::usage, fmt::format("{} {:?}: want a whole number", name, text));
+  return n;
+}
+
+int run_prune(Cli& cli, const PruneArgs& a) {
+  PruneOptions o;
+  o.root = cli.root();
+  o.rules.keep_last = count_arg("--keep-last", a.keep_last);
+  o.rules.keep_best = count_arg("--keep-best", a.keep_best);
+  o.rules.keep_every = count_arg("--keep-every", a.keep_every);
+  if (!a.keep_within.empty()) o.rules.keep_within = a.keep_within;
+  o.dry_run = a.dry_run;
+  auto r = prune(cli.context(), o);
+  if (!r) return cli.fail(r.error());
+  if (cli.global.json) {
+    json kept = json::array();
+    for (const auto& k : r->kept) kept.push_back({{"name", k.name}, {"reasons", k.reasons}});
+    cli.print_json({{"dry_run", r->dry_run},
+                    {"kept", kept},
+                    {"removed", r->removed},
+                    {"cleaned", r->cleaned}});
+    return 0;
+  }
+  if (cli.global.quiet) return 0;
+  // One row per checkpoint, in step order, as restic forget shows its plan.
+  std::vector<std::array<std::string, 5>> rows;
+  std::string metric_head = r->best_key ? *r->best_key : std::string("METRIC");
+  rows.push_back({"ACTION", "NAME", "CREATED", metric_head, "REASONS"});
+  for (const auto& c : r->checkpoints) {
+    std::string action = r->dry_run ? "remove" : "removed";
+    std::string reasons;
+    for (const auto& k : r->kept) {
+      if (k.name != c.name) continue;
+      action = "keep";
+      for (const auto& why : k.reasons) reasons += (reasons.empty() ? "" : ",") + why;
+    }
+    std::string metric = r->best_key && c.meta.metrics.count(*r->best_key)
+                             ? format_metric(c.meta.metric(*r->best_key))
+                             : "-";
+    rows.push_back({action, c.name, c.meta.created, metric, reasons});
+  }
+  std::array<std::size_t, 5> width{};
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += i == 3 ? fmt::format("{:>{}}", row[i], width[i]) : fmt::format("{:<{}}", row[i], width[i]);
+      if (i + 1 < row.size()) line += "  ";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    fmt::print("{}\n", line);
+  }
+  fmt::print("\n{} {} checkpoint{}, kept {}", r->dry_run ? "would remove" : "removed",
+             r->removed.size(), r->removed.size() == 1 ? "" : "s", r->kept.size());
+  if (!r->cleaned.empty()) {
+    fmt::print("; {} {} leftover{} in .ckpt/", r->dry_run ? "would clean" : "cleaned",
+               r->cleaned.size(), r->cleaned.size() == 1 ? "" : "s");
+  }
+  fmt::print("{}\n", r->dry_run ? " (dry run: nothing changed)" : "");
+  return 0;
+}
+
+}  // namespace
+
+void setup_prune(CLI::App& app, Cli& cli) {
+  auto a = std::make_shared<PruneArgs>();
+  auto* c = app.add_subcommand("prune", "Apply the retention policy (safe from cron)");
+  c->footer(
+      "A checkpoint is kept if any rule keeps it; last and best are always kept.\n"
+      "Without rule options, the rules recorded in policy.json apply.\n"
+      "Example (cron): ckpt -C runs/exp1 --lock-timeout 600 -q prune");
+  c->add_option("--keep-last", a->keep_last, "Keep the N most recently committed");
+  c->add_option("--keep-best", a->keep_best, "Keep the K best by the best key");
+  c->add_option("--keep-every", a->keep_every, "Keep every checkpoint whose step is a multiple of S");
+  c->add_option("--keep-within", a->keep_within,
+                "Keep those created within DUR of the newest (30m, 12h, 7d, 2w, 1d12h)");
+  c->add_flag("-n,--dry-run", a->dry_run, "Show the plan; change nothing");
+  c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_prune(cli, *a); }; });
+}
+
+}  // namespace ckpt::cli

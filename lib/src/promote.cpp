@@ -1,0 +1,129 @@
+// promote-best: offer one checkpoint as best (strict improvement), or rebuild best.json.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/clock.hpp"
+#include "ckpt/retention.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+void write_best(const Context& ctx, const std::string& root, const BestMarker& b) {
+  write_file_atomic(ctx.file_system(), join_path(root, k_best_file), serialize_best(b));
+}
+
+// Records a switched best key/mode in policy.json so later saves and prunes follow it.
+void record_key(const Context& ctx, const std::string& root, const std::optional<Policy>& policy,
+                const std::string& key, Mode mode) {
+  Policy p = policy.value_or(Policy{});
+  if (p.best_key == key && p.best_mode.value_or(Mode::min) == mode) return;
+  p.best_key = key;
+  p.best_mode = mode;
+  write_file_atomic(ctx.file_system(), join_path(root, k_policy_file), serialize_policy(p));
+}
+
+}  // namespace
+
+Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opts) {
+  return capture([&]() -> PromoteReport {
+    std::string root = open_root(ctx, opts.root);
+    if (opts.value && !std::isfinite(*opts.value)) {
+      throw Error(ErrorKind::usage, "--value must be a finite number");
+    }
+    FileLock lock = detail::lock_root(ctx, root);
+    auto policy = detail::read_policy(ctx, root);
+    std::optional<BestMarker> current;
+    try {
+      current = detail::read_best(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      ctx.warning(fmt::format("{}; it will be replaced", e.message()));
+    }
+
+    std::optional<std::string> key = opts.key;
+    if (!key && current) key = current->key;
+    if (!key && policy) key = policy->best_key;
+    if (!key) {
+      throw Error(ErrorKind::usage,
+                  "no best key: give --key (none in best.json or policy.json)");
+    }
+    Mode mode = Mode::min;
+    if (opts.mode) {
+      mode = *opts.mode;
+    } else if (current && current->key == *key) {
+      mode = current->mode;
+    } else if (policy && policy->best_key == *key && policy->best_mode) {
+      mode = *policy->best_mode;
+    }
+    bool switching = current && (current->key != *key || current->mode != mode);
+    if (switching && !opts.force) {
+      throw Error(ErrorKind::conflict,
+                  fmt::format("best.json ranks by {} ({}); switching to {} ({}) needs --force",
+                              current->key, mode_name(current->mode), *key, mode_name(mode)));
+    }
+    detail::canonicalise_last(ctx, root);
+
+    PromoteReport report;
+    report.best = current;
+    if (!opts.ref) {
+      Listing listing = list_checkpoints(ctx, root).value();
+      auto rebuilt = detail::compute_best(listing.checkpoints, *key, mode);
+      if (!rebuilt) {
+        report.reason = fmt::format("no checkpoint records a finite {}", *key);
+        return report;
+      }
+      if (current && !switching && current->path == rebuilt->path &&
+          current->value == rebuilt->value) {
+        report.reason = fmt::format("{} is already the best by {}", current->path, *key);
+        return report;
+      }
+      write_best(ctx, root, *rebuilt);
+      if (switching || !policy || !policy->best_key) record_key(ctx, root, policy, *key, mode);
+      report.promoted = true;
+      report.reason = fmt::format("rebuilt from {} checkpoint{}", listing.checkpoints.size(),
+                                  listing.checkpoints.size() == 1 ? "" : "s");
+      report.best = rebuilt;
+      return report;
+    }
+
+    Checkpoint c = resolve_ref(ctx, root, *opts.ref).value();
+    std::optional<double> recorded = c.meta.metric(*key);
+    std::optional<double> value = opts.value ? opts.value : recorded;
+    if (opts.value && recorded && *recorded != *opts.value) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} records {} = {}; --value {} disagrees (best.json must agree "
+                              "with the checkpoint's metrics)",
+                              c.name, *key, *recorded, *opts.value));
+    }
+    if (!value || !std::isfinite(*value)) {
+      report.reason = fmt::format("{} records no finite {} (give --value)", c.name, *key);
+      return report;
+    }
+    if (current && !switching && !opts.force && current->path == c.name) {
+      report.reason = fmt::format("{} is already best", c.name);
+      return report;
+    }
+    if (current && !switching && !opts.force && !improves(mode, *value, current->value)) {
+      report.reason = fmt::format("{} = {} is not strictly better than {} = {} ({})", *key,
+                                  *value, *key, current->value, current->path);
+      return report;
+    }
+    BestMarker b{*key, mode, *value, c.meta.step, c.name, now_rfc3339()};
+    write_best(ctx, root, b);
+    if (switching || !policy || !policy->best_key) record_key(ctx, root, policy, *key, mode);
+    report.promoted = true;
+    report.reason = current ? (opts.force && !improves(mode, *value, current->value)
+                                   ? std::string("forced")
+                                   : fmt::format("improves on {} = {} ({})", key->c_str(),
+                                                 current->value, current->path))
+                            : std::string("first checkpoint with the key");
+    report.best = b;
+    return report;
+  });
+}
+
+}  // namespace ckpt

@@ -1,0 +1,175 @@
+// prune: apply the retention policy; unlist by an atomic rename into trash, then delete.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/clock.hpp"
+#include "ckpt/retention.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace detail {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run) {
+  FileSystem& fs = ctx.file_system();
+  std::vector<std::string> cleaned;
+  std::string staging = staging_dir(root);
+  if (auto st = fs.lstat(staging); st && st->type == FileType::dir) {
+    auto names = fs.list_dir(staging);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string path = join_path(staging, n);
+      bool is_lock = ends_with(n, ".lock");
+      std::string lock_file = is_lock ? path : path + ".lock";
+      if (is_lock && fs.lstat(path.substr(0, path.size() - 5))) continue;  // handled with its dir
+      // A writer holds its staging lock for its whole life: a free lock means it is gone.
+      if (FileLock::is_held(lock_file)) continue;
+      if (!is_lock) cleaned.push_back(fmt::format("{}/staging/{}", k_private_dir, n));
+      if (dry_run) continue;
+      FileLock probe = FileLock::try_acquire(lock_file);
+      if (!probe.held()) continue;  // a writer just started
+      remove_tree(fs, path);
+      if (!is_lock) remove_tree(fs, lock_file);
+    }
+  }
+  std::string trash = trash_dir(root);
+  if (auto st = fs.lstat(trash); st && st->type == FileType::dir) {
+    auto names = fs.list_dir(trash);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      cleaned.push_back(fmt::format("{}/trash/{}", k_private_dir, n));
+      if (!dry_run) remove_tree(fs, join_path(trash, n));
+    }
+  }
+  return cleaned;
+}
+
+void canonicalise_last(const Context& ctx, const std::string& root) {
+  try {
+    auto last = read_last(ctx, root);
+    if (last && last->legacy) {
+      write_file_atomic(ctx.file_system(), join_path(root, k_last_file), serialize_last(last->name));
+    }
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+  }
+}
+
+PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
+                         bool dry_run) {
+  FileSystem& fs = ctx.file_system();
+  PruneReport report;
+  report.dry_run = dry_run;
+  Listing listing = list_checkpoints(ctx, root).value();
+  for (const auto& [name, why] : listing.invalid) {
+    ctx.warning(fmt::format("{} is not a valid checkpoint ({}); prune leaves it alone", name, why));
+  }
+
+  std::optional<std::string> key = policy.best_key;
+  Mode mode = policy.best_mode.value_or(Mode::min);
+  if (!key && listing.best) {
+    key = listing.best->key;
+    if (!policy.best_mode) mode = listing.best->mode;
+  }
+  RetentionRules rules = rules_from_policy(policy);
+  rules.mode = mode;
+  if (rules.keep_best && !key) {
+    throw Error(ErrorKind::usage,
+                "--keep-best needs a best key: give --best-key at save, or record best_key in "
+                "policy.json");
+  }
+
+  std::vector<RetentionItem> items;
+  for (const auto& c : listing.checkpoints) {
+    RetentionItem it;
+    it.name = c.name;
+    it.step = c.meta.step;
+    it.commit_seq = c.meta.commit_seq;
+    it.created_ms = parse_rfc3339_ms(c.meta.created);
+    if (key) it.metric = c.meta.metric(*key);
+    items.push_back(std::move(it));
+  }
+  // `last` and `best` as the markers say, and as the checkpoints say: a marker
+  // left stale by a crash must not expose the real newest or best.
+  std::vector<std::string> protect_last, protect_best;
+  if (listing.last) protect_last.push_back(*listing.last);
+  if (const Checkpoint* n = newest(listing.checkpoints)) protect_last.push_back(n->name);
+  if (listing.best) protect_best.push_back(listing.best->path);
+  if (key) {
+    if (auto b = compute_best(listing.checkpoints, *key, mode)) protect_best.push_back(b->path);
+  }
+
+  auto decisions = apply_retention(items, rules, protect_last, protect_best);
+  for (auto& d : decisions) {
+    if (d.keep) {
+      report.kept.push_back(d);
+    } else {
+      report.removed.push_back(d.name);
+    }
+  }
+  report.checkpoints = listing.checkpoints;
+  report.best_key = key;
+
+  if (!dry_run && !report.removed.empty()) {
+    make_dirs(fs, trash_dir(root));
+    std::vector<std::string> unlisted;
+    for (const auto& name : report.removed) {
+      std::string to = join_path(trash_dir(root), fmt::format("{}.{}", name, unique_suffix()));
+      try {
+        fs.rename(join_path(root, name), to, RenameMode::noreplace);
+        unlisted.push_back(to);
+      } catch (const Error& e) {
+        if (e.sys_errno() != ENOENT) throw;  // another cleaner got there first
+      }
+    }
+    fs.fsync_dir(root);
+    fs.fsync_dir(trash_dir(root));
+    for (const auto& t : unlisted) remove_tree(fs, t);
+  }
+  report.cleaned = clean_private(ctx, root, dry_run);
+  if (!dry_run) canonicalise_last(ctx, root);
+  return report;
+}
+
+}  // namespace detail
+
+Result<PruneReport> prune(const Context& ctx, const PruneOptions& opts) {
+  return capture([&]() -> PruneReport {
+    std::string root = open_root(ctx, opts.root);
+    std::optional<Policy> recorded = detail::read_policy(ctx, root);
+    Policy effective;
+    if (opts.rules.has_retention_rule()) {
+      effective = opts.rules;
+      if (recorded) {
+        if (!effective.best_key) effective.best_key = recorded->best_key;
+        if (!effective.best_mode) effective.best_mode = recorded->best_mode;
+      }
+    } else if (recorded) {
+      effective = *recorded;
+    }
+    if (!effective.has_retention_rule()) {
+      throw Error(ErrorKind::usage,
+                  "no retention rule given and none in policy.json: give --keep-last, "
+                  "--keep-best, --keep-every or --keep-within; prune never deletes everything "
+                  "by accident");
+    }
+    rules_from_policy(effective);  // reject a bad rule before taking the lock
+    if (opts.dry_run) return detail::prune_locked(ctx, root, effective, true);
+    FileLock lock = detail::lock_root(ctx, root);
+    return detail::prune_locked(ctx, root, effective, false);
+  });
+}
+
+}  // namespace ckpt

@@ -47,7 +47,8 @@ void setup_load(CLI::App& app, Cli& cli) {
       "Prints one absolute path per line, only after every selected file verified.\n"
       "Example: ckpt -C runs/exp1 load best --weights-only");
   c->add_option("REF", a->ref, "latest, best, a step, step-N or a path")->required();
-  c->add_option("--only", a->only, "Only stored paths matching GLOB (repeatable)");
+  c->add_option("--only", a->only, "Only stored paths matching GLOB (repeatable)")
+      ->allow_extra_args(false);
   c->add_flag("--weights-only", a->weights_only, "Only the files recorded as weights");
   c->add_option("--to", a->to, "Materialise the files under DIR (hard link, else copy)");
   c->add_flag("--no-verify", a->no_verify, "Check sizes only; skip the SHA-256 pass");

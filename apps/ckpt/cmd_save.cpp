@@ -142,10 +142,14 @@ void setup_save(CLI::App& app, Cli& cli) {
       "           --metric val_loss=1.23 --best-key val_loss --weights model.safetensors");
   c->add_option("--step", a->step, "The training step (0 <= N < 2^63)")->required();
   c->add_option("SOURCE", a->sources, "Files or directories to store: PATH or DEST=PATH");
-  c->add_option("--from", a->from, "Store the contents of DIR at the top level (repeatable)");
-  c->add_option("--metric", a->metrics, "KEY=VALUE, a number (repeatable)");
-  c->add_option("--meta", a->meta, "KEY=VALUE, a string (repeatable)");
-  c->add_option("--weights", a->weights, "Mark stored PATH or glob as weights (repeatable)");
+  c->add_option("--from", a->from, "Store the contents of DIR at the top level (repeatable)")
+      ->allow_extra_args(false);
+  c->add_option("--metric", a->metrics, "KEY=VALUE, a number (repeatable)")
+      ->allow_extra_args(false);
+  c->add_option("--meta", a->meta, "KEY=VALUE, a string (repeatable)")
+      ->allow_extra_args(false);
+  c->add_option("--weights", a->weights, "Mark stored PATH or glob as weights (repeatable)")
+      ->allow_extra_args(false);
   c->add_option("--best-key", a->best_key, "The metric that ranks checkpoints for best.json");
   c->add_option("--mode", a->mode, "Whether lower (min, default) or higher (max) is better")
       ->check(CLI::IsMember({"min", "max"}));

@@ -230,18 +230,20 @@ std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max
   return out;
 }
 
-void make_dirs(FileSystem& fs, const std::string& path) {
+void make_dirs(FileSystem& fs, const std::string& path, Durable durable) {
   if (path.empty() || path == "/" || path == ".") return;
   if (auto st = fs.stat(path)) {
     if (st->type == FileType::dir) return;
     throw Error(ErrorKind::io, fmt::format("{} exists and is not a directory", path), ENOTDIR);
   }
-  make_dirs(fs, parent_path(path));
+  make_dirs(fs, parent_path(path), durable);
   try {
     fs.mkdir(path);
   } catch (const Error& e) {
     if (e.sys_errno() != EEXIST) throw;
+    return;
   }
+  if (durable == Durable::yes) fs.fsync_dir(parent_path(path));
 }
 
 void remove_tree(FileSystem& fs, const std::string& path) {

@@ -457,8 +457,8 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
                   ENOTDIR);
     }
-    make_dirs(fs, detail::staging_dir(root));
-    make_dirs(fs, detail::trash_dir(root));
+    make_dirs(fs, detail::staging_dir(root), Durable::yes);
+    make_dirs(fs, detail::trash_dir(root), Durable::yes);
 
     auto policy = detail::read_policy(ctx, root);
     auto best = read_best_tolerant(ctx, root);

@@ -106,8 +106,10 @@ std::string parent_path(const std::string& path);
 
 // Reads a whole file; refuses files larger than max_size (kind integrity).
 std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size);
-// Creates path and its missing parents.
-void make_dirs(FileSystem& fs, const std::string& path);
+enum class Durable { no, yes };
+// Creates path and its missing parents; with Durable::yes each new directory's
+// entry is fsynced in its parent, so the path survives a crash.
+void make_dirs(FileSystem& fs, const std::string& path, Durable durable = Durable::no);
 // Removes a file or a tree without following symbolic links; a missing path is fine.
 void remove_tree(FileSystem& fs, const std::string& path);
 

@@ -236,6 +236,7 @@ CheckpointMeta parse_checkpoint(std::string_view text) {
     } else if (m.checksum == "sha256") {
       bad(F, fmt::format("{:?} has no sha256", f.path));
     }
+    if (f.size > UINT64_MAX - total) bad(F, "the file sizes add up to more than 2^64");
     total += f.size;
     m.files.push_back(std::move(f));
   }

@@ -515,7 +515,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
 
       std::string target = join_path(root, name);
       bool replaced_best = false;
-      std::optional<std::string> retired;
+      std::optional<std::string> old_width;  // the replaced step under another zero-padding
       if (existing) {
         replaced_best = best && best->path == base_name(*existing);
         if (*existing == target) {
@@ -524,15 +524,12 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         } else {
           // Another zero-padding: commit the new one first, then retire the old.
           fs.rename(staging.dir(), target, RenameMode::noreplace);
-          retired = join_path(detail::trash_dir(root),
-                              fmt::format("{}.{}", base_name(*existing), unique_suffix()));
-          fs.rename(*existing, *retired, RenameMode::noreplace);
+          old_width = *existing;
         }
       } else {
         fs.rename(staging.dir(), target, RenameMode::noreplace);
       }
-      fs.fsync_dir(root);
-      if (retired) remove_tree(fs, *retired);
+      // From here on the checkpoint is visible: a failure must say so.
 
       report.name = name;
       report.path = target;
@@ -542,6 +539,14 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       report.total_size = meta.total_size;
 
       try {
+        fs.fsync_dir(root);
+        if (old_width) {
+          std::string retired = join_path(
+              detail::trash_dir(root), fmt::format("{}.{}", base_name(*old_width), unique_suffix()));
+          fs.rename(*old_width, retired, RenameMode::noreplace);
+          fs.fsync_dir(root);
+          remove_tree(fs, retired);
+        }
         write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
 
         BestRule rule = best_rule(opts, policy, best);

@@ -518,6 +518,13 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       std::optional<std::string> old_width;  // the replaced step under another zero-padding
       if (existing) {
         replaced_best = best && best->path == base_name(*existing);
+        if (replaced_best) {
+          // best.json would disagree with the replacement's metrics until it is
+          // rebuilt below; absent is the state a crash may leave instead.
+          fs.unlink(join_path(root, k_best_file));
+          fs.fsync_dir(root);
+          best.reset();
+        }
         if (*existing == target) {
           // Swap atomically; the old checkpoint lands in staging and goes with it.
           fs.rename(staging.dir(), target, RenameMode::exchange);

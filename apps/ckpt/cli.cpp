@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -149,6 +150,9 @@ int Cli::fail(const Error& e) const {
 
 void Cli::warn(const std::string& message) const {
   if (global.quiet) return;
+  // The library may meet the same condition twice (a legacy marker read for
+  // two purposes): one line each.
+  if (!m_warned.insert(message).second) return;
   std::fprintf(stderr, "ckpt: warning: %s\n", message.c_str());
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct Cli {
   void warn(const std::string& message) const;
   void print_json(const json& j) const;
   bool colour_stdout() const;
+
+ private:
+  mutable std::set<std::string> m_warned;
 };
 
 // The subcommand table: one place for the names, the one-line help and the

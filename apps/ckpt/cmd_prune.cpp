@@ -42,6 +42,10 @@ int run_prune(Cli& cli, const PruneArgs& a) {
     return 0;
   }
   if (cli.global.quiet) return 0;
+  if (r->checkpoints.empty()) {
+    fmt::print("no checkpoints: nothing to prune\n");
+    return 0;
+  }
   // One row per checkpoint, in step order, as restic forget shows its plan.
   std::vector<std::array<std::string, 5>> rows;
   std::string metric_head = r->best_key ? *r->best_key : std::string("METRIC");

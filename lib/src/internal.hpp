@@ -63,4 +63,12 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
 // Rewrites a `last` in a legacy form canonically; call under the root lock.
 void canonicalise_last(const Context& ctx, const std::string& root);
 
+// Brings `last` and best.json up to date with checkpoints (after a crash
+// between a commit and its marker update): `last` names the newest, best.json
+// moves when it is dangling, unreadable or a checkpoint is strictly better.
+// Call under the root lock.
+void refresh_markers(const Context& ctx, const std::string& root,
+                     const std::vector<Checkpoint>& checkpoints,
+                     const std::optional<std::string>& key, Mode mode);
+
 }  // namespace ckpt::detail

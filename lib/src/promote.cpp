@@ -34,6 +34,9 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
     if (opts.value && !std::isfinite(*opts.value)) {
       throw Error(ErrorKind::usage, "--value must be a finite number");
     }
+    if (opts.value && !opts.ref) {
+      throw Error(ErrorKind::usage, "--value needs a REF: it names one checkpoint's value");
+    }
     FileLock lock = detail::lock_root(ctx, root);
     auto policy = detail::read_policy(ctx, root);
     std::optional<BestMarker> current;
@@ -65,12 +68,13 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
                   fmt::format("best.json ranks by {} ({}); switching to {} ({}) needs --force",
                               current->key, mode_name(current->mode), *key, mode_name(mode)));
     }
-    detail::canonicalise_last(ctx, root);
+    // Like every command that changes the root, bring `last` up to date.
+    Listing listing = list_checkpoints(ctx, root).value();
+    detail::refresh_markers(ctx, root, listing.checkpoints, std::nullopt, mode);
 
     PromoteReport report;
     report.best = current;
     if (!opts.ref) {
-      Listing listing = list_checkpoints(ctx, root).value();
       auto rebuilt = detail::compute_best(listing.checkpoints, *key, mode);
       if (!rebuilt) {
         report.reason = fmt::format("no checkpoint records a finite {}", *key);
@@ -93,11 +97,12 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
     Checkpoint c = resolve_ref(ctx, root, *opts.ref).value();
     std::optional<double> recorded = c.meta.metric(*key);
     std::optional<double> value = opts.value ? opts.value : recorded;
-    if (opts.value && recorded && *recorded != *opts.value) {
+    if (opts.value && c.meta.metrics.count(*key) && (!recorded || *recorded != *opts.value)) {
       throw Error(ErrorKind::usage,
                   fmt::format("{} records {} = {}; --value {} disagrees (best.json must agree "
                               "with the checkpoint's metrics)",
-                              c.name, *key, *recorded, *opts.value));
+                              c.name, *key, recorded ? fmt::format("{}", *recorded) : "null",
+                              *opts.value));
     }
     if (!value || !std::isfinite(*value)) {
       report.reason = fmt::format("{} records no finite {} (give --value)", c.name, *key);

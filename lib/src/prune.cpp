@@ -67,6 +67,40 @@ void canonicalise_last(const Context& ctx, const std::string& root) {
   }
 }
 
+void refresh_markers(const Context& ctx, const std::string& root,
+                     const std::vector<Checkpoint>& checkpoints,
+                     const std::optional<std::string>& key, Mode mode) {
+  FileSystem& fs = ctx.file_system();
+  std::optional<LastRead> last;
+  try {
+    last = read_last(ctx, root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+  }
+  const Checkpoint* n = newest(checkpoints);
+  if (n && (!last || last->legacy || last->name != n->name)) {
+    write_file_atomic(fs, join_path(root, k_last_file), serialize_last(n->name));
+  }
+  if (!key) return;
+  std::optional<BestMarker> current;
+  bool unreadable = false;
+  try {
+    current = read_best(ctx, root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    unreadable = true;
+  }
+  auto computed = compute_best(checkpoints, *key, mode);
+  if (!computed) return;
+  bool dangling = current && std::none_of(checkpoints.begin(), checkpoints.end(),
+                                          [&](const Checkpoint& c) { return c.name == current->path; });
+  bool other_rule = current && (current->key != *key || current->mode != mode);
+  if (!current || unreadable || dangling || other_rule ||
+      improves(mode, computed->value, current->value)) {
+    write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*computed));
+  }
+}
+
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
                          bool dry_run) {
   FileSystem& fs = ctx.file_system();
@@ -78,10 +112,19 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   }
 
   std::optional<std::string> key = policy.best_key;
-  Mode mode = policy.best_mode.value_or(Mode::min);
-  if (!key && listing.best) {
-    key = listing.best->key;
-    if (!policy.best_mode) mode = listing.best->mode;
+  if (!key && listing.best) key = listing.best->key;
+  Mode mode = Mode::min;
+  if (policy.best_mode && policy.best_key == key) {
+    mode = *policy.best_mode;
+  } else if (listing.best && listing.best->key == key) {
+    mode = listing.best->mode;
+  }
+  if (!key && fs.lstat(join_path(root, k_best_file))) {
+    // The best checkpoint cannot be told apart: deleting now could delete it.
+    throw Error(ErrorKind::integrity,
+                "best.json is unreadable and policy.json names no best key, so the best "
+                "checkpoint cannot be protected; run `ckpt verify --repair` or `ckpt "
+                "promote-best --key KEY --force` first");
   }
   RetentionRules rules = rules_from_policy(policy);
   rules.mode = mode;
@@ -139,7 +182,15 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
     for (const auto& t : unlisted) remove_tree(fs, t);
   }
   report.cleaned = clean_private(ctx, root, dry_run);
-  if (!dry_run) canonicalise_last(ctx, root);
+  if (!dry_run) {
+    std::vector<Checkpoint> kept;
+    for (const auto& c : listing.checkpoints) {
+      if (std::find(report.removed.begin(), report.removed.end(), c.name) == report.removed.end()) {
+        kept.push_back(c);
+      }
+    }
+    refresh_markers(ctx, root, kept, key, mode);
+  }
   return report;
 }
 

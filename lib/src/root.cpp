@@ -76,6 +76,11 @@ std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
     throw Error(ErrorKind::integrity, "invalid last: not a file");
   }
   if (parse_step_dir_name(target) && target.find('/') == std::string::npos) {
+    if (legacy) {
+      ctx.warning(fmt::format("last is a symbolic link (deprecated); it is rewritten as \"{}\" "
+                              "by the next change",
+                              target));
+    }
     return LastRead{target, legacy};
   }
   // A legacy path form: absolute, or relative to the root.
@@ -140,6 +145,7 @@ std::optional<std::string> find_step_dir(const Context& ctx, const std::string& 
 }
 
 FileLock lock_root(const Context& ctx, const std::string& root) {
+  make_dirs(ctx.file_system(), private_dir(root), Durable::yes);
   return FileLock::acquire(lock_path(root), ctx.lock_timeout, fmt::format("root {}", root));
 }
 

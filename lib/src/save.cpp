@@ -298,8 +298,14 @@ void write_and_sync(FileSystem& fs, const std::string& path, const std::string& 
 
 // The next commit_seq: one more than the highest in the root. The counter in
 // .ckpt/ saves a scan; it is checked against `last` so a copied or restored
-// root cannot reuse a number.
-std::uint64_t next_commit_seq(const Context& ctx, const std::string& root) {
+// root cannot reuse a number. `last` naming an older commit than the counter
+// means an earlier save stopped between its commit and its markers.
+struct NextSeq {
+  std::uint64_t seq = 1;
+  bool markers_stale = false;
+};
+
+NextSeq next_commit_seq(const Context& ctx, const std::string& root) {
   FileSystem& fs = ctx.file_system();
   std::string counter = join_path(detail::private_dir(root), "commit_seq");
   std::optional<std::uint64_t> known;
@@ -312,22 +318,28 @@ std::uint64_t next_commit_seq(const Context& ctx, const std::string& root) {
       if (e.kind() == ErrorKind::io) throw;
     }
   }
+  NextSeq next;
   std::uint64_t highest = 0;
   if (known) {
     highest = *known;
+    std::optional<std::uint64_t> last_seq;
     try {
       if (auto last = detail::read_last(ctx, root)) {
         std::string dir = join_path(root, last->name);
-        if (fs.lstat(dir)) highest = std::max(highest, detail::read_meta(ctx, dir).commit_seq);
+        if (fs.lstat(dir)) last_seq = detail::read_meta(ctx, dir).commit_seq;
       }
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
     }
+    if (last_seq) highest = std::max(highest, *last_seq);
+    next.markers_stale = !last_seq || *last_seq < *known;
   } else {
     auto listing = list_checkpoints(ctx, root).value();
     for (const auto& c : listing.checkpoints) highest = std::max(highest, c.meta.commit_seq);
+    next.markers_stale = true;
   }
-  return highest + 1;
+  next.seq = highest + 1;
+  return next;
 }
 
 void store_commit_seq(const Context& ctx, const std::string& root, std::uint64_t seq) {
@@ -347,9 +359,10 @@ BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
   r.key = opts.policy.best_key;
   if (!r.key && policy) r.key = policy->best_key;
   if (!r.key && best) r.key = best->key;
+  // A mode belongs to its key: never carry one key's mode over to another.
   if (opts.policy.best_mode) {
     r.mode = *opts.policy.best_mode;
-  } else if (policy && policy->best_mode) {
+  } else if (policy && policy->best_mode && policy->best_key == r.key) {
     r.mode = *policy->best_mode;
   } else if (best && best->key == r.key) {
     r.mode = best->mode;
@@ -386,6 +399,7 @@ std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::stri
 
 Policy merged_policy(const std::optional<Policy>& current, const Policy& given) {
   Policy p = current.value_or(Policy{});
+  if (given.best_key && given.best_key != p.best_key && !given.best_mode) p.best_mode.reset();
   if (given.best_key) p.best_key = given.best_key;
   if (given.best_mode) p.best_mode = given.best_mode;
   if (given.keep_last) p.keep_last = given.keep_last;
@@ -468,6 +482,13 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                   fmt::format("step {} already exists ({}); use --force to replace it",
                               opts.step, name));
     }
+    {
+      Policy effective = merged_policy(policy, opts.policy);
+      if (effective.keep_best && !best_rule(opts, policy, best).key) {
+        throw Error(ErrorKind::usage,
+                    "--keep-best needs a best key: give --best-key (nothing was saved)");
+      }
+    }
     std::string checksum = opts.policy.checksum.value_or(
         policy && policy->checksum ? *policy->checksum : std::string("sha256"));
     Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
@@ -508,7 +529,8 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                     fmt::format("step {} already exists ({}); use --force to replace it",
                                 opts.step, base_name(*existing)));
       }
-      meta.commit_seq = next_commit_seq(ctx, root);
+      NextSeq seq = next_commit_seq(ctx, root);
+      meta.commit_seq = seq.seq;
       write_and_sync(fs, join_path(staging.dir(), k_meta_file), serialize_checkpoint(meta));
       for (const auto& d : stager.dirs_deepest_first()) fs.fsync_dir(d);
       store_commit_seq(ctx, root, meta.commit_seq);
@@ -562,7 +584,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
           report.best_value = meta.metric(*rule.key);
           bool key_changed = best && (best->key != *rule.key || best->mode != rule.mode);
           std::optional<BestMarker> next;
-          if (!best || key_changed || replaced_best) {
+          if (!best || key_changed || replaced_best || seq.markers_stale) {
             auto listing = list_checkpoints(ctx, root).value();
             next = detail::compute_best(listing.checkpoints, *rule.key, rule.mode);
           } else if (report.best_value && improves(rule.mode, *report.best_value, best->value)) {

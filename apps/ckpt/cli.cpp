@@ -40,6 +40,16 @@ constexpr Alias k_aliases[] = {
     {"--weights_only", "--weights-only"},
 };
 
+bool command_seen(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "help") return true;
+    for (const auto& c : commands()) {
+      if (a == c.name) return true;
+    }
+  }
+  return false;
+}
+
 // Rewrites deprecated spellings to the current ones, one warning each.
 std::vector<std::string> rewrite_aliases(int argc, char** argv, std::vector<std::string>& warnings) {
   std::vector<std::string> args;
@@ -55,7 +65,7 @@ std::vector<std::string> rewrite_aliases(int argc, char** argv, std::vector<std:
       args.push_back(a);
       continue;
     }
-    if (a == "--info" && args.empty()) {
+    if (a == "--info" && !command_seen(args)) {
       warnings.push_back("--info is deprecated; use `ckpt info`");
       args.push_back("info");
       continue;

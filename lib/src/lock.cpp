@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,13 +38,24 @@ void FileLock::release() {
 }
 
 FileLock FileLock::try_acquire(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw io_error(errno, "cannot open lock file", path);
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return FileLock(fd);
-  int err = errno;
-  ::close(fd);
-  if (err != EWOULDBLOCK) throw io_error(err, "cannot lock", path);
-  return FileLock();
+  for (;;) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw io_error(errno, "cannot open lock file", path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      ::close(fd);
+      if (err != EWOULDBLOCK) throw io_error(err, "cannot lock", path);
+      return FileLock();
+    }
+    // A cleaner may have removed the file between our open and our flock:
+    // a lock on an unlinked inode protects nothing, so start over.
+    struct stat by_fd, by_path;
+    if (::fstat(fd, &by_fd) == 0 && ::stat(path.c_str(), &by_path) == 0 &&
+        by_fd.st_dev == by_path.st_dev && by_fd.st_ino == by_path.st_ino) {
+      return FileLock(fd);
+    }
+    ::close(fd);
+  }
 }
 
 FileLock FileLock::acquire(const std::string& path, double timeout_seconds,

@@ -115,7 +115,10 @@ CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
   std::string path = join_path(dir, k_meta_file);
   auto st = fs.lstat(path);
   if (!st) {
-    throw Error(ErrorKind::integrity, fmt::format("{}: {} is missing", base_name(dir), k_meta_file));
+    // Never committed (SPEC §1): a ref to it names nothing.
+    throw Error(ErrorKind::not_found,
+                fmt::format("{}: {} is missing, so it is not a committed checkpoint",
+                            base_name(dir), k_meta_file));
   }
   try {
     CheckpointMeta m = parse_checkpoint(read_file(fs, path, k_max_meta_bytes));

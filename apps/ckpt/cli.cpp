@@ -225,16 +225,19 @@ int run(int argc, char** argv) {
       "Exit codes: 0 ok, 1 integrity, 2 usage, 3 not found, 4 conflict, 5 locked,\n"
       "6 I/O, 7 unsupported, 130 interrupted. See ckpt(1).");
   app.add_option("-C,--root", cli.global.root,
-                 "The checkpoint root (default: $CKPT_ROOT, else the current directory)");
+                 "The checkpoint root (default: $CKPT_ROOT, else the current directory)")
+      ->type_name("DIR");
   app.add_flag("--json", cli.global.json, "Machine-readable output on stdout, errors on stderr");
   app.add_flag("-q,--quiet", cli.global.quiet, "Print nothing but errors");
   app.add_option("--lock-timeout", cli.global.lock_timeout,
                  "Seconds to wait for the root lock (0: fail at once)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->type_name("SECONDS");
   app.add_flag("--no-fsync", cli.global.no_fsync,
                "Skip fsync (unsafe: for scratch file systems only)");
   app.add_option("--progress", cli.global.progress, "Progress on stderr: auto, always or never")
-      ->check(CLI::IsMember({"auto", "always", "never"}));
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->type_name("WHEN");
 
   for (const auto& c : commands()) {
     c.setup(app, cli);
@@ -243,7 +246,8 @@ int run(int argc, char** argv) {
 
   std::string help_topic;
   auto* help = app.add_subcommand("help", "Show help for a command");
-  help->add_option("COMMAND", help_topic, "The command");
+  help->add_option("COMMAND", help_topic, "The command")
+      ->type_name("COMMAND");
   help->callback([&]() {
     cli.run = [&]() {
       if (help_topic.empty()) {

@@ -158,7 +158,8 @@ void setup_info(CLI::App& app, Cli& cli) {
       "REF is latest (or last), best, a step (1200), a directory name (step-000001200)\n"
       "or a path to a checkpoint directory inside the root.\n"
       "Example: python train.py --resume \"$(ckpt -C runs/exp1 info latest --path)\"");
-  c->add_option("REF", a->ref, "The checkpoint to show (default: all, as a table)");
+  c->add_option("REF", a->ref, "The checkpoint to show (default: all, as a table)")
+      ->type_name("REF");
   c->add_flag("--path", a->path, "Print only the absolute path of REF");
   c->callback([&cli, a]() {
     cli.run = [&cli, a]() {

@@ -46,11 +46,14 @@ void setup_load(CLI::App& app, Cli& cli) {
   c->footer(
       "Prints one absolute path per line, only after every selected file verified.\n"
       "Example: ckpt -C runs/exp1 load best --weights-only");
-  c->add_option("REF", a->ref, "latest, best, a step, step-N or a path")->required();
+  c->add_option("REF", a->ref, "latest, best, a step, step-N or a path")->required()
+      ->type_name("REF");
   c->add_option("--only", a->only, "Only stored paths matching GLOB (repeatable)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)
+      ->type_name("GLOB");
   c->add_flag("--weights-only", a->weights_only, "Only the files recorded as weights");
-  c->add_option("--to", a->to, "Materialise the files under DIR (hard link, else copy)");
+  c->add_option("--to", a->to, "Materialise the files under DIR (hard link, else copy)")
+      ->type_name("DIR");
   c->add_flag("--no-verify", a->no_verify, "Check sizes only; skip the SHA-256 pass");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_load(cli, *a); }; });
 }

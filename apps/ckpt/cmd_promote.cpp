@@ -66,11 +66,15 @@ void setup_promote(CLI::App& app, Cli& cli) {
       "With REF, best.json changes only on strict improvement (or with --force);\n"
       "not promoting is not an error. Without REF, best.json is rebuilt from every\n"
       "checkpoint. Switch the key: ckpt promote-best --key acc --mode max --force");
-  c->add_option("REF", a->ref, "The checkpoint to offer (default: rebuild from all)");
-  c->add_option("--key", a->key, "The metric (default: best.json's, else policy.json's)");
-  c->add_option("--mode", a->mode, "min or max")->check(CLI::IsMember({"min", "max"}));
+  c->add_option("REF", a->ref, "The checkpoint to offer (default: rebuild from all)")
+      ->type_name("REF");
+  c->add_option("--key", a->key, "The metric (default: best.json's, else policy.json's)")
+      ->type_name("KEY");
+  c->add_option("--mode", a->mode, "min or max")->check(CLI::IsMember({"min", "max"}))
+      ->type_name("MODE");
   c->add_option("--value", a->value,
-                "The value, for a checkpoint that does not record the metric");
+                "The value, for a checkpoint that does not record the metric")
+      ->type_name("V");
   c->add_flag("--force", a->force, "Promote even without improvement; allow a key/mode switch");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_promote(cli, *a); }; });
 }

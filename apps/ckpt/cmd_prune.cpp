@@ -95,11 +95,15 @@ void setup_prune(CLI::App& app, Cli& cli) {
       "A checkpoint is kept if any rule keeps it; last and best are always kept.\n"
       "Without rule options, the rules recorded in policy.json apply.\n"
       "Example (cron): ckpt -C runs/exp1 --lock-timeout 600 -q prune");
-  c->add_option("--keep-last", a->keep_last, "Keep the N most recently committed");
-  c->add_option("--keep-best", a->keep_best, "Keep the K best by the best key");
-  c->add_option("--keep-every", a->keep_every, "Keep every checkpoint whose step is a multiple of S");
+  c->add_option("--keep-last", a->keep_last, "Keep the N most recently committed")
+      ->type_name("N");
+  c->add_option("--keep-best", a->keep_best, "Keep the K best by the best key")
+      ->type_name("K");
+  c->add_option("--keep-every", a->keep_every, "Keep every checkpoint whose step is a multiple of S")
+      ->type_name("S");
   c->add_option("--keep-within", a->keep_within,
-                "Keep those created within DUR of the newest (30m, 12h, 7d, 2w, 1d12h)");
+                "Keep those created within DUR of the newest (30m, 12h, 7d, 2w, 1d12h)")
+      ->type_name("DUR");
   c->add_flag("-n,--dry-run", a->dry_run, "Show the plan; change nothing");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_prune(cli, *a); }; });
 }

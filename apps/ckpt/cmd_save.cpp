@@ -140,27 +140,40 @@ void setup_save(CLI::App& app, Cli& cli) {
       "as the tree DEST/...; --from DIR stores DIR's contents at the top level.\n"
       "Example: ckpt -C runs/exp1 save --step 1200 model.safetensors optim/ \\\n"
       "           --metric val_loss=1.23 --best-key val_loss --weights model.safetensors");
-  c->add_option("--step", a->step, "The training step (0 <= N < 2^63)")->required();
-  c->add_option("SOURCE", a->sources, "Files or directories to store: PATH or DEST=PATH");
+  c->add_option("--step", a->step, "The training step (0 <= N < 2^63)")->required()
+      ->type_name("N");
+  c->add_option("SOURCE", a->sources, "Files or directories to store: PATH or DEST=PATH")
+      ->type_name("PATH|DEST=PATH");
   c->add_option("--from", a->from, "Store the contents of DIR at the top level (repeatable)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)
+      ->type_name("DIR");
   c->add_option("--metric", a->metrics, "KEY=VALUE, a number (repeatable)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)
+      ->type_name("KEY=VALUE");
   c->add_option("--meta", a->meta, "KEY=VALUE, a string (repeatable)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)
+      ->type_name("KEY=VALUE");
   c->add_option("--weights", a->weights, "Mark stored PATH or glob as weights (repeatable)")
-      ->allow_extra_args(false);
-  c->add_option("--best-key", a->best_key, "The metric that ranks checkpoints for best.json");
+      ->allow_extra_args(false)
+      ->type_name("PATH|GLOB");
+  c->add_option("--best-key", a->best_key, "The metric that ranks checkpoints for best.json")
+      ->type_name("KEY");
   c->add_option("--mode", a->mode, "Whether lower (min, default) or higher (max) is better")
-      ->check(CLI::IsMember({"min", "max"}));
-  c->add_option("--keep-last", a->keep_last, "Retention: keep the N most recent (policy.json)");
-  c->add_option("--keep-best", a->keep_best, "Retention: keep the K best (policy.json)");
+      ->check(CLI::IsMember({"min", "max"}))
+      ->type_name("MODE");
+  c->add_option("--keep-last", a->keep_last, "Retention: keep the N most recent (policy.json)")
+      ->type_name("N");
+  c->add_option("--keep-best", a->keep_best, "Retention: keep the K best (policy.json)")
+      ->type_name("K");
   c->add_option("--keep-every", a->keep_every,
-                "Retention: keep steps that are multiples of S (policy.json)");
+                "Retention: keep steps that are multiples of S (policy.json)")
+      ->type_name("S");
   c->add_option("--keep-within", a->keep_within,
-                "Retention: keep those within DUR of the newest, e.g. 7d (policy.json)");
+                "Retention: keep those within DUR of the newest, e.g. 7d (policy.json)")
+      ->type_name("DUR");
   c->add_option("--checksum", a->checksum, "sha256 (default, or policy.json's) or none")
-      ->check(CLI::IsMember({"sha256", "none"}));
+      ->check(CLI::IsMember({"sha256", "none"}))
+      ->type_name("ALGO");
   c->add_flag("--copy", a->copy, "Copy the sources (reflink where possible; the default)");
   c->add_flag("--move", a->move, "Move the sources in; they are removed after the commit");
   c->add_flag("--link", a->link, "Hard-link the sources (never modify them afterwards)");

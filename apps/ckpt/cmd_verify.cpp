@@ -91,7 +91,8 @@ void setup_verify(CLI::App& app, Cli& cli) {
   c->footer(
       "Without REF: every checkpoint and the markers (last, best.json).\n"
       "Example (CI): ckpt -C runs/exp1 verify -q latest || exit 1");
-  c->add_option("REF", a->refs, "Checkpoints to verify (default: all, plus the markers)");
+  c->add_option("REF", a->refs, "Checkpoints to verify (default: all, plus the markers)")
+      ->type_name("REF");
   c->add_flag("--quick", a->quick, "Check presence and sizes only; no hashing");
   c->add_flag("--strict", a->strict, "Count warnings (extra files, stale markers) as failures");
   c->add_flag("--repair", a->repair,

@@ -1,0 +1,75 @@
+# bash completion for ckpt. Install: copy to /usr/share/bash-completion/completions/ckpt
+# (or source it from ~/.bashrc).
+
+_ckpt_root() {
+  local i
+  for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+    case "${COMP_WORDS[i]}" in
+      -C | --root) printf '%s\n' "${COMP_WORDS[i + 1]}"; return ;;
+      --root=*) printf '%s\n' "${COMP_WORDS[i]#--root=}"; return ;;
+    esac
+  done
+  printf '%s\n' "${CKPT_ROOT:-.}"
+}
+
+_ckpt_refs() {
+  local root d refs="latest last best"
+  root=$(_ckpt_root)
+  for d in "$root"/step-*/; do
+    [[ -d $d ]] && refs+=" $(basename "$d")"
+  done
+  printf '%s\n' "$refs"
+}
+
+_ckpt() {
+  local cur prev cmd="" i
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  prev="${COMP_WORDS[COMP_CWORD - 1]}"
+  local commands="save info verify load prune promote-best help"
+  local global="-C --root --json -q --quiet --lock-timeout --no-fsync --progress --version -h --help"
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "${COMP_WORDS[i]}" in
+      -C | --root | --lock-timeout | --progress) ((i++)) ;;
+      -*) ;;
+      *) cmd="${COMP_WORDS[i]}"; break ;;
+    esac
+  done
+
+  case "$prev" in
+    -C | --root | --from | --to) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --progress) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+    --mode) COMPREPLY=($(compgen -W "min max" -- "$cur")); return ;;
+    --checksum) COMPREPLY=($(compgen -W "sha256 none" -- "$cur")); return ;;
+    --step | --metric | --meta | --weights | --best-key | --keep-last | --keep-best | \
+      --keep-every | --keep-within | --lock-timeout | --key | --value | --only)
+      return ;;
+  esac
+
+  local opts=""
+  case "$cmd" in
+    "") COMPREPLY=($(compgen -W "$commands $global" -- "$cur")); return ;;
+    save)
+      opts="--step --from --metric --meta --weights --best-key --mode --keep-last --keep-best
+            --keep-every --keep-within --checksum --copy --move --link --force --follow-symlinks"
+      if [[ $cur != -* ]]; then
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return
+      fi
+      ;;
+    info) opts="--path" ;;
+    verify) opts="--quick --strict --repair -v --verbose" ;;
+    load) opts="--only --weights-only --to --no-verify" ;;
+    prune) opts="--keep-last --keep-best --keep-every --keep-within -n --dry-run" ;;
+    promote-best) opts="--key --mode --value --force" ;;
+    help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
+  esac
+  if [[ $cur == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
+  else
+    case "$cmd" in
+      info | verify | load | promote-best) COMPREPLY=($(compgen -W "$(_ckpt_refs)" -- "$cur")) ;;
+    esac
+  fi
+}
+
+complete -F _ckpt ckpt

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/format.hpp"
 #include "ckpt/transfer.hpp"
 
 namespace ckpt::cli {
@@ -196,6 +198,43 @@ std::pair<std::string, std::string> split_key_value(const std::string& arg, cons
     throw Error(ErrorKind::usage, fmt::format("{} wants KEY=VALUE, got {:?}", option, arg));
   }
   return {arg.substr(0, pos), arg.substr(pos + 1)};
+}
+
+std::optional<std::uint64_t> parse_count(const char* option, const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  auto n = parse_step(text);
+  if (!n) throw Error(ErrorKind::usage, fmt::format("{} {:?}: want a whole number", option, text));
+  return n;
+}
+
+double parse_number(const std::string& option, const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s, &end);
+  if (text.empty() || end == s || *end != '\0' || (errno == ERANGE && std::isfinite(v) && v != 0)) {
+    throw Error(ErrorKind::usage, fmt::format("{} {:?}: not a number", option, text));
+  }
+  return v;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows,
+                 const std::set<std::size_t>& right_aligned) {
+  std::vector<std::size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      line += right_aligned.count(i) ? fmt::format("{:>{}}", r[i], width[i])
+                                     : fmt::format("{:<{}}", r[i], width[i]);
+      if (i + 1 < r.size()) line += "  ";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    fmt::print("{}\n", line);
+  }
 }
 
 const std::vector<CommandSpec>& commands() {

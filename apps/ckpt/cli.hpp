@@ -68,6 +68,14 @@ std::string format_metric(const std::optional<double>& v);
 // Parses KEY=VALUE; throws Error(usage) naming the option.
 std::pair<std::string, std::string> split_key_value(const std::string& arg, const char* option);
 
+// A whole number option ("--keep-last 3"); nullopt when not given.
+std::optional<std::uint64_t> parse_count(const char* option, const std::string& text);
+// A decimal number, nan and inf included; throws Error(usage) naming the option.
+double parse_number(const std::string& option, const std::string& text);
+// Prints rows as aligned columns (two spaces apart); right_aligned holds column indexes.
+void print_table(const std::vector<std::vector<std::string>>& rows,
+                 const std::set<std::size_t>& right_aligned);
+
 int run(int argc, char** argv);
 
 }  // namespace ckpt::cli

@@ -82,29 +82,13 @@ int show_table(Cli& cli) {
     return 0;
   }
   if (cli.global.quiet) return 0;
-  std::vector<std::array<std::string, 6>> rows;
+  std::vector<std::vector<std::string>> rows;
   rows.push_back({"NAME", "STEP", "CREATED", "SIZE", "METRICS", "MARKERS"});
   for (const auto& c : l->checkpoints) {
     rows.push_back({c.name, fmt::format("{}", c.meta.step), c.meta.created,
                     human_size(c.meta.total_size), metrics_text(c.meta), join(c.markers, ",")});
   }
-  std::array<std::size_t, 6> width{};
-  for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      bool right = i == 1 || i == 3;
-      std::string cell = i + 1 == r.size() ? r[i]
-                         : right           ? fmt::format("{:>{}}", r[i], width[i])
-                                           : fmt::format("{:<{}}", r[i], width[i]);
-      line += cell;
-      if (i + 1 < r.size()) line += "  ";
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    fmt::print("{}\n", line);
-  }
+  print_table(rows, {1, 3});
   fmt::print("\n{} checkpoint{} in {}\n", l->checkpoints.size(),
              l->checkpoints.size() == 1 ? "" : "s", l->root);
   fmt::print("policy: {}\n", l->policy ? policy_text(*l->policy) : std::string("none"));

@@ -31,15 +31,7 @@ int run_promote(Cli& cli, const PromoteArgs& a) {
   if (!a.ref.empty()) o.ref = a.ref;
   if (!a.key.empty()) o.key = a.key;
   if (!a.mode.empty()) o.mode = parse_mode(a.mode);
-  if (!a.value.empty()) {
-    char* end = nullptr;
-    errno = 0;
-    double v = std::strtod(a.value.c_str(), &end);
-    if (end == a.value.c_str() || *end != '\0') {
-      return cli.fail(Error(ErrorKind::usage, fmt::format("--value {:?} is not a number", a.value)));
-    }
-    o.value = v;
-  }
+  if (!a.value.empty()) o.value = parse_number("--value", a.value);
   o.force = a.force;
   auto r = promote_best(cli.context(), o);
   if (!r) return cli.fail(r.error());

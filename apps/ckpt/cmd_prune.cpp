@@ -15,19 +15,12 @@ struct PruneArgs {
   bool dry_run = false;
 };
 
-std::optional<std::uint64_t> count_arg(const char* name, const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  auto n = parse_step(text);
-  if (!n) throw Error(ErrorKind::usage, fmt::format("{} {:?}: want a whole number", name, text));
-  return n;
-}
-
 int run_prune(Cli& cli, const PruneArgs& a) {
   PruneOptions o;
   o.root = cli.root();
-  o.rules.keep_last = count_arg("--keep-last", a.keep_last);
-  o.rules.keep_best = count_arg("--keep-best", a.keep_best);
-  o.rules.keep_every = count_arg("--keep-every", a.keep_every);
+  o.rules.keep_last = parse_count("--keep-last", a.keep_last);
+  o.rules.keep_best = parse_count("--keep-best", a.keep_best);
+  o.rules.keep_every = parse_count("--keep-every", a.keep_every);
   if (!a.keep_within.empty()) o.rules.keep_within = a.keep_within;
   o.dry_run = a.dry_run;
   auto r = prune(cli.context(), o);
@@ -47,7 +40,7 @@ int run_prune(Cli& cli, const PruneArgs& a) {
     return 0;
   }
   // One row per checkpoint, in step order, as restic forget shows its plan.
-  std::vector<std::array<std::string, 5>> rows;
+  std::vector<std::vector<std::string>> rows;
   std::string metric_head = r->best_key ? *r->best_key : std::string("METRIC");
   rows.push_back({"ACTION", "NAME", "CREATED", metric_head, "REASONS"});
   for (const auto& c : r->checkpoints) {
@@ -63,19 +56,7 @@ int run_prune(Cli& cli, const PruneArgs& a) {
                              : "-";
     rows.push_back({action, c.name, c.meta.created, metric, reasons});
   }
-  std::array<std::size_t, 5> width{};
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      line += i == 3 ? fmt::format("{:>{}}", row[i], width[i]) : fmt::format("{:<{}}", row[i], width[i]);
-      if (i + 1 < row.size()) line += "  ";
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    fmt::print("{}\n", line);
-  }
+  print_table(rows, {3});
   fmt::print("\n{} {} checkpoint{}, kept {}", r->dry_run ? "would remove" : "removed",
              r->removed.size(), r->removed.size() == 1 ? "" : "s", r->kept.size());
   if (!r->cleaned.empty()) {

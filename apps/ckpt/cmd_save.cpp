@@ -30,25 +30,6 @@ struct SaveArgs {
   bool follow_symlinks = false;
 };
 
-double parse_metric_value(const std::string& key, const std::string& text) {
-  const char* s = text.c_str();
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(s, &end);
-  if (text.empty() || end == s || *end != '\0' || (errno == ERANGE && std::isfinite(v) && v != 0)) {
-    throw Error(ErrorKind::usage,
-                fmt::format("--metric {}={:?}: the value is not a number", key, text));
-  }
-  return v;
-}
-
-std::optional<std::uint64_t> count_option(const char* name, const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  auto n = parse_step(text);
-  if (!n) throw Error(ErrorKind::usage, fmt::format("{} {:?}: want a whole number", name, text));
-  return n;
-}
-
 SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   SaveOptions o;
   o.root = cli.root();
@@ -74,7 +55,7 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   for (const auto& d : a.from) o.sources.push_back(Source{d, std::nullopt, true});
   for (const auto& m : a.metrics) {
     auto [k, v] = split_key_value(m, "--metric");
-    o.metrics[k] = parse_metric_value(k, v);
+    o.metrics[k] = parse_number(fmt::format("--metric {}=", k), v);
   }
   for (const auto& m : a.meta) {
     auto [k, v] = split_key_value(m, "--meta");
@@ -83,9 +64,9 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   o.weights = a.weights;
   if (!a.best_key.empty()) o.policy.best_key = a.best_key;
   if (!a.mode.empty()) o.policy.best_mode = parse_mode(a.mode);
-  o.policy.keep_last = count_option("--keep-last", a.keep_last);
-  o.policy.keep_best = count_option("--keep-best", a.keep_best);
-  o.policy.keep_every = count_option("--keep-every", a.keep_every);
+  o.policy.keep_last = parse_count("--keep-last", a.keep_last);
+  o.policy.keep_best = parse_count("--keep-best", a.keep_best);
+  o.policy.keep_every = parse_count("--keep-every", a.keep_every);
   if (!a.keep_within.empty()) o.policy.keep_within = a.keep_within;
   if (!a.checksum.empty()) o.policy.checksum = a.checksum;
   if (int(a.copy) + int(a.move) + int(a.link) > 1) {

@@ -53,9 +53,14 @@ void AtomicFile::commit() {
 }
 
 void write_file_atomic(FileSystem& fs, const std::string& path, std::string_view data) {
-  AtomicFile f(fs, path);
-  f.write(data);
-  f.commit();
+  try {
+    AtomicFile f(fs, path);
+    f.write(data);
+    f.commit();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::io) throw;
+    throw Error(e.kind(), fmt::format("writing {}: {}", path, e.message()), e.sys_errno());
+  }
 }
 
 }  // namespace ckpt

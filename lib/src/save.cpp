@@ -198,6 +198,18 @@ class Stager {
   }
 
   FileEntry stage(const PlannedFile& f) {
+    try {
+      return stage_file(f);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::io) throw;
+      // Descriptor-level errors do not say which file: name it.
+      throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
+                  e.sys_errno());
+    }
+  }
+
+ private:
+  FileEntry stage_file(const PlannedFile& f) {
     std::string dst = join_path(m_staging, f.dest);
     make_parent(f.dest);
     TransferResult r;
@@ -228,6 +240,8 @@ class Stager {
     return e;
   }
 
+
+ public:
   // Directories created in staging, deepest first, for fsync.
   std::vector<std::string> dirs_deepest_first() const {
     std::vector<std::string> d = m_dirs;
@@ -290,10 +304,16 @@ class Stager {
 };
 
 void write_and_sync(FileSystem& fs, const std::string& path, const std::string& data) {
-  FdGuard fd(fs, fs.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-  fs.write(fd.get(), data.data(), data.size());
-  fs.fsync(fd.get());
-  fd.close();
+  try {
+    FdGuard fd(fs, fs.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    fs.write(fd.get(), data.data(), data.size());
+    fs.fsync(fd.get());
+    fd.close();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::io) throw;
+    throw Error(e.kind(), fmt::format("writing {}: {}", base_name(path), e.message()),
+                e.sys_errno());
+  }
 }
 
 // The next commit_seq: one more than the highest in the root. The counter in

@@ -174,7 +174,14 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     std::vector<Checkpoint> complete;
     for (const auto& dir : dirs) {
       std::optional<CheckpointMeta> meta;
-      CheckpointCheck c = check_checkpoint(ctx, dir, opts.quick, &meta);
+      CheckpointCheck c;
+      try {
+        c = check_checkpoint(ctx, dir, opts.quick, &meta);
+      } catch (const Error& e) {
+        if (e.sys_errno() != ENOENT || ctx.file_system().lstat(dir)) throw;
+        continue;  // pruned while we looked: no longer a checkpoint, nothing to report
+      }
+      if (!c.problems.empty() && opts.refs.empty() && !ctx.file_system().lstat(dir)) continue;
       for (const auto& p : c.problems) {
         if (counts(p, opts.strict)) c.ok = false;
       }
@@ -211,8 +218,34 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       if (e.kind() == ErrorKind::io) throw;
       add(m, k_last_file, "last_invalid", e.message());
     }
+    // A checkpoint committed (or a marker moved) after the listing above is not
+    // in `complete`; look at what the marker names now before calling it dangling.
+    complete.reserve(complete.size() + 8);  // complete_now adds at most four: no reallocation
+    auto complete_now = [&](const std::string& name) -> bool {
+      if (by_name(name)) return true;
+      std::string dir = join_path(root, name);
+      if (!ctx.file_system().lstat(dir)) return false;
+      std::optional<CheckpointMeta> meta;
+      CheckpointCheck c = check_checkpoint(ctx, dir, true, &meta);
+      bool intact = meta && std::none_of(c.problems.begin(), c.problems.end(), [](const Problem& p) {
+        return p.severity == Severity::failure;
+      });
+      if (intact) complete.push_back(Checkpoint{c.name, dir, *meta, {}});
+      return intact;
+    };
+    if (last_name && !complete_now(*last_name)) {
+      try {
+        if (auto again = detail::read_last(ctx, root); again && again->name != *last_name) {
+          last_name = again->name;
+          last_legacy = again->legacy;
+        }
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io) throw;
+      }
+    }
+    newest = detail::newest(complete);
     if (last_name) {
-      if (!by_name(*last_name)) {
+      if (!complete_now(*last_name)) {
         add(m, k_last_file, "last_dangling",
             fmt::format("names {}, which is not a complete checkpoint", *last_name));
       } else if (newest && newest->name != *last_name) {
@@ -239,8 +272,15 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       if (e.kind() == ErrorKind::io) throw;
       add(m, k_policy_file, "policy_invalid", e.message());
     }
+    if (best && !complete_now(best->path)) {
+      try {
+        if (auto again = detail::read_best(ctx, root)) best = again;
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io) throw;
+      }
+    }
     if (best) {
-      const Checkpoint* c = by_name(best->path);
+      const Checkpoint* c = complete_now(best->path) ? by_name(best->path) : nullptr;
       if (!c) {
         add(m, k_best_file, "best_dangling",
             fmt::format("names {}, which is not a complete checkpoint", best->path));

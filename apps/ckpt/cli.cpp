@@ -87,6 +87,19 @@ std::vector<std::string> rewrite_aliases(int argc, char** argv, std::vector<std:
   return args;
 }
 
+// An empty value ("info ''", "--to ''") is a mistake, never "not given".
+void refuse_empty_values(const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->count() == 0 || opt->get_items_expected_max() == 0) continue;  // absent, or a flag
+    for (const auto& v : opt->results()) {
+      if (v.empty()) {
+        throw Error(ErrorKind::usage, fmt::format("{}: empty value", opt->get_name()));
+      }
+    }
+  }
+  for (const CLI::App* sub : app.get_subcommands()) refuse_empty_values(*sub);
+}
+
 bool wants_json(const std::vector<std::string>& args) {
   for (const auto& a : args) {
     if (a == "--") break;
@@ -319,6 +332,11 @@ int run(int argc, char** argv) {
     return 0;
   } catch (const CLI::ParseError& e) {
     return cli.fail(Error(ErrorKind::usage, fmt::format("{} (see ckpt --help)", e.what())));
+  } catch (const Error& e) {
+    return cli.fail(e);
+  }
+  try {
+    refuse_empty_values(app);
   } catch (const Error& e) {
     return cli.fail(e);
   }

@@ -49,8 +49,31 @@ void check_depth(std::string_view text, const char* file) {
 
 json parse_object(std::string_view text, const char* file) {
   check_depth(text, file);
-  json j = json::parse(text, nullptr, false);
+  // A key given twice would let two readers disagree on the value: refuse it.
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        keys.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!keys.empty()) keys.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+            duplicate.empty()) {
+          duplicate = parsed.get<std::string>();
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  json j = json::parse(text, cb, false);
   if (j.is_discarded()) bad(file, "not valid JSON");
+  if (!duplicate.empty()) bad(file, fmt::format("key {:?} appears twice in one object", duplicate));
   if (!j.is_object()) bad(file, "not a JSON object");
   return j;
 }

@@ -208,7 +208,13 @@ std::string parent_path(const std::string& path) {
 }
 
 std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size) {
-  FdGuard fd(fs, fs.open(path, O_RDONLY));
+  // Never through a symbolic link, and never blocking on a FIFO planted in its place.
+  if (auto st = fs.lstat(path); st && st->type != FileType::file) {
+    throw Error(ErrorKind::integrity,
+                fmt::format("{} is not a regular file (a symbolic link, FIFO, device or directory)",
+                            path));
+  }
+  FdGuard fd(fs, fs.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
   Stat st = fs.fstat(fd.get());
   if (st.type != FileType::file) {
     throw Error(ErrorKind::integrity, fmt::format("{} is not a regular file", path));
@@ -228,6 +234,22 @@ std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max
     }
   }
   return out;
+}
+
+std::optional<Stat> lstat_beneath(FileSystem& fs, const std::string& dir, const std::string& rel) {
+  std::size_t pos = 0;
+  while ((pos = rel.find('/', pos)) != std::string::npos) {
+    std::string part = rel.substr(0, pos);
+    auto st = fs.lstat(join_path(dir, part));
+    if (!st) return std::nullopt;
+    if (st->type != FileType::dir) {
+      throw Error(ErrorKind::integrity,
+                  fmt::format("{} is {}, not a directory", part,
+                              st->type == FileType::symlink ? "a symbolic link" : "a file"));
+    }
+    ++pos;
+  }
+  return fs.lstat(join_path(dir, rel));
 }
 
 void make_dirs(FileSystem& fs, const std::string& path, Durable durable) {

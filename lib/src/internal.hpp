@@ -32,6 +32,10 @@ CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
 std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
                                          std::uint64_t step);
 
+// Refuses (unsupported) a root whose .ckpt, .ckpt/staging or .ckpt/trash is a
+// symbolic link or not a directory: ckpt never writes or deletes through one.
+void check_private_dirs(const Context& ctx, const std::string& root);
+
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
 

@@ -50,7 +50,13 @@ std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const Loa
 void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full) {
   FileSystem& fs = ctx.file_system();
   std::string path = join_path(dir, f.path);
-  auto st = fs.lstat(path);
+  std::optional<Stat> st;
+  try {
+    st = lstat_beneath(fs, dir, f.path);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    throw Error(ErrorKind::integrity, fmt::format("{}/{}: {}", base_name(dir), f.path, e.message()));
+  }
   if (!st) {
     throw Error(ErrorKind::integrity, fmt::format("{}/{} is missing", base_name(dir), f.path));
   }

@@ -43,7 +43,7 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
     try {
       current = detail::read_best(ctx, root);
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
+      if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
       ctx.warning(fmt::format("{}; it will be replaced", e.message()));
     }
 

@@ -24,6 +24,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run) {
   FileSystem& fs = ctx.file_system();
+  check_private_dirs(ctx, root);
   std::vector<std::string> cleaned;
   std::string staging = staging_dir(root);
   if (auto st = fs.lstat(staging); st && st->type == FileType::dir) {
@@ -87,7 +88,7 @@ void refresh_markers(const Context& ctx, const std::string& root,
   try {
     current = read_best(ctx, root);
   } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
+    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
     unreadable = true;
   }
   auto computed = compute_best(checkpoints, *key, mode);

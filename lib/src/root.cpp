@@ -147,7 +147,20 @@ std::optional<std::string> find_step_dir(const Context& ctx, const std::string& 
   return std::nullopt;
 }
 
+void check_private_dirs(const Context& ctx, const std::string& root) {
+  for (const auto& p : {private_dir(root), staging_dir(root), trash_dir(root)}) {
+    auto st = ctx.file_system().lstat(p);
+    if (st && st->type != FileType::dir) {
+      throw Error(ErrorKind::unsupported,
+                  fmt::format("{} is {}; ckpt never writes or deletes through it (remove it)", p,
+                              st->type == FileType::symlink ? "a symbolic link"
+                                                            : "not a directory"));
+    }
+  }
+}
+
 FileLock lock_root(const Context& ctx, const std::string& root) {
+  check_private_dirs(ctx, root);
   make_dirs(ctx.file_system(), private_dir(root), Durable::yes);
   return FileLock::acquire(lock_path(root), ctx.lock_timeout, fmt::format("root {}", root));
 }

@@ -274,7 +274,7 @@ class Stager {
   }
 
   TransferResult copy(const std::string& src, const std::string& dst) {
-    FdGuard in(m_fs, m_fs.open(src, O_RDONLY));
+    FdGuard in(m_fs, m_fs.open(src, O_RDONLY | O_NONBLOCK));
     Stat st = m_fs.fstat(in.get());
     if (st.type != FileType::file) {
       throw Error(ErrorKind::usage, fmt::format("source {} is not a regular file", src));
@@ -411,7 +411,8 @@ std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::stri
   try {
     return detail::read_best(ctx, root);
   } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
+    // A newer ckpt's file is not ours to downgrade.
+    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
     ctx.warning(fmt::format("{}; it will be rebuilt", e.message()));
     return std::nullopt;
   }
@@ -491,12 +492,18 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
                   ENOTDIR);
     }
+    detail::check_private_dirs(ctx, root);
     make_dirs(fs, detail::staging_dir(root), Durable::yes);
     make_dirs(fs, detail::trash_dir(root), Durable::yes);
 
     auto policy = detail::read_policy(ctx, root);
     auto best = read_best_tolerant(ctx, root);
     check_best_conflict(opts, best);
+    if (auto st = fs.lstat(join_path(root, name)); st && st->type != FileType::dir) {
+      throw Error(ErrorKind::conflict,
+                  fmt::format("{} exists and is not a checkpoint directory; move it away first",
+                              join_path(root, name)));
+    }
     if (!opts.force && detail::find_step_dir(ctx, root, opts.step)) {
       throw Error(ErrorKind::conflict,
                   fmt::format("step {} already exists ({}); use --force to replace it",

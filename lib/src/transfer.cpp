@@ -64,7 +64,10 @@ TransferResult hash_fd(FileSystem& fs, int fd, Hash hash, const ProgressFn& prog
 
 TransferResult hash_file(FileSystem& fs, const std::string& path, Hash hash,
                          const ProgressFn& progress) {
-  FdGuard fd(fs, fs.open(path, O_RDONLY));
+  FdGuard fd(fs, fs.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  if (fs.fstat(fd.get()).type != FileType::file) {
+    throw Error(ErrorKind::integrity, path + " is not a regular file");
+  }
   return hash_fd(fs, fd.get(), hash, progress);
 }
 

@@ -53,7 +53,14 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
   for (const auto& f : meta.files) {
     listed.insert(f.path);
     std::string path = join_path(dir, f.path);
-    auto st = fs.lstat(path);
+    std::optional<Stat> st;
+    try {
+      st = lstat_beneath(fs, dir, f.path);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      add(c, f.path, "not_regular", e.message());
+      continue;
+    }
     if (!st) {
       add(c, f.path, "missing", "listed in _checkpoint.json but absent");
       continue;
@@ -263,6 +270,8 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       best = detail::read_best(ctx, root);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
+      // A newer ckpt's best.json: report it, and never let --repair downgrade it.
+      if (e.kind() == ErrorKind::unsupported && opts.repair) throw;
       add(m, k_best_file, "best_invalid", e.message());
     }
     std::optional<Policy> policy;

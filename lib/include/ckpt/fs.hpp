@@ -104,7 +104,11 @@ std::string join_path(const std::string& a, const std::string& b);
 std::string base_name(const std::string& path);
 std::string parent_path(const std::string& path);
 
-// Reads a whole file; refuses files larger than max_size (kind integrity).
+// lstat of dir/rel that follows no symbolic link on the way: throws
+// Error(integrity) when a component of rel's parent is not a real directory.
+std::optional<Stat> lstat_beneath(FileSystem& fs, const std::string& dir, const std::string& rel);
+
+// Reads a whole regular file (never through a symbolic link); refuses files larger than max_size (kind integrity).
 std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size);
 enum class Durable { no, yes };
 // Creates path and its missing parents; with Durable::yes each new directory's

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Sets everything up, then builds and runs every test: release, then ASan+UBSan.
+# Sets everything up, then builds and runs every test: release, a short libFuzzer run of every
+# fuzz target (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), then the suite under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
-for preset in release asan; do
-  echo "== $preset: configure and build"
-  cmake --preset "$preset" >/dev/null
-  cmake --build --preset "$preset" -j"$jobs"
-  echo "== $preset: tests"
-  ctest --preset "$preset" -j"$jobs"
-done
+run_suite() {
+  echo "== $1: configure and build"
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j"$jobs"
+  echo "== $1: tests"
+  ctest --preset "$1" -j"$jobs"
+}
+run_suite release
+# Every fuzz target for FUZZ_SECONDS (default 20) on a copy of its seed corpus (clang).
+scripts/fuzz.sh
+run_suite asan

@@ -109,6 +109,11 @@ std::uint64_t get_uint(const json& j, const char* key, const char* file,
 void check_schema(const json& j, const char* file) {
   const json& v = field(j, "schema_version", file);
   if (!v.is_number_integer()) bad(file, "field \"schema_version\" must be an integer");
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+    throw Error(ErrorKind::unsupported,
+                fmt::format("{} has schema_version {}, this ckpt reads up to {}; upgrade ckpt", file,
+                            v.get<std::uint64_t>(), k_schema_version));
+  }
   auto version = v.get<std::int64_t>();
   if (version > k_schema_version) {
     throw Error(ErrorKind::unsupported,

@@ -123,7 +123,8 @@ void PosixFileSystem::fsync_dir(const std::string& path) {
 std::optional<Stat> PosixFileSystem::lstat(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+    // A name too long to exist does not exist.
+    if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return std::nullopt;
     throw io_error(errno, "cannot stat", path);
   }
   return to_stat(st);
@@ -132,7 +133,8 @@ std::optional<Stat> PosixFileSystem::lstat(const std::string& path) {
 std::optional<Stat> PosixFileSystem::stat(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+    // A name too long to exist does not exist.
+    if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) return std::nullopt;
     throw io_error(errno, "cannot stat", path);
   }
   return to_stat(st);

@@ -46,7 +46,7 @@ class FileSystem {
   virtual void link(const std::string& from, const std::string& to) = 0;
   virtual void fsync_dir(const std::string& path) = 0;
 
-  // nullopt when the path does not exist (ENOENT, ENOTDIR).
+  // nullopt when the path does not exist (ENOENT, ENOTDIR, ENAMETOOLONG).
   virtual std::optional<Stat> lstat(const std::string& path) = 0;
   virtual std::optional<Stat> stat(const std::string& path) = 0;
   virtual Stat fstat(int fd) = 0;

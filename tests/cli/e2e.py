@@ -30,82 +30,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
-HERE = pathlib.Path(__file__).resolve().parent
-BIN = os.path.abspath(os.environ.get("CKPT_BIN") or str(HERE / ".." / ".." / "build" / "release" / "apps" / "ckpt" / "ckpt"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BIN, Fail, Result, check, expect_eq, expect_rc, load_json, make_big_file,  # noqa: E402
+                     meta, name, read_best, sha256_file, snapshot, staging_bytes, staging_dirs, step_dirs,
+                     write_json)
+
 VERSION = "0.1.0"
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour / text attributes
 DEFAULT_TIMEOUT = 60
 
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
+SCENARIOS, scenario = harness.registry()
 
 
 # --------------------------------------------------------------------------
 # assertion helpers
-
-
-class Fail(AssertionError):
-    pass
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err, cwd, env_extra):
-        self.cmd = cmd
-        self.rc = rc
-        self.out = out
-        self.err = err
-        self.cwd = cwd
-        self.env_extra = env_extra
-
-    @property
-    def both(self):
-        return self.out + "\n" + self.err
-
-    def describe(self):
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env_extra.items()))
-        return (
-            f"  command  : {env + ' ' if env else ''}{shlex.join(self.cmd)}\n"
-            f"  cwd      : {self.cwd}\n"
-            f"  exit code: {self.rc}\n"
-            f"  --- stdout ---\n{indent(self.out)}\n"
-            f"  --- stderr ---\n{indent(self.err)}"
-        )
-
-    def json(self):
-        try:
-            return json.loads(self.out)
-        except ValueError as e:
-            raise Fail(f"stdout is not one JSON document ({e})\n{self.describe()}")
-
-    def lines(self):
-        return [line for line in self.out.splitlines() if line != ""]
-
-
-def indent(text):
-    if text == "":
-        return "    <empty>"
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def check(cond, msg, res=None):
-    if not cond:
-        raise Fail(msg + ("\n" + res.describe() if res is not None else ""))
-
-
-def expect_rc(res, code, what=""):
-    check(res.rc == code, f"{what + ': ' if what else ''}expected exit code {code}, got {res.rc}", res)
-
-
-def expect_eq(actual, expected, what, res=None):
-    check(actual == expected, f"{what}:\n    expected {expected!r}\n    actual   {actual!r}", res)
 
 
 def expect_text_error(res):
@@ -114,20 +55,7 @@ def expect_text_error(res):
 
 
 def expect_json_error(res, code, kind):
-    expect_rc(res, code)
-    check(res.out == "", "with --json a failure must print nothing on stdout", res)
-    lines = [line for line in res.err.splitlines() if line.strip() != ""]
-    check(len(lines) == 1, f"with --json a failure must print exactly one line on stderr, got {len(lines)}", res)
-    try:
-        doc = json.loads(lines[0])
-    except ValueError as e:
-        raise Fail(f"stderr line is not JSON ({e})\n{res.describe()}")
-    err = doc.get("error") if isinstance(doc, dict) else None
-    check(isinstance(err, dict), "stderr JSON must be {\"error\": {...}}", res)
-    expect_eq(err.get("code"), code, "error.code", res)
-    expect_eq(err.get("kind"), kind, "error.kind", res)
-    check(isinstance(err.get("message"), str) and err["message"] != "", "error.message must be a non-empty string", res)
-    return err
+    return harness.expect_json_error(res, code, kind, message=True)
 
 
 def deprecation_lines(res):
@@ -138,90 +66,13 @@ def deprecation_lines(res):
 # filesystem helpers
 
 
-def name(step):
-    return f"step-{step:09d}"
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def snapshot(directory):
-    """{relative path: (kind, size, sha256)} for everything under directory, never following links."""
-    out = {}
-    directory = pathlib.Path(directory)
-    for dirpath, dirnames, filenames in os.walk(directory):
-        for n in dirnames + filenames:
-            p = pathlib.Path(dirpath) / n
-            rel = p.relative_to(directory).as_posix()
-            if p.is_symlink():
-                out[rel] = ("link", os.readlink(p), None)
-            elif p.is_dir():
-                out[rel] = ("dir", None, None)
-            else:
-                out[rel] = ("file", p.stat().st_size, sha256_file(p))
-    return out
-
-
 def files_under(directory):
     """Relative '/'-separated paths of regular files under directory."""
     return {k for k, v in snapshot(directory).items() if v[0] == "file"}
 
 
-def load_json(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read())
-
-
-def write_json(path, doc):
-    with open(path, "w") as f:
-        json.dump(doc, f)
-
-
-def meta(root, step_or_name):
-    n = name(step_or_name) if isinstance(step_or_name, int) else step_or_name
-    return load_json(pathlib.Path(root) / n / "_checkpoint.json")
-
-
 def read_last(root):
     return (pathlib.Path(root) / "last").read_bytes()
-
-
-def read_best(root):
-    p = pathlib.Path(root) / "best.json"
-    return load_json(p) if p.exists() else None
-
-
-def step_dirs(root):
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(n for n in os.listdir(root) if n.startswith("step-") and (root / n).is_dir())
-
-
-def staging_dirs(root):
-    st = pathlib.Path(root) / ".ckpt" / "staging"
-    if not st.exists():
-        return []
-    return sorted(n for n in os.listdir(st) if (st / n).is_dir() and not (st / n).is_symlink())
-
-
-def staging_bytes(root):
-    st = pathlib.Path(root) / ".ckpt" / "staging"
-    total = 0
-    if not st.exists():
-        return 0
-    for dirpath, _dirs, files in os.walk(st):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def flip_byte(path, offset=None):
@@ -243,14 +94,10 @@ def by_bytes(paths):
 # per-scenario context
 
 
-class Ctx:
+class Ctx(harness.RootCtx):
     def __init__(self, tmp):
-        self.tmp = pathlib.Path(tmp)
-        self.root = self.tmp / "root"
-        self.src = self.tmp / "src"
-        self.src.mkdir()
+        super().__init__(tmp)
         self._std = None
-        self.failures = []
 
     def sub(self, label, fn, *args):
         """Run one independent sub-case; a failure is recorded and the scenario goes on."""
@@ -261,24 +108,8 @@ class Ctx:
 
     # -- running the binary
     def raw(self, cmd, code=None, env=None, cwd=None, timeout=DEFAULT_TIMEOUT, input=None):
-        e = os.environ.copy()
-        e.pop("CKPT_ROOT", None)
-        e["NO_COLOR"] = "1"
-        e.update(env or {})
-        cmd = [str(a) for a in cmd]
-        cwd = str(cwd or self.tmp)
-        try:
-            p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, timeout=timeout,
-                               input=input if input is not None else b"")
-        except subprocess.TimeoutExpired as ex:
-            fake = Result(cmd, "TIMEOUT", (ex.stdout or b"").decode("utf-8", "replace"),
-                          (ex.stderr or b"").decode("utf-8", "replace"), cwd, env or {})
-            raise Fail(f"command did not finish within {timeout}s (killed)\n{fake.describe()}")
-        res = Result(cmd, p.returncode, p.stdout.decode("utf-8", "replace"),
-                     p.stderr.decode("utf-8", "replace"), cwd, env or {})
-        if code is not None:
-            expect_rc(res, code)
-        return res
+        return harness.execute(cmd, cwd=str(cwd or self.tmp), env=harness.child_env(env), timeout=timeout,
+                               input=input if input is not None else b"", code=code, env_extra=env)
 
     def run(self, *args, root=None, code=None, env=None, cwd=None, timeout=DEFAULT_TIMEOUT,
             lock_timeout=True, use_root=True):
@@ -324,11 +155,6 @@ class Ctx:
         """No checkpoint other than allowed_steps and no staging directory is left."""
         expect_eq(step_dirs(root), [name(s) for s in allowed_steps], f"{what}: checkpoint directories")
         expect_eq(staging_dirs(root), [], f"{what}: directories left under ROOT/.ckpt/staging")
-
-    def verify_ok(self, root=None, what="verify"):
-        res = self.run("verify", root=root)
-        expect_rc(res, 0, what)
-        return res
 
 
 # --------------------------------------------------------------------------
@@ -1931,16 +1757,6 @@ def promote_best(c):
 # interrupts
 
 
-def make_big_file(path, total):
-    chunk = os.urandom(64 << 20)
-    with open(path, "wb") as fh:
-        written = 0
-        while written < total:
-            n = min(len(chunk), total - written)
-            fh.write(chunk[:n])
-            written += n
-
-
 def start_and_interrupt(c, step, big, sig, extra=()):
     env = os.environ.copy()
     env.pop("CKPT_ROOT", None)
@@ -2045,53 +1861,5 @@ def kill_during_save(c):
 # runner
 
 
-def run_one(nm):
-    fn = SCENARIOS.get(nm)
-    if fn is None:
-        print(f"unknown scenario {nm!r}; see --list", file=sys.stderr)
-        return 2
-    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        print(f"FAIL {nm}: ckpt binary not found or not executable: {BIN} (set CKPT_BIN)", file=sys.stderr)
-        return 1
-    tmp = tempfile.mkdtemp(prefix=f"ckpt-e2e-{nm}-")
-    ctx = Ctx(tmp)
-    t0 = time.monotonic()
-    try:
-        fn(ctx)
-        if ctx.failures:
-            raise Fail(f"{len(ctx.failures)} sub-case(s) failed:\n" + "\n".join(ctx.failures))
-    except Fail as e:
-        if ctx.failures and not str(e).startswith(f"{len(ctx.failures)} sub-case(s) failed"):
-            e = Fail(f"{e}\nearlier failed sub-cases:\n" + "\n".join(ctx.failures))
-        print(f"FAIL {nm}: {e}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    except Exception:
-        print(f"FAIL {nm}: test error\n{traceback.format_exc()}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    if os.environ.get("CKPT_E2E_KEEP"):
-        print(f"  temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"PASS {nm} ({time.monotonic() - t0:.1f}s)")
-    return 0
-
-
-def main(argv):
-    if len(argv) == 1 or argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if len(argv) > 1 else 2
-    if argv[1] == "--list":
-        for nm in SCENARIOS:
-            print(nm)
-        return 0
-    names = list(SCENARIOS) if argv[1] == "--all" else argv[1:]
-    failed = [nm for nm in names if run_one(nm) != 0]
-    if len(names) > 1:
-        print(f"{len(names) - len(failed)}/{len(names)} passed" + (f"; failed: {' '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.main(sys.argv, __doc__, SCENARIOS, Ctx, "ckpt-e2e"))

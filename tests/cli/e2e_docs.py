@@ -7,15 +7,13 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
-BIN = os.environ.get("CKPT_BIN") or os.path.join(TOP, "build", "release", "apps", "ckpt", "ckpt")
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
+BIN = harness.BIN
+SCENARIOS, scenario = harness.registry()
 
 
 def ckpt(*args):

@@ -27,168 +27,29 @@ import os
 import pathlib
 import random
 import re
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
-import hashlib
 
-HERE = pathlib.Path(__file__).resolve().parent
-BIN = os.path.abspath(os.environ.get("CKPT_BIN") or str(HERE / ".." / ".." / "build" / "release" / "apps" / "ckpt" / "ckpt"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BIN, Fail, Result, check, child_env, expect_eq, expect_rc, load_json,  # noqa: E402
+                     make_big_file, name, private_entries, sha256_file, snapshot, staging_bytes, staging_dirs,
+                     step_dirs)
+
 DEFAULT_TIMEOUT = 120
 NAME_RE = re.compile(r"^step-[0-9]+$")
 DISK_FULL_RE = re.compile(r"disk full|no space", re.IGNORECASE)
 
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
-
-
-# --------------------------------------------------------------------------
-# assertion helpers
-
-
-class Fail(AssertionError):
-    pass
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err, note=""):
-        self.cmd = [str(a) for a in cmd]
-        self.rc = rc
-        self.out = out
-        self.err = err
-        self.note = note
-
-    def describe(self):
-        return (
-            f"  command  : {shlex.join(self.cmd)}\n"
-            + (f"  note     : {self.note}\n" if self.note else "")
-            + f"  exit code: {self.rc}\n"
-            f"  --- stdout ---\n{indent(self.out)}\n"
-            f"  --- stderr ---\n{indent(self.err)}"
-        )
-
-    def json(self):
-        try:
-            return json.loads(self.out)
-        except ValueError as e:
-            raise Fail(f"stdout is not one JSON document ({e})\n{self.describe()}")
-
-    def json_error(self):
-        """The {"error": {...}} object of a --json failure (one line on stderr), or a Fail."""
-        lines = [line for line in self.err.splitlines() if line.strip()]
-        check(self.out == "", "with --json a failure must print nothing on stdout", self)
-        check(len(lines) == 1, f"with --json a failure must print exactly one line on stderr, got {len(lines)}", self)
-        try:
-            doc = json.loads(lines[0])
-        except ValueError as e:
-            raise Fail(f"stderr line is not JSON ({e})\n{self.describe()}")
-        err = doc.get("error") if isinstance(doc, dict) else None
-        check(isinstance(err, dict), 'stderr JSON must be {"error": {...}}', self)
-        return err
-
-
-def indent(text):
-    if text == "":
-        return "    <empty>"
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def check(cond, msg, res=None):
-    if not cond:
-        raise Fail(msg + ("\n" + res.describe() if res is not None else ""))
-
-
-def expect_rc(res, code, what=""):
-    codes = code if isinstance(code, (tuple, list, set)) else (code,)
-    check(res.rc in codes, f"{what + ': ' if what else ''}expected exit code "
-          f"{' or '.join(str(c) for c in codes)}, got {res.rc}", res)
-
-
-def expect_eq(actual, expected, what, res=None):
-    check(actual == expected, f"{what}:\n    expected {expected!r}\n    actual   {actual!r}", res)
+SCENARIOS, scenario = harness.registry()
 
 
 # --------------------------------------------------------------------------
 # filesystem helpers
-
-
-def name(step):
-    return f"step-{step:09d}"
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def snapshot(directory, skip_top=()):
-    """{relative path: (kind, size, sha256)} for everything under directory, never following links."""
-    out = {}
-    directory = pathlib.Path(directory)
-    for dirpath, dirnames, filenames in os.walk(directory):
-        if pathlib.Path(dirpath) == directory:
-            dirnames[:] = [d for d in dirnames if d not in skip_top]
-            filenames = [f for f in filenames if f not in skip_top]
-        for n in dirnames + filenames:
-            p = pathlib.Path(dirpath) / n
-            rel = p.relative_to(directory).as_posix()
-            if p.is_symlink():
-                out[rel] = ("link", os.readlink(p), None)
-            elif p.is_dir():
-                out[rel] = ("dir", None, None)
-            else:
-                out[rel] = ("file", p.stat().st_size, sha256_file(p))
-    return out
-
-
-def step_dirs(root):
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(n for n in os.listdir(root) if n.startswith("step-") and (root / n).is_dir())
-
-
-def private_entries(root, sub):
-    d = pathlib.Path(root) / ".ckpt" / sub
-    try:
-        return sorted(os.listdir(d))
-    except FileNotFoundError:
-        return []
-
-
-def staging_dirs(root):
-    st = pathlib.Path(root) / ".ckpt" / "staging"
-    return [n for n in private_entries(root, "staging") if (st / n).is_dir() and not (st / n).is_symlink()]
-
-
-def staging_bytes(root):
-    st = pathlib.Path(root) / ".ckpt" / "staging"
-    total = 0
-    for dirpath, _dirs, files in os.walk(st):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def load_json_file(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read())
 
 
 def read_bytes_or_none(path):
@@ -258,45 +119,17 @@ def write_random(path, size):
     return path
 
 
-def make_big_file(path, total):
-    chunk = os.urandom(64 << 20)
-    with open(path, "wb") as fh:
-        written = 0
-        while written < total:
-            n = min(len(chunk), total - written)
-            fh.write(chunk[:n])
-            written += n
-
-
-def child_env():
-    e = os.environ.copy()
-    e.pop("CKPT_ROOT", None)
-    e["NO_COLOR"] = "1"
-    return e
-
-
 # --------------------------------------------------------------------------
 # per-scenario context
 
 
-class Ctx:
+class Ctx(harness.RootCtx):
     def __init__(self, tmp):
-        self.tmp = pathlib.Path(tmp)
-        self.root = self.tmp / "root"
-        self.src = self.tmp / "src"
-        self.src.mkdir()
+        super().__init__(tmp)
         self.env = child_env()
 
     def raw(self, cmd, timeout=DEFAULT_TIMEOUT):
-        cmd = [str(a) for a in cmd]
-        try:
-            p = subprocess.run(cmd, cwd=str(self.tmp), env=self.env, capture_output=True, timeout=timeout,
-                               input=b"")
-        except subprocess.TimeoutExpired as ex:
-            fake = Result(cmd, "TIMEOUT", (ex.stdout or b"").decode("utf-8", "replace"),
-                          (ex.stderr or b"").decode("utf-8", "replace"))
-            raise Fail(f"command did not finish within {timeout}s (killed)\n{fake.describe()}")
-        return Result(cmd, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
+        return harness.execute(cmd, cwd=str(self.tmp), env=self.env, timeout=timeout, show_cwd=False)
 
     def cmd(self, *args, root=None, lock_timeout=30, json_out=False):
         c = [BIN]
@@ -317,13 +150,10 @@ class Ctx:
         return subprocess.Popen([str(a) for a in cmd], cwd=str(self.tmp), env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def verify_ok(self, *args, root=None, what="verify"):
-        return self.run("verify", *args, root=root, code=0, what=what)
-
 
 def finish(p, cmd, note=""):
     out, err = p.communicate(timeout=DEFAULT_TIMEOUT)
-    return Result(cmd, p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), note)
+    return Result(cmd, p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), note=note)
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +213,7 @@ def kill_random_commands(c):
             shutil.rmtree(move_dir, ignore_errors=True)
     save_seconds = sorted(durations)[1]
     print(f"  a save takes about {save_seconds * 1000:.0f} ms here")
-    policy = load_json_file(root / "policy.json")
+    policy = load_json(root / "policy.json")
     check(not any(k.startswith("keep_") for k in policy), f"policy.json must hold no retention rule here: {policy}")
 
     next_step = 4
@@ -795,7 +625,7 @@ def diskfull_metadata_and_markers(c):
         c.run("save", "--step", step, *data, "--metric", "val_loss=1", *many_meta, root=root, code=0,
               what=f"{label}: a save after the filler is removed")
         expect_eq((root / "last").read_bytes(), (nm + "\n").encode(), f"{label}: last after the final save")
-        best = load_json_file(root / "best.json")
+        best = load_json(root / "best.json")
         expect_eq(best.get("path"), nm, f"{label}: best.json after the final save (val_loss=1 is the best)")
         c.verify_ok(root=root, what=f"{label}: verify at the end")
         c.run("verify", "--strict", root=root, code=0, what=f"{label}: verify --strict at the end")
@@ -1022,7 +852,7 @@ def stress_side_by_side(c):
         missing = expected - present
         check(not missing, f"checkpoints the policy keeps are missing: {sorted(missing)} (present {sorted(present)})")
         expect_eq(current_last(), by_seq[0], "last names the checkpoint with the highest commit_seq")
-        best = load_json_file(root / "best.json")
+        best = load_json(root / "best.json")
         expect_eq(best.get("path"), by_best[0], "best.json names the lowest val_loss (ties: earlier commit)")
         res = c.run("prune", "--keep-last", keep_last, "--keep-best", keep_best, json_out=True, code=0, what="final prune")
         expect_eq(sorted(step_dirs(root)), sorted(expected), "checkpoints after the final prune (the policy, recomputed)",
@@ -1070,48 +900,5 @@ def stress_side_by_side(c):
 # runner
 
 
-def run_one(nm):
-    fn = SCENARIOS.get(nm)
-    if fn is None:
-        print(f"unknown scenario {nm!r}; see --list", file=sys.stderr)
-        return 2
-    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        print(f"FAIL {nm}: ckpt binary not found or not executable: {BIN} (set CKPT_BIN)", file=sys.stderr)
-        return 1
-    tmp = tempfile.mkdtemp(prefix=f"ckpt-faults-{nm}-", dir="/tmp")
-    t0 = time.monotonic()
-    try:
-        fn(Ctx(tmp))
-    except Fail as e:
-        print(f"FAIL {nm}: {e}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    except Exception:
-        print(f"FAIL {nm}: test error\n{traceback.format_exc()}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    if os.environ.get("CKPT_E2E_KEEP"):
-        print(f"  temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"PASS {nm} ({time.monotonic() - t0:.1f}s)")
-    return 0
-
-
-def main(argv):
-    if len(argv) == 1 or argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if len(argv) > 1 else 2
-    if argv[1] == "--list":
-        for nm in SCENARIOS:
-            print(nm)
-        return 0
-    names = list(SCENARIOS) if argv[1] == "--all" else argv[1:]
-    failed = [nm for nm in names if run_one(nm) != 0]
-    if len(names) > 1:
-        print(f"{len(names) - len(failed)}/{len(names)} passed" + (f"; failed: {' '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.main(sys.argv, __doc__, SCENARIOS, Ctx, "ckpt-faults", tmp_dir="/tmp"))

@@ -31,17 +31,16 @@ import hashlib
 import json
 import os
 import pathlib
-import shlex
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-import time
 import traceback
 
-HERE = pathlib.Path(__file__).resolve().parent
-BIN = os.path.abspath(os.environ.get("CKPT_BIN") or str(HERE / ".." / ".." / "build" / "release" / "apps" / "ckpt" / "ckpt"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import BIN, Fail, check, expect_eq, load_json, name, sha256_file  # noqa: E402
+
 DEFAULT_TIMEOUT = 15
 FAST = 10.0  # seconds: the budget of one command on a huge or deeply nested file
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7}
@@ -50,87 +49,15 @@ CRASH_WORDS = ("Segmentation", "AddressSanitizer", "LeakSanitizer", "UndefinedBe
                "std::bad_alloc", "what():")
 BIG = 200 * 1024 * 1024
 
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
-
-
-# --------------------------------------------------------------------------
-# assertion helpers
-
-
-class Fail(AssertionError):
-    pass
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err, cwd, elapsed):
-        self.cmd = cmd
-        self.rc = rc
-        self.out = out
-        self.err = err
-        self.cwd = cwd
-        self.elapsed = elapsed
-
-    def describe(self):
-        return (
-            f"  command  : {shlex.join(self.cmd)}\n"
-            f"  cwd      : {self.cwd}\n"
-            f"  exit code: {self.rc}   ({self.elapsed:.2f}s)\n"
-            f"  --- stdout ---\n{indent(self.out)}\n"
-            f"  --- stderr ---\n{indent(self.err)}"
-        )
-
-    def json(self):
-        try:
-            return json.loads(self.out)
-        except ValueError as e:
-            raise Fail(f"stdout is not one JSON document ({e})\n{self.describe()}")
-
-
-def indent(text, limit=4000):
-    if text == "":
-        return "    <empty>"
-    if len(text) > limit:
-        text = text[:limit] + f"\n... ({len(text) - limit} more characters)"
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def check(cond, msg, res=None):
-    if not cond:
-        raise Fail(msg + ("\n" + res.describe() if res is not None else ""))
-
-
-def expect_eq(actual, expected, what, res=None):
-    check(actual == expected, f"{what}:\n    expected {expected!r}\n    actual   {actual!r}", res)
+SCENARIOS, scenario = harness.registry()
 
 
 # --------------------------------------------------------------------------
 # filesystem helpers
 
 
-def name(step):
-    return f"step-{step:09d}"
-
-
 def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_json(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read())
 
 
 def write_json(path, doc):
@@ -175,10 +102,11 @@ def rm_any(p):
 # per-scenario context
 
 
-class Ctx:
+class Ctx(harness.BaseCtx):
+    earlier_title = "earlier failed cases"
+
     def __init__(self, tmp):
-        self.tmp = pathlib.Path(tmp)
-        self.failures = []
+        super().__init__(tmp)
         self.hung = False
         self.case_label = ""
         self.cases = 0
@@ -210,6 +138,13 @@ class Ctx:
         (self.outside / "optim-copy").mkdir()
         shutil.copyfile(self.shard, self.outside / "optim-copy" / "shard-0.pt")
         self.rebase()
+
+    # -- the hooks of harness.run_one
+    def failures_title(self):
+        return f"{len(self.failures)} failure(s) in {self.cases} case(s)"
+
+    def pass_details(self, seconds):
+        return f"{self.cases} cases, {self.commands} commands, {seconds:.1f}s"
 
     # -- sub-cases
     def sub(self, label, fn, *args):
@@ -299,22 +234,13 @@ class Ctx:
     # -- running the binary
     def raw(self, cmd, cwd=None, timeout=None):
         timeout = timeout or self.timeout
-        e = os.environ.copy()
-        e.pop("CKPT_ROOT", None)
-        e["NO_COLOR"] = "1"
-        cmd = [str(a) for a in cmd]
-        cwd = str(cwd or self.tmp)
-        t0 = time.monotonic()
         self.commands += 1
         try:
-            p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as ex:
+            return harness.execute(cmd, cwd=str(cwd or self.tmp), env=harness.child_env(), timeout=timeout, input=None,
+                                   timed=True, limit=4000, hang="command hung: did not finish")
+        except harness.Timeout:
             self.hung = True
-            fake = Result(cmd, "TIMEOUT", (ex.stdout or b"").decode("utf-8", "replace"),
-                          (ex.stderr or b"").decode("utf-8", "replace"), cwd, time.monotonic() - t0)
-            raise Fail(f"command hung: did not finish within {timeout}s (killed)\n{fake.describe()}")
-        return Result(cmd, p.returncode, p.stdout.decode("utf-8", "replace"),
-                      p.stderr.decode("utf-8", "replace"), cwd, time.monotonic() - t0)
+            raise
 
     def run(self, root, *args, codes=None, may_change=(), what="", timeout=None, json_out=False,
             budget=None, cwd=None):
@@ -1749,54 +1675,5 @@ def foreign_not_a_root(c):
 # runner
 
 
-def run_one(nm):
-    fn = SCENARIOS.get(nm)
-    if fn is None:
-        print(f"unknown scenario {nm!r}; see --list", file=sys.stderr)
-        return 2
-    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        print(f"FAIL {nm}: ckpt binary not found or not executable: {BIN} (set CKPT_BIN)", file=sys.stderr)
-        return 1
-    tmp = tempfile.mkdtemp(prefix=f"ckpt-hostile-{nm}-")
-    t0 = time.monotonic()
-    ctx = None
-    try:
-        ctx = Ctx(tmp)
-        fn(ctx)
-        if ctx.failures:
-            raise Fail(f"{len(ctx.failures)} failure(s) in {ctx.cases} case(s):\n" + "\n".join(ctx.failures))
-    except Fail as e:
-        if ctx and ctx.failures and not str(e).startswith(f"{len(ctx.failures)} failure(s)"):
-            e = Fail(f"{e}\nearlier failed cases:\n" + "\n".join(ctx.failures))
-        print(f"FAIL {nm}: {e}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    except Exception:
-        print(f"FAIL {nm}: test error\n{traceback.format_exc()}", file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    if os.environ.get("CKPT_E2E_KEEP"):
-        print(f"  temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"PASS {nm} ({ctx.cases} cases, {ctx.commands} commands, {time.monotonic() - t0:.1f}s)")
-    return 0
-
-
-def main(argv):
-    if len(argv) == 1 or argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if len(argv) > 1 else 2
-    if argv[1] == "--list":
-        for nm in SCENARIOS:
-            print(nm)
-        return 0
-    names = list(SCENARIOS) if argv[1] == "--all" else argv[1:]
-    failed = [nm for nm in names if run_one(nm) != 0]
-    if len(names) > 1:
-        print(f"{len(names) - len(failed)}/{len(names)} passed" + (f"; failed: {' '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.main(sys.argv, __doc__, SCENARIOS, Ctx, "ckpt-hostile"))

@@ -16,137 +16,34 @@ CKPT_E2E_KEEP=1 to keep it on success too.
 """
 
 import datetime
-import hashlib
 import json
 import os
 import pathlib
 import random
 import re
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
-HERE = pathlib.Path(__file__).resolve().parent
-BIN = os.path.abspath(os.environ.get("CKPT_BIN") or str(HERE / ".." / ".." / "build" / "release" / "apps" / "ckpt" / "ckpt"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (BIN, Fail, Result, check, expect_eq, expect_json_error, expect_rc, load_json,  # noqa: E402
+                     name, private_entries, read_best, snapshot, step_dirs, write_json)
+
 DEFAULT_TIMEOUT = 120
 
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
-
-
-# --------------------------------------------------------------------------
-# assertion helpers
-
-
-class Fail(AssertionError):
-    pass
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err, cwd):
-        self.cmd = cmd
-        self.rc = rc
-        self.out = out
-        self.err = err
-        self.cwd = cwd
-
-    def describe(self):
-        return (
-            f"  command  : {shlex.join(self.cmd)}\n"
-            f"  cwd      : {self.cwd}\n"
-            f"  exit code: {self.rc}\n"
-            f"  --- stdout ---\n{indent(self.out)}\n"
-            f"  --- stderr ---\n{indent(self.err)}"
-        )
-
-    def json(self):
-        try:
-            return json.loads(self.out)
-        except ValueError as e:
-            raise Fail(f"stdout is not one JSON document ({e})\n{self.describe()}")
-
-
-def indent(text):
-    if text == "":
-        return "    <empty>"
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def check(cond, msg, res=None):
-    if not cond:
-        raise Fail(msg + ("\n" + res.describe() if res is not None else ""))
-
-
-def expect_rc(res, code, what=""):
-    check(res.rc == code, f"{what + ': ' if what else ''}expected exit code {code}, got {res.rc}", res)
-
-
-def expect_eq(actual, expected, what, res=None):
-    check(actual == expected, f"{what}:\n    expected {expected!r}\n    actual   {actual!r}", res)
-
-
-def expect_json_error(res, code, kind):
-    expect_rc(res, code)
-    check(res.out == "", "with --json a failure must print nothing on stdout", res)
-    lines = [line for line in res.err.splitlines() if line.strip() != ""]
-    check(len(lines) == 1, f"with --json a failure must print exactly one line on stderr, got {len(lines)}", res)
-    try:
-        doc = json.loads(lines[0])
-    except ValueError as e:
-        raise Fail(f"stderr line is not JSON ({e})\n{res.describe()}")
-    err = doc.get("error") if isinstance(doc, dict) else None
-    check(isinstance(err, dict), "stderr JSON must be {\"error\": {...}}", res)
-    expect_eq(err.get("code"), code, "error.code", res)
-    expect_eq(err.get("kind"), kind, "error.kind", res)
+SCENARIOS, scenario = harness.registry()
 
 
 # --------------------------------------------------------------------------
 # filesystem helpers
 
 
-def name(step):
-    return f"step-{step:09d}"
-
-
 def names(steps):
     return sorted(name(s) for s in steps)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def snapshot(directory):
-    """{relative path: (type, size or link target, sha256)} of everything under directory, never following links."""
-    out = {}
-    directory = pathlib.Path(directory)
-    for dirpath, dirnames, filenames in os.walk(directory):  # os.walk does not descend into directory links
-        for n in dirnames + filenames:
-            p = pathlib.Path(dirpath) / n
-            rel = p.relative_to(directory).as_posix()
-            if p.is_symlink():
-                out[rel] = ("link", os.readlink(p), None)
-            elif p.is_dir():
-                out[rel] = ("dir", None, None)
-            elif p.is_file():
-                out[rel] = ("file", p.stat().st_size, sha256_file(p))
-            else:
-                out[rel] = ("other", None, None)
-    return out
 
 
 def diff_snapshots(a, b):
@@ -161,40 +58,9 @@ def expect_same_tree(before, after, what, res=None):
     check(before == after, f"{what}: the tree changed\n{diff_snapshots(before, after)}", res)
 
 
-def load_json(path):
-    with open(path, "rb") as f:
-        return json.loads(f.read())
-
-
-def write_json(path, doc):
-    with open(path, "w") as f:
-        json.dump(doc, f)
-
-
-def meta(root, step):
-    return load_json(pathlib.Path(root) / name(step) / "_checkpoint.json")
-
-
-def read_best(root):
-    p = pathlib.Path(root) / "best.json"
-    return load_json(p) if p.exists() else None
-
-
 def best_path(root):
     b = read_best(root)
     return None if b is None else b.get("path")
-
-
-def step_dirs(root):
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        return []
-    return sorted(n for n in os.listdir(root) if n.startswith("step-") and (root / n).is_dir())
-
-
-def private_entries(root, sub):
-    d = pathlib.Path(root) / ".ckpt" / sub
-    return sorted(os.listdir(d)) if d.is_dir() else []
 
 
 def kept_map(j, res=None):
@@ -262,35 +128,28 @@ time.sleep(600)
 # per-scenario context
 
 
-class Ctx:
+class Ctx(harness.RootCtx):
     def __init__(self, tmp):
-        self.tmp = pathlib.Path(tmp)
-        self.root = self.tmp / "root"
-        self.src = self.tmp / "src"
-        self.src.mkdir()
+        super().__init__(tmp)
         self.cleanups = []
         self._model = None
         self.notes = []
 
+    def close(self):
+        for cl in reversed(self.cleanups):
+            try:
+                cl()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def pass_details(self, seconds):
+        return f"{seconds:.1f}s" + "".join(f"; {n}" for n in self.notes)
+
     def env(self):
-        e = os.environ.copy()
-        e.pop("CKPT_ROOT", None)
-        e["NO_COLOR"] = "1"
-        return e
+        return harness.child_env()
 
     def raw(self, cmd, code=None, timeout=DEFAULT_TIMEOUT):
-        cmd = [str(a) for a in cmd]
-        cwd = str(self.tmp)
-        try:
-            p = subprocess.run(cmd, cwd=cwd, env=self.env(), capture_output=True, timeout=timeout, input=b"")
-        except subprocess.TimeoutExpired as ex:
-            fake = Result(cmd, "TIMEOUT", (ex.stdout or b"").decode("utf-8", "replace"),
-                          (ex.stderr or b"").decode("utf-8", "replace"), cwd)
-            raise Fail(f"command did not finish within {timeout}s (killed)\n{fake.describe()}")
-        res = Result(cmd, p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), cwd)
-        if code is not None:
-            expect_rc(res, code)
-        return res
+        return harness.execute(cmd, cwd=str(self.tmp), env=self.env(), timeout=timeout, code=code)
 
     def cmd(self, *args, root=None, lock_timeout="5"):
         cmd = [BIN]
@@ -335,11 +194,6 @@ class Ctx:
         check(line == b"locked\n", f"lock holder child for {path} did not report 'locked' (got {line!r}, "
                                    f"stderr {p.stderr.read().decode(errors='replace') if p.poll() is not None else ''})")
         return p, stop
-
-    def verify_ok(self, root=None, what="verify"):
-        res = self.run("verify", root=root)
-        expect_rc(res, 0, what)
-        return res
 
 
 def by_commit(root):
@@ -1069,57 +923,5 @@ def promote_value_option(c):
 # runner
 
 
-def run_one(nm):
-    fn = SCENARIOS.get(nm)
-    if fn is None:
-        print(f"unknown scenario {nm!r}; see --list", file=sys.stderr)
-        return 2
-    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        print(f"FAIL {nm}: ckpt binary not found or not executable: {BIN} (set CKPT_BIN)", file=sys.stderr)
-        return 1
-    tmp = tempfile.mkdtemp(prefix=f"ckpt-e2e-{nm}-")
-    ctx = Ctx(tmp)
-    t0 = time.monotonic()
-    failed = None
-    try:
-        fn(ctx)
-    except Fail as e:
-        failed = f"FAIL {nm}: {e}"
-    except Exception:  # noqa: BLE001
-        failed = f"FAIL {nm}: test error\n{traceback.format_exc()}"
-    finally:
-        for cl in reversed(ctx.cleanups):
-            try:
-                cl()
-            except Exception:  # noqa: BLE001
-                pass
-    if failed:
-        print(failed, file=sys.stderr)
-        print(f"  temp dir kept: {tmp}", file=sys.stderr)
-        return 1
-    if os.environ.get("CKPT_E2E_KEEP"):
-        print(f"  temp dir kept: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    notes = "".join(f"; {n}" for n in ctx.notes)
-    print(f"PASS {nm} ({time.monotonic() - t0:.1f}s{notes})")
-    return 0
-
-
-def main(argv):
-    if len(argv) == 1 or argv[1] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if len(argv) > 1 else 2
-    if argv[1] == "--list":
-        for nm in SCENARIOS:
-            print(nm)
-        return 0
-    todo = list(SCENARIOS) if argv[1] == "--all" else argv[1:]
-    failed = [nm for nm in todo if run_one(nm) != 0]
-    if len(todo) > 1:
-        print(f"{len(todo) - len(failed)}/{len(todo)} passed" + (f"; failed: {' '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.main(sys.argv, __doc__, SCENARIOS, Ctx, "ckpt-e2e"))

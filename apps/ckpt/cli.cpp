@@ -337,6 +337,9 @@ int run(int argc, char** argv) {
   }
   try {
     refuse_empty_values(app);
+    if (!std::isfinite(cli.global.lock_timeout)) {
+      throw Error(ErrorKind::usage, "--lock-timeout: want a finite number of seconds");
+    }
   } catch (const Error& e) {
     return cli.fail(e);
   }

@@ -15,6 +15,7 @@ struct LoadArgs {
   bool weights_only = false;
   std::string to;
   bool no_verify = false;
+  bool link = false;
 };
 
 int run_load(Cli& cli, const LoadArgs& a) {
@@ -25,6 +26,8 @@ int run_load(Cli& cli, const LoadArgs& a) {
   o.weights_only = a.weights_only;
   if (!a.to.empty()) o.to = a.to;
   o.verify = !a.no_verify;
+  o.link = a.link;
+  if (a.link && a.to.empty()) return cli.fail(Error(ErrorKind::usage, "--link goes with --to"));
   auto r = load(cli.context(), o);
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
@@ -52,8 +55,11 @@ void setup_load(CLI::App& app, Cli& cli) {
       ->allow_extra_args(false)
       ->type_name("GLOB");
   c->add_flag("--weights-only", a->weights_only, "Only the files recorded as weights");
-  c->add_option("--to", a->to, "Materialise the files under DIR (hard link, else copy)")
+  c->add_option("--to", a->to, "Materialise verified copies of the files under DIR (reflink where possible)")
       ->type_name("DIR");
+  c->add_flag("--link", a->link,
+              "With --to: hard links instead of copies (they share the checkpoint's data: "
+              "never modify them)");
   c->add_flag("--no-verify", a->no_verify, "Check sizes only; skip the SHA-256 pass");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_load(cli, *a); }; });
 }

@@ -106,7 +106,8 @@ void PosixFileSystem::rmdir(const std::string& path) {
 }
 
 void PosixFileSystem::link(const std::string& from, const std::string& to) {
-  if (::link(from.c_str(), to.c_str()) != 0) {
+  // Link what a symbolic link points to (save --follow-symlinks), never the link itself.
+  if (::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), AT_SYMLINK_FOLLOW) != 0) {
     throw io_error(errno, "cannot hard-link", fmt::format("{} to {}", from, to));
   }
 }

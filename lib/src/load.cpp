@@ -2,6 +2,7 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
@@ -102,38 +103,39 @@ void make_parents_inside(FileSystem& fs, const std::string& dir, const std::stri
   }
 }
 
-void materialise(const Context& ctx, const std::string& from, const std::string& to) {
+// Puts a copy of from at to: a clone where the file system can, else a streaming
+// copy, written aside and renamed over. A hard link (link == true) shares the
+// checkpoint's data: a caller that rewrites the file in place would corrupt it.
+void materialise(const Context& ctx, const std::string& from, const std::string& to, bool link) {
   FileSystem& fs = ctx.file_system();
-  if (auto st = fs.lstat(to); st && st->type == FileType::dir) {
+  auto existing = fs.lstat(to);
+  if (existing && existing->type == FileType::dir) {
     throw Error(ErrorKind::usage, fmt::format("{} is a directory; refusing to replace it", to));
   }
-  // Link or copy under a temporary name, then rename over the destination.
-  std::string tmp = fmt::format("{}/.{}.tmp.{}", parent_path(to), base_name(to), unique_suffix());
-  try {
-    fs.link(from, tmp);
-  } catch (const Error& e) {
-    if (e.sys_errno() != EXDEV && e.sys_errno() != EPERM && e.sys_errno() != EMLINK) throw;
-    AtomicFile out(fs, to);
-    FdGuard in(fs, fs.open(from, O_RDONLY));
-    char buf[1 << 16];
-    for (;;) {
-      check_interrupt();
-      std::size_t n = fs.read(in.get(), buf, sizeof buf);
-      if (n == 0) break;
-      out.write(std::string_view(buf, n));
-    }
-    out.commit();
-    return;
-  }
-  try {
-    fs.rename(tmp, to);
-  } catch (...) {
+  if (link) {
+    auto src = fs.lstat(from);
+    if (existing && src && existing->dev == src->dev && existing->ino == src->ino) return;
+    std::string tmp = fmt::format("{}/.{}.tmp.{}", parent_path(to), base_name(to), unique_suffix());
     try {
-      fs.unlink(tmp);
-    } catch (const Error&) {
+      fs.link(from, tmp);
+      fs.rename(tmp, to);
+      return;
+    } catch (const Error& e) {
+      try {
+        fs.unlink(tmp);
+      } catch (const Error&) {
+      }
+      if (e.sys_errno() != EXDEV && e.sys_errno() != EPERM && e.sys_errno() != EMLINK &&
+          e.sys_errno() != EACCES) {
+        throw;
+      }
+      // Across file systems: copy instead.
     }
-    throw;
   }
+  AtomicFile out(fs, to);
+  FdGuard in(fs, fs.open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fs.clone(in.get(), out.fd())) copy_and_hash(fs, in.get(), out.fd(), Hash::no, {});
+  out.commit();
 }
 
 }  // namespace
@@ -154,11 +156,19 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     }
     FileSystem& fs = ctx.file_system();
     std::string to = absolute_path(*opts.to);
+    std::error_code ec;
+    std::string to_real = std::filesystem::weakly_canonical(to, ec).string();
+    std::string root_real = std::filesystem::weakly_canonical(root, ec).string();
+    if (ec) to_real = to, root_real = root;
+    if (to_real == root_real || to_real.rfind(root_real + "/", 0) == 0) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("--to {} is inside the root; materialise elsewhere", *opts.to));
+    }
     make_dirs(fs, to);
     for (const auto* f : files) {
       make_parents_inside(fs, to, f->path);
       std::string dest = join_path(to, f->path);
-      materialise(ctx, join_path(c.path, f->path), dest);
+      materialise(ctx, join_path(c.path, f->path), dest, opts.link);
       report.files.emplace_back(f->path, dest);
     }
     return report;

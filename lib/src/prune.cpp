@@ -79,7 +79,13 @@ void refresh_markers(const Context& ctx, const std::string& root,
     if (e.kind() == ErrorKind::io) throw;
   }
   const Checkpoint* n = newest(checkpoints);
-  if (n && (!last || last->legacy || last->name != n->name)) {
+  // `last` naming a directory that is there but not readable as a checkpoint
+  // (a newer ckpt's, or damaged) is left for verify to report, not moved back.
+  bool names_other =
+      last && fs.lstat(join_path(root, last->name)) &&
+      std::none_of(checkpoints.begin(), checkpoints.end(),
+                   [&](const Checkpoint& c) { return c.name == last->name; });
+  if (n && !names_other && (!last || last->legacy || last->name != n->name)) {
     write_file_atomic(fs, join_path(root, k_last_file), serialize_last(n->name));
   }
   if (!key) return;

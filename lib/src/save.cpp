@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
@@ -94,12 +95,48 @@ void walk_dir(FileSystem& fs, Plan& plan, std::set<std::string>& seen, const std
   }
 }
 
-Plan make_plan(FileSystem& fs, const SaveOptions& opts) {
+// Canonical form of path, symbolic links resolved as far as the path exists.
+std::string canonical(const std::string& path) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+  return ec ? absolute_path(path) : p.lexically_normal().string();
+}
+
+bool within(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         (dir.back() == '/' || path[dir.size()] == '/'));
+}
+
+// Sources must not overlap the root: a source holding the root would store
+// the root in itself, and moving or linking from inside the root would make
+// the commit remove or share committed files.
+void check_source_against_root(const SaveOptions& opts, const std::string& source,
+                               const std::string& root) {
+  std::string src = canonical(source);
+  std::string r = canonical(root);
+  if (within(r, src)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("source {} contains the root {}; store a directory beside it", source,
+                            root));
+  }
+  if (within(src, join_path(r, k_private_dir))) {
+    throw Error(ErrorKind::usage, fmt::format("source {} is inside {}/.ckpt", source, root));
+  }
+  if (opts.transfer != Transfer::copy && within(src, r)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("source {} is inside the root: --{} would take files from committed "
+                            "checkpoints; use --copy",
+                            source, opts.transfer == Transfer::move ? "move" : "link"));
+  }
+}
+
+Plan make_plan(FileSystem& fs, const SaveOptions& opts, const std::string& root) {
   Plan plan;
   std::set<std::string> seen;
   for (const auto& src : opts.sources) {
     if (src.path.empty()) throw Error(ErrorKind::usage, "empty source path");
     Stat st = source_stat(fs, src.path, opts.follow_symlinks, true);
+    check_source_against_root(opts, src.path, root);
     if (src.contents) {
       if (st.type != FileType::dir) {
         throw Error(ErrorKind::usage, fmt::format("--from {}: not a directory", src.path));
@@ -160,10 +197,13 @@ class Staging {
   Staging(const Context& ctx, const std::string& root, const std::string& name)
       : m_fs(ctx.file_system()) {
     std::string base = detail::staging_dir(root);
-    std::string id = fmt::format("{}.{}", name, unique_suffix());
-    m_dir = join_path(base, id);
-    m_lock_file = m_dir + ".lock";
-    m_lock = FileLock::try_acquire(m_lock_file);
+    // A cleaner probing a fresh lock file can win the flock; take another name then.
+    for (int attempt = 0; !m_lock.held(); ++attempt) {
+      if (attempt == 100) throw Error(ErrorKind::locked, "cannot lock a staging directory");
+      m_dir = join_path(base, fmt::format("{}.{}", name, unique_suffix()));
+      m_lock_file = m_dir + ".lock";
+      m_lock = FileLock::try_acquire(m_lock_file);
+    }
     m_fs.mkdir(m_dir, 0755);
   }
   Staging(const Staging&) = delete;
@@ -418,6 +458,16 @@ std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::stri
   }
 }
 
+Policy merged_policy(const std::optional<Policy>& current, const Policy& given);
+
+void check_keep_best_key(const SaveOptions& opts, const std::optional<Policy>& policy,
+                         const std::optional<BestMarker>& best) {
+  if (merged_policy(policy, opts.policy).keep_best && !best_rule(opts, policy, best).key) {
+    throw Error(ErrorKind::usage,
+                "--keep-best needs a best key: give --best-key (nothing was saved)");
+  }
+}
+
 Policy merged_policy(const std::optional<Policy>& current, const Policy& given) {
   Policy p = current.value_or(Policy{});
   if (given.best_key && given.best_key != p.best_key && !given.best_mode) p.best_mode.reset();
@@ -483,11 +533,11 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         ctx.warning(fmt::format("metric {} is not finite ({}); stored as null, never best", k, v));
       }
     }
-    Plan plan = make_plan(fs, opts);
+    std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
+    Plan plan = make_plan(fs, opts, root);
     std::vector<std::string> weights = match_weights(opts, plan);
     std::string name = step_dir_name(opts.step);
 
-    std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
     if (auto st = fs.stat(root); st && st->type != FileType::dir) {
       throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
                   ENOTDIR);
@@ -509,13 +559,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                   fmt::format("step {} already exists ({}); use --force to replace it",
                               opts.step, name));
     }
-    {
-      Policy effective = merged_policy(policy, opts.policy);
-      if (effective.keep_best && !best_rule(opts, policy, best).key) {
-        throw Error(ErrorKind::usage,
-                    "--keep-best needs a best key: give --best-key (nothing was saved)");
-      }
-    }
+    check_keep_best_key(opts, policy, best);
     std::string checksum = opts.policy.checksum.value_or(
         policy && policy->checksum ? *policy->checksum : std::string("sha256"));
     Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
@@ -548,8 +592,11 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
     {
       FileLock lock = detail::lock_root(ctx, root);
       check_interrupt();
+      // Another command may have changed the policy or the best key while we copied.
+      policy = detail::read_policy(ctx, root);
       best = read_best_tolerant(ctx, root);
       check_best_conflict(opts, best);
+      check_keep_best_key(opts, policy, best);
       auto existing = detail::find_step_dir(ctx, root, opts.step);
       if (existing && !opts.force) {
         throw Error(ErrorKind::conflict,
@@ -567,20 +614,28 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       std::optional<std::string> old_width;  // the replaced step under another zero-padding
       if (existing) {
         replaced_best = best && best->path == base_name(*existing);
+        std::optional<BestMarker> dropped;
         if (replaced_best) {
           // best.json would disagree with the replacement's metrics until it is
           // rebuilt below; absent is the state a crash may leave instead.
           fs.unlink(join_path(root, k_best_file));
           fs.fsync_dir(root);
+          dropped = best;
           best.reset();
         }
-        if (*existing == target) {
-          // Swap atomically; the old checkpoint lands in staging and goes with it.
-          fs.rename(staging.dir(), target, RenameMode::exchange);
-        } else {
-          // Another zero-padding: commit the new one first, then retire the old.
-          fs.rename(staging.dir(), target, RenameMode::noreplace);
-          old_width = *existing;
+        try {
+          if (*existing == target) {
+            // Swap atomically; the old checkpoint lands in staging and goes with it.
+            fs.rename(staging.dir(), target, RenameMode::exchange);
+          } else {
+            // Another zero-padding: commit the new one first, then retire the old.
+            fs.rename(staging.dir(), target, RenameMode::noreplace);
+            old_width = *existing;
+          }
+        } catch (const Error&) {
+          // Nothing was replaced: put the old best.json back.
+          if (dropped) write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*dropped));
+          throw;
         }
       } else {
         fs.rename(staging.dir(), target, RenameMode::noreplace);
@@ -596,6 +651,8 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
 
       try {
         fs.fsync_dir(root);
+        // `last` moves to the new checkpoint before the old one goes, so it never dangles.
+        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
         if (old_width) {
           std::string retired = join_path(
               detail::trash_dir(root), fmt::format("{}.{}", base_name(*old_width), unique_suffix()));
@@ -603,7 +660,6 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
           fs.fsync_dir(root);
           remove_tree(fs, retired);
         }
-        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
 
         BestRule rule = best_rule(opts, policy, best);
         if (rule.key) {

@@ -45,6 +45,8 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
     meta = detail::read_meta(ctx, dir);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+    // Written by a newer ckpt: not ours to judge (exit 7, SPEC §3).
+    if (e.kind() == ErrorKind::unsupported) throw;
     add(c, k_meta_file, "metadata", e.message());
     c.ok = false;
     return c;
@@ -152,6 +154,10 @@ bool counts(const Problem& p, bool strict) { return p.severity == Severity::fail
 Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
   return capture([&]() -> VerifyReport {
     std::string root = open_root(ctx, opts.root);
+    if (opts.repair && !opts.refs.empty()) {
+      throw Error(ErrorKind::usage,
+                  "--repair works on the whole root (the markers); give no REF with it");
+    }
     VerifyReport report;
     FileLock lock;
     if (opts.repair) lock = detail::lock_root(ctx, root);

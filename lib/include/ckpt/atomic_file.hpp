@@ -18,6 +18,8 @@ class AtomicFile {
   ~AtomicFile();
 
   void write(std::string_view data);
+  // The temporary file's descriptor, for writers that fill it themselves.
+  int fd() const { return m_fd; }
   // fsync the file, rename it into place, fsync the directory.
   void commit();
 

@@ -139,6 +139,7 @@ struct LoadOptions {
   std::vector<std::string> only;  // globs over stored paths
   bool weights_only = false;
   std::optional<std::string> to;
+  bool link = false;  // with `to`: hard links instead of copies (never modify them)
   bool verify = true;
 };
 

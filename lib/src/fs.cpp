@@ -271,19 +271,83 @@ void make_dirs(FileSystem& fs, const std::string& path, Durable durable) {
   if (durable == Durable::yes) fs.fsync_dir(parent_path(path));
 }
 
-void remove_tree(FileSystem& fs, const std::string& path) {
-  auto st = fs.lstat(path);
+void FileSystem::remove_tree(const std::string& path) {
+  auto st = lstat(path);
   if (!st) return;
   try {
     if (st->type == FileType::dir) {
-      for (const auto& name : fs.list_dir(path)) remove_tree(fs, join_path(path, name));
-      fs.rmdir(path);
+      for (const auto& name : list_dir(path)) remove_tree(join_path(path, name));
+      rmdir(path);
     } else {
-      fs.unlink(path);
+      unlink(path);
     }
   } catch (const Error& e) {
     // Another cleaner may have got there first.
     if (e.sys_errno() != ENOENT) throw;
+  }
+}
+
+namespace {
+
+// Empties the directory open as dfd (named path, for messages) and closes dfd.
+void remove_contents_at(int dfd, const std::string& path) {
+  DIR* d = ::fdopendir(dfd);
+  if (d == nullptr) {
+    int err = errno;
+    ::close(dfd);
+    throw io_error(err, "cannot list", path);
+  }
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+    errno = 0;
+  }
+  if (errno != 0) {
+    int err = errno;
+    ::closedir(d);
+    throw io_error(err, "cannot list", path);
+  }
+  try {
+    for (const auto& n : names) {
+      if (::unlinkat(dfd, n.c_str(), 0) == 0 || errno == ENOENT) continue;
+      if (errno != EISDIR && errno != EPERM) throw io_error(errno, "cannot remove", join_path(path, n));
+      // A directory: open it relative to its parent, refusing a symbolic link.
+      int child = ::openat(dfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child < 0) {
+        if (errno == ENOENT) continue;
+        throw io_error(errno, "cannot open directory", join_path(path, n));
+      }
+      remove_contents_at(child, join_path(path, n));
+      if (::unlinkat(dfd, n.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        throw io_error(errno, "cannot remove directory", join_path(path, n));
+      }
+    }
+  } catch (...) {
+    ::closedir(d);
+    throw;
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
+void PosixFileSystem::remove_tree(const std::string& path) {
+  auto st = lstat(path);
+  if (!st) return;
+  if (st->type != FileType::dir) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw io_error(errno, "cannot remove", path);
+    return;
+  }
+  int dfd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) {
+    if (errno == ENOENT) return;
+    throw io_error(errno, "cannot open directory", path);
+  }
+  remove_contents_at(dfd, path);
+  if (::rmdir(path.c_str()) != 0 && errno != ENOENT) {
+    throw io_error(errno, "cannot remove directory", path);
   }
 }
 

@@ -53,6 +53,13 @@ class FileSystem {
   // Entry names without "." and "..", in no particular order.
   virtual std::vector<std::string> list_dir(const std::string& path) = 0;
   virtual std::string readlink(const std::string& path) = 0;
+
+  // Removes a file or a whole tree without following any symbolic link; a
+  // missing path is fine. The default walks by path through the methods
+  // above (so wrappers see every step); the real file system walks by
+  // directory descriptor, so a directory swapped for a link mid-walk is
+  // never followed out of the tree.
+  virtual void remove_tree(const std::string& path);
 };
 
 // The real file system. no_fsync turns every fsync into a no-op (--no-fsync).
@@ -78,6 +85,7 @@ class PosixFileSystem : public FileSystem {
   Stat fstat(int fd) override;
   std::vector<std::string> list_dir(const std::string& path) override;
   std::string readlink(const std::string& path) override;
+  void remove_tree(const std::string& path) override;
 
  private:
   bool m_no_fsync;
@@ -114,7 +122,7 @@ enum class Durable { no, yes };
 // Creates path and its missing parents; with Durable::yes each new directory's
 // entry is fsynced in its parent, so the path survives a crash.
 void make_dirs(FileSystem& fs, const std::string& path, Durable durable = Durable::no);
-// Removes a file or a tree without following symbolic links; a missing path is fine.
-void remove_tree(FileSystem& fs, const std::string& path);
+// fs.remove_tree(path).
+inline void remove_tree(FileSystem& fs, const std::string& path) { fs.remove_tree(path); }
 
 }  // namespace ckpt

@@ -39,6 +39,16 @@ void check_private_dirs(const Context& ctx, const std::string& root);
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
 
+// The best key and mode in force: the ones given, else policy.json's (the
+// recorded intent), else best.json's. A mode belongs to its key and never
+// carries over to another one; the default is min.
+struct BestRule {
+  std::optional<std::string> key;
+  Mode mode = Mode::min;
+};
+BestRule best_rule(const std::optional<std::string>& key, const std::optional<Mode>& mode,
+                   const std::optional<Policy>& policy, const std::optional<BestMarker>& best);
+
 // The best checkpoint by key/mode among the valid checkpoints (ties: lower commit_seq).
 std::optional<BestMarker> compute_best(const std::vector<Checkpoint>& checkpoints,
                                        const std::string& key, Mode mode);

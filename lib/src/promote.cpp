@@ -47,21 +47,13 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
       ctx.warning(fmt::format("{}; it will be replaced", e.message()));
     }
 
-    std::optional<std::string> key = opts.key;
-    if (!key && current) key = current->key;
-    if (!key && policy) key = policy->best_key;
-    if (!key) {
+    detail::BestRule rule = detail::best_rule(opts.key, opts.mode, policy, current);
+    if (!rule.key) {
       throw Error(ErrorKind::usage,
                   "no best key: give --key (none in best.json or policy.json)");
     }
-    Mode mode = Mode::min;
-    if (opts.mode) {
-      mode = *opts.mode;
-    } else if (current && current->key == *key) {
-      mode = current->mode;
-    } else if (policy && policy->best_key == *key && policy->best_mode) {
-      mode = *policy->best_mode;
-    }
+    const std::optional<std::string>& key = rule.key;
+    Mode mode = rule.mode;
     bool switching = current && (current->key != *key || current->mode != mode);
     if (switching && !opts.force) {
       throw Error(ErrorKind::conflict,

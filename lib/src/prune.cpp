@@ -118,14 +118,9 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
     ctx.warning(fmt::format("{} is not a valid checkpoint ({}); prune leaves it alone", name, why));
   }
 
-  std::optional<std::string> key = policy.best_key;
-  if (!key && listing.best) key = listing.best->key;
-  Mode mode = Mode::min;
-  if (policy.best_mode && policy.best_key == key) {
-    mode = *policy.best_mode;
-  } else if (listing.best && listing.best->key == key) {
-    mode = listing.best->mode;
-  }
+  detail::BestRule rule = best_rule(std::nullopt, std::nullopt, policy, listing.best);
+  std::optional<std::string> key = rule.key;
+  Mode mode = rule.mode;
   if (!key && fs.lstat(join_path(root, k_best_file))) {
     // The best checkpoint cannot be told apart: deleting now could delete it.
     throw Error(ErrorKind::integrity,

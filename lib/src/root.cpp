@@ -165,6 +165,22 @@ FileLock lock_root(const Context& ctx, const std::string& root) {
   return FileLock::acquire(lock_path(root), ctx.lock_timeout, fmt::format("root {}", root));
 }
 
+BestRule best_rule(const std::optional<std::string>& key, const std::optional<Mode>& mode,
+                   const std::optional<Policy>& policy, const std::optional<BestMarker>& best) {
+  BestRule r;
+  r.key = key;
+  if (!r.key && policy) r.key = policy->best_key;
+  if (!r.key && best) r.key = best->key;
+  if (mode) {
+    r.mode = *mode;
+  } else if (policy && policy->best_mode && policy->best_key == r.key) {
+    r.mode = *policy->best_mode;
+  } else if (best && best->key == r.key) {
+    r.mode = best->mode;
+  }
+  return r;
+}
+
 std::optional<BestMarker> compute_best(const std::vector<Checkpoint>& checkpoints,
                                        const std::string& key, Mode mode) {
   const Checkpoint* best = nullptr;

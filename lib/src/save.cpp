@@ -407,27 +407,9 @@ void store_commit_seq(const Context& ctx, const std::string& root, std::uint64_t
                     fmt::format("{}\n", seq));
 }
 
-// The best key/mode in force: this call's, else policy.json's, else best.json's.
-struct BestRule {
-  std::optional<std::string> key;
-  Mode mode = Mode::min;
-};
-
-BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
-                   const std::optional<BestMarker>& best) {
-  BestRule r;
-  r.key = opts.policy.best_key;
-  if (!r.key && policy) r.key = policy->best_key;
-  if (!r.key && best) r.key = best->key;
-  // A mode belongs to its key: never carry one key's mode over to another.
-  if (opts.policy.best_mode) {
-    r.mode = *opts.policy.best_mode;
-  } else if (policy && policy->best_mode && policy->best_key == r.key) {
-    r.mode = *policy->best_mode;
-  } else if (best && best->key == r.key) {
-    r.mode = best->mode;
-  }
-  return r;
+detail::BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
+                           const std::optional<BestMarker>& best) {
+  return detail::best_rule(opts.policy.best_key, opts.policy.best_mode, policy, best);
 }
 
 void check_best_conflict(const SaveOptions& opts, const std::optional<BestMarker>& best) {
@@ -661,7 +643,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
           remove_tree(fs, retired);
         }
 
-        BestRule rule = best_rule(opts, policy, best);
+        detail::BestRule rule = best_rule(opts, policy, best);
         if (rule.key) {
           report.best_key = rule.key;
           report.best_value = meta.metric(*rule.key);

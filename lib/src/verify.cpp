@@ -338,17 +338,9 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
         return p.path == k_best_file;
       });
       if (best_bad) {
-        std::optional<std::string> key;
-        Mode mode = Mode::min;
-        if (best) {
-          key = best->key;
-          mode = best->mode;
-        } else if (policy && policy->best_key) {
-          key = policy->best_key;
-          mode = policy->best_mode.value_or(Mode::min);
-        }
+        detail::BestRule rule = detail::best_rule(std::nullopt, std::nullopt, policy, best);
         std::optional<BestMarker> rebuilt;
-        if (key) rebuilt = detail::compute_best(complete, *key, mode);
+        if (rule.key) rebuilt = detail::compute_best(complete, *rule.key, rule.mode);
         if (rebuilt) {
           write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*rebuilt));
         } else {

@@ -28,6 +28,9 @@ std::optional<BestMarker> read_best(const Context& ctx, const std::string& root)
 std::optional<Policy> read_policy(const Context& ctx, const std::string& root);
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
 
+// The checkpoint directory a ref (SPEC §1) names, without reading its metadata.
+std::string resolve_ref_dir(const Context& ctx, const std::string& root, const std::string& ref);
+
 // The directory of a step in the root, whatever its zero-padding.
 std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
                                          std::uint64_t step);

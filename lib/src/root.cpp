@@ -287,17 +287,17 @@ Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const st
   return c;
 }
 
-Checkpoint by_dir_name(const Context& ctx, const std::string& root, const std::string& name,
-                       const std::string& ref) {
+std::string dir_by_name(const Context& ctx, const std::string& root, const std::string& name,
+                        const std::string& ref) {
   std::string dir = join_path(root, name);
   auto st = ctx.file_system().lstat(dir);
   if (!st || st->type != FileType::dir) {
     throw Error(ErrorKind::not_found, fmt::format("no checkpoint {} ({})", name, ref));
   }
-  return load_checkpoint(ctx, root, dir);
+  return dir;
 }
 
-Checkpoint latest(const Context& ctx, const std::string& root) {
+std::string latest_dir(const Context& ctx, const std::string& root) {
   std::optional<detail::LastRead> last;
   try {
     last = detail::read_last(ctx, root);
@@ -307,9 +307,7 @@ Checkpoint latest(const Context& ctx, const std::string& root) {
   }
   if (last) {
     std::string dir = join_path(root, last->name);
-    if (auto st = ctx.file_system().lstat(dir); st && st->type == FileType::dir) {
-      return load_checkpoint(ctx, root, dir);
-    }
+    if (auto st = ctx.file_system().lstat(dir); st && st->type == FileType::dir) return dir;
     ctx.warning(fmt::format("last names {}, which does not exist; finding the newest "
                             "checkpoint by scanning",
                             last->name));
@@ -317,44 +315,51 @@ Checkpoint latest(const Context& ctx, const std::string& root) {
   auto listing = list_checkpoints(ctx, root).value();
   const Checkpoint* n = detail::newest(listing.checkpoints);
   if (n == nullptr) throw Error(ErrorKind::not_found, "the root holds no checkpoint yet");
-  return *n;
+  return n->path;
 }
 
 }  // namespace
+
+namespace detail {
+
+std::string resolve_ref_dir(const Context& ctx, const std::string& root, const std::string& ref) {
+  if (ref.empty()) throw Error(ErrorKind::usage, "empty checkpoint ref");
+  if (ref == "latest" || ref == "last") return latest_dir(ctx, root);
+  if (ref == "best") {
+    auto best = read_best(ctx, root);
+    if (!best) throw Error(ErrorKind::not_found, "no best checkpoint (best.json is absent)");
+    return dir_by_name(ctx, root, best->path, ref);
+  }
+  if (ref.find_first_not_of("0123456789") == std::string::npos) {
+    auto step = parse_step(ref);
+    if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
+    auto dir = find_step_dir(ctx, root, *step);
+    if (!dir) throw Error(ErrorKind::not_found, fmt::format("no checkpoint for step {}", ref));
+    return *dir;
+  }
+  if (ref.find('/') == std::string::npos) {
+    if (!parse_step_dir_name(ref)) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("bad ref {:?}: expected latest, best, a step, step-N or a path", ref));
+    }
+    return dir_by_name(ctx, root, ref, ref);
+  }
+  // A path: it must name a checkpoint directory directly inside the root.
+  std::string abs = absolute_path(ref);
+  if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
+    throw Error(ErrorKind::usage,
+                fmt::format("{} is not a checkpoint directory inside the root {}", ref, root));
+  }
+  return dir_by_name(ctx, root, base_name(abs), ref);
+}
+
+}  // namespace detail
 
 Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root_arg,
                                const std::string& ref) {
   return capture([&]() -> Checkpoint {
     std::string root = open_root(ctx, root_arg);
-    if (ref.empty()) throw Error(ErrorKind::usage, "empty checkpoint ref");
-    if (ref == "latest" || ref == "last") return latest(ctx, root);
-    if (ref == "best") {
-      auto best = detail::read_best(ctx, root);
-      if (!best) throw Error(ErrorKind::not_found, "no best checkpoint (best.json is absent)");
-      return by_dir_name(ctx, root, best->path, ref);
-    }
-    if (ref.find_first_not_of("0123456789") == std::string::npos) {
-      auto step = parse_step(ref);
-      if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
-      auto dir = detail::find_step_dir(ctx, root, *step);
-      if (!dir) throw Error(ErrorKind::not_found, fmt::format("no checkpoint for step {}", ref));
-      return load_checkpoint(ctx, root, *dir);
-    }
-    if (ref.find('/') == std::string::npos) {
-      if (!parse_step_dir_name(ref)) {
-        throw Error(ErrorKind::usage,
-                    fmt::format("bad ref {:?}: expected latest, best, a step, step-N or a path",
-                                ref));
-      }
-      return by_dir_name(ctx, root, ref, ref);
-    }
-    // A path: it must name a checkpoint directory directly inside the root.
-    std::string abs = absolute_path(ref);
-    if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
-      throw Error(ErrorKind::usage,
-                  fmt::format("{} is not a checkpoint directory inside the root {}", ref, root));
-    }
-    return by_dir_name(ctx, root, base_name(abs), ref);
+    return load_checkpoint(ctx, root, detail::resolve_ref_dir(ctx, root, ref));
   });
 }
 

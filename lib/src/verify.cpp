@@ -169,19 +169,8 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       for (const auto& [name, why] : listing.invalid) dirs.push_back(join_path(root, name));
       std::sort(dirs.begin(), dirs.end());
     } else {
-      for (const auto& ref : opts.refs) {
-        auto r = resolve_ref(ctx, root, ref);
-        if (!r) {
-          if (r.error().kind() != ErrorKind::integrity) throw r.error();
-          // Unreadable metadata is a problem to report, not a reason to stop.
-          const std::string msg = r.error().message();
-          std::string step_dir = msg.substr(0, msg.find(':'));
-          if (!parse_step_dir_name(step_dir)) throw r.error();
-          dirs.push_back(join_path(root, step_dir));
-          continue;
-        }
-        dirs.push_back(r->path);
-      }
+      // Only the directory: unreadable metadata is a problem to report, not a reason to stop.
+      for (const auto& ref : opts.refs) dirs.push_back(detail::resolve_ref_dir(ctx, root, ref));
     }
 
     std::vector<Checkpoint> complete;

@@ -42,6 +42,11 @@ void check_private_dirs(const Context& ctx, const std::string& root);
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
 
+// One stored file against its manifest entry: presence (never through a
+// symbolic link), type, size and, with Hash::yes, its digest. nullopt when good.
+std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
+                                         const FileEntry& f, Hash hash);
+
 // The best key and mode in force: the ones given, else policy.json's (the
 // recorded intent), else best.json's. A mode belongs to its key and never
 // carries over to another one; the default is min.

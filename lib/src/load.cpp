@@ -49,33 +49,9 @@ std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const Loa
 }
 
 void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = join_path(dir, f.path);
-  std::optional<Stat> st;
-  try {
-    st = lstat_beneath(fs, dir, f.path);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
-    throw Error(ErrorKind::integrity, fmt::format("{}/{}: {}", base_name(dir), f.path, e.message()));
-  }
-  if (!st) {
-    throw Error(ErrorKind::integrity, fmt::format("{}/{} is missing", base_name(dir), f.path));
-  }
-  if (st->type != FileType::file) {
+  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no)) {
     throw Error(ErrorKind::integrity,
-                fmt::format("{}/{} is not a regular file", base_name(dir), f.path));
-  }
-  if (st->size != f.size) {
-    throw Error(ErrorKind::integrity, fmt::format("{}/{} has size {}, {} recorded", base_name(dir),
-                                                  f.path, st->size, f.size));
-  }
-  if (full && f.sha256) {
-    auto r = hash_file(fs, path, Hash::yes, {});
-    if (r.sha256 != f.sha256) {
-      throw Error(ErrorKind::integrity,
-                  fmt::format("{}/{}: sha256 mismatch (the file is corrupt)", base_name(dir),
-                              f.path));
-    }
+                fmt::format("{}/{}: {} ({})", base_name(dir), f.path, p->kind, p->detail));
   }
 }
 

@@ -37,7 +37,7 @@ TransferResult copy_and_hash(FileSystem& fs, int src_fd, int dst_fd, Hash hash,
     std::size_t n = fs.read(src_fd, buf.get(), k_buffer_size);
     if (n == 0) break;
     if (sha) sha->update(buf.get(), n);
-    fs.write(dst_fd, buf.get(), n);
+    if (dst_fd >= 0) fs.write(dst_fd, buf.get(), n);
     result.size += n;
     if (progress) progress(n);
   }
@@ -46,20 +46,7 @@ TransferResult copy_and_hash(FileSystem& fs, int src_fd, int dst_fd, Hash hash,
 }
 
 TransferResult hash_fd(FileSystem& fs, int fd, Hash hash, const ProgressFn& progress) {
-  std::unique_ptr<char[]> buf(new char[k_buffer_size]);
-  std::optional<Sha256> sha;
-  if (hash == Hash::yes) sha.emplace();
-  TransferResult result;
-  for (;;) {
-    check_interrupt();
-    std::size_t n = fs.read(fd, buf.get(), k_buffer_size);
-    if (n == 0) break;
-    if (sha) sha->update(buf.get(), n);
-    result.size += n;
-    if (progress) progress(n);
-  }
-  if (sha) result.sha256 = sha->hex_digest();
-  return result;
+  return copy_and_hash(fs, fd, -1, hash, progress);
 }
 
 TransferResult hash_file(FileSystem& fs, const std::string& path, Hash hash,

@@ -35,6 +35,56 @@ void walk(FileSystem& fs, const std::string& dir, const std::string& prefix,
   }
 }
 
+}  // namespace
+
+namespace detail {
+
+std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
+                                         const FileEntry& f, Hash hash) {
+  FileSystem& fs = ctx.file_system();
+  auto problem = [&](const char* kind, std::string detail) {
+    return Problem{f.path, kind, std::move(detail), Severity::failure};
+  };
+  std::optional<Stat> st;
+  try {
+    st = lstat_beneath(fs, dir, f.path);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    return problem("not_regular", e.message());
+  }
+  if (!st) return problem("missing", "listed in _checkpoint.json but absent");
+  if (st->type != FileType::file) {
+    return problem("not_regular", st->type == FileType::symlink
+                                      ? "a symbolic link, not a stored file"
+                                      : "not a regular file");
+  }
+  if (st->size != f.size) {
+    return problem("size_mismatch", fmt::format("size {} but {} recorded", st->size, f.size));
+  }
+  if (hash == Hash::no || !f.sha256) return std::nullopt;
+  TransferResult r;
+  try {
+    ProgressFn progress;
+    if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
+    r = hash_file(fs, join_path(dir, f.path), Hash::yes, progress);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::io) throw;
+    return problem("unreadable", e.message());
+  }
+  if (r.size != f.size) {
+    return problem("size_mismatch", fmt::format("read {} bytes, {} recorded", r.size, f.size));
+  }
+  if (r.sha256 != f.sha256) {
+    return problem("digest_mismatch",
+                   fmt::format("sha256 {} but {} recorded", *r.sha256, *f.sha256));
+  }
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+namespace {
+
 CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, bool quick,
                                  std::optional<CheckpointMeta>* meta_out) {
   FileSystem& fs = ctx.file_system();
@@ -54,49 +104,9 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
   std::set<std::string> listed;
   for (const auto& f : meta.files) {
     listed.insert(f.path);
-    std::string path = join_path(dir, f.path);
-    std::optional<Stat> st;
-    try {
-      st = lstat_beneath(fs, dir, f.path);
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-      add(c, f.path, "not_regular", e.message());
+    if (auto p = detail::check_stored_file(ctx, dir, f, quick ? Hash::no : Hash::yes)) {
+      c.problems.push_back(std::move(*p));
       continue;
-    }
-    if (!st) {
-      add(c, f.path, "missing", "listed in _checkpoint.json but absent");
-      continue;
-    }
-    if (st->type != FileType::file) {
-      add(c, f.path, "not_regular",
-          st->type == FileType::symlink ? "a symbolic link, not a stored file"
-                                        : "not a regular file");
-      continue;
-    }
-    if (st->size != f.size) {
-      add(c, f.path, "size_mismatch", fmt::format("size {} but {} recorded", st->size, f.size));
-      continue;
-    }
-    if (!quick && f.sha256) {
-      TransferResult r;
-      try {
-        r = hash_file(fs, path, Hash::yes, ctx.progress ? ProgressFn([&](std::uint64_t n) {
-          ctx.progress(n, 0);
-        }) : ProgressFn());
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::io) throw;
-        add(c, f.path, "unreadable", e.message());
-        continue;
-      }
-      if (r.size != f.size) {
-        add(c, f.path, "size_mismatch", fmt::format("read {} bytes, {} recorded", r.size, f.size));
-        continue;
-      }
-      if (r.sha256 != f.sha256) {
-        add(c, f.path, "digest_mismatch",
-            fmt::format("sha256 {} but {} recorded", *r.sha256, *f.sha256));
-        continue;
-      }
     }
     c.verified_files.push_back(f.path);
   }

@@ -20,8 +20,9 @@ struct TransferResult {
 
 enum class Hash { no, yes };
 
-// Copies src (an open descriptor at offset 0) into dst, hashing the bytes in
-// the same pass. This is the one loop a faster implementation replaces.
+// Copies src (an open descriptor at offset 0) into dst (none when negative),
+// hashing the bytes in the same pass. This is the one loop a faster
+// implementation replaces.
 TransferResult copy_and_hash(FileSystem& fs, int src_fd, int dst_fd, Hash hash,
                              const ProgressFn& progress);
 

@@ -45,6 +45,25 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
       if (!is_lock) remove_tree(fs, lock_file);
     }
   }
+  // Temporary files of marker writes a crash interrupted (only written under
+  // the root lock, which our caller holds, so none of them is live).
+  for (const auto& [dir, rel] : {std::pair{root, std::string()},
+                                 std::pair{private_dir(root), std::string(k_private_dir) + "/"}}) {
+    if (auto st = fs.lstat(dir); !st || st->type != FileType::dir) continue;
+    auto names = fs.list_dir(dir);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      bool temp = false;
+      for (const char* base : {k_last_file, k_best_file, k_policy_file, "commit_seq"}) {
+        if (n.rfind(fmt::format(".{}.tmp.", base), 0) == 0) temp = true;
+      }
+      if (!temp) continue;
+      auto st = fs.lstat(join_path(dir, n));
+      if (!st || st->type != FileType::file) continue;
+      cleaned.push_back(rel + n);
+      if (!dry_run) fs.unlink(join_path(dir, n));
+    }
+  }
   std::string trash = trash_dir(root);
   if (auto st = fs.lstat(trash); st && st->type == FileType::dir) {
     auto names = fs.list_dir(trash);

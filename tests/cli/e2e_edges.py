@@ -142,5 +142,27 @@ def lock_timeout_must_be_finite(c):
         expect_rc(res, 2, f"--lock-timeout {value!r}")
 
 
+@scenario
+def prune_cleans_marker_temp_files(c):
+    """A crash mid marker write leaves .last.tmp.* beside the markers; the next prune removes it."""
+    c.seed((1,))
+    stray = [c.root / ".last.tmp.999.0.deadbeef", c.root / ".best.json.tmp.999.1.deadbeef",
+             c.root / ".ckpt" / ".commit_seq.tmp.999.2.deadbeef"]
+    for p in stray:
+        p.write_text("half")
+    keep = c.root / ".notes.tmp.txt"  # not ours: never touched
+    keep.write_text("mine")
+    res = c.run("--json", "prune", "--keep-last", "1", "--dry-run", code=0)
+    cleaned = json.loads(res.out)["cleaned"]
+    check(sorted(cleaned) == sorted([".last.tmp.999.0.deadbeef", ".best.json.tmp.999.1.deadbeef",
+                                     ".ckpt/.commit_seq.tmp.999.2.deadbeef"]),
+          f"dry run lists the temp files: {cleaned}", res)
+    check(all(p.exists() for p in stray), "the dry run removed nothing")
+    c.run("prune", "--keep-last", "1", code=0)
+    check(not any(p.exists() for p in stray), "prune removed the temp files")
+    check(keep.read_text() == "mine", "a file that is not a marker temp file stays")
+    c.verify_ok()
+
+
 if __name__ == "__main__":
     sys.exit(harness.main(sys.argv, __doc__, SCENARIOS, Ctx, "ckpt-edges"))

@@ -689,9 +689,22 @@ def prune_kill_mid_delete(c):
         r = c.tmp / f"round{rounds}"
         fresh_copy(r)
         cmd = c.cmd("prune", "--keep-last", "1", root=r)
-        delay = rnd.uniform(0.0, full * 0.9)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=c.env(), cwd=str(c.tmp))
-        time.sleep(delay)
+        if rounds % 2:
+            # Anywhere in the run, including start-up and planning.
+            delay = rnd.uniform(0.0, full * 0.9)
+            time.sleep(delay)
+        else:
+            # Right after the deletion begins (the first checkpoint unlisted into trash), however
+            # long start-up takes on this machine (an ASan build starts slowly).
+            t0 = time.monotonic()
+            trash = r / ".ckpt" / "trash"
+            while p.poll() is None and time.monotonic() - t0 < 60:
+                if trash.is_dir() and any(trash.iterdir()):
+                    break
+                time.sleep(0.0005)
+            time.sleep(rnd.uniform(0.0, 0.005))
+            delay = time.monotonic() - t0
         p.send_signal(signal.SIGKILL)
         out, err = p.communicate(timeout=60)
         res = Result(cmd, p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), str(c.tmp))

@@ -239,6 +239,11 @@ std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max
   return out;
 }
 
+bool link_refused(const Error& e) {
+  int err = e.sys_errno();
+  return err == EXDEV || err == EPERM || err == EMLINK || err == EACCES;
+}
+
 std::optional<Stat> lstat_beneath(FileSystem& fs, const std::string& dir, const std::string& rel) {
   std::size_t pos = 0;
   while ((pos = rel.find('/', pos)) != std::string::npos) {

@@ -82,9 +82,6 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
                          bool dry_run);
 
-// Rewrites a `last` in a legacy form canonically; call under the root lock.
-void canonicalise_last(const Context& ctx, const std::string& root);
-
 // Brings `last` and best.json up to date with checkpoints (after a crash
 // between a commit and its marker update): `last` names the newest, best.json
 // moves when it is dangling, unreadable or a checkpoint is strictly better.

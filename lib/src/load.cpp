@@ -101,10 +101,7 @@ void materialise(const Context& ctx, const std::string& from, const std::string&
         fs.unlink(tmp);
       } catch (const Error&) {
       }
-      if (e.sys_errno() != EXDEV && e.sys_errno() != EPERM && e.sys_errno() != EMLINK &&
-          e.sys_errno() != EACCES) {
-        throw;
-      }
+      if (!link_refused(e)) throw;
       // Across file systems: copy instead.
     }
   }

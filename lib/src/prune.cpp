@@ -76,17 +76,6 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
   return cleaned;
 }
 
-void canonicalise_last(const Context& ctx, const std::string& root) {
-  try {
-    auto last = read_last(ctx, root);
-    if (last && last->legacy) {
-      write_file_atomic(ctx.file_system(), join_path(root, k_last_file), serialize_last(last->name));
-    }
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
-  }
-}
-
 void refresh_markers(const Context& ctx, const std::string& root,
                      const std::vector<Checkpoint>& checkpoints,
                      const std::optional<std::string>& key, Mode mode) {

@@ -186,11 +186,6 @@ std::vector<std::string> match_weights(const SaveOptions& opts, const Plan& plan
   return {out.begin(), out.end()};
 }
 
-bool hard_link_or_copy_needed(const Error& e) {
-  int err = e.sys_errno();
-  return err == EXDEV || err == EPERM || err == EMLINK || err == EACCES;
-}
-
 // The staging directory and its lock; removed unless released to the commit.
 class Staging {
  public:
@@ -264,7 +259,7 @@ class Stager {
         m_fs.fsync(fd.get());
         fd.close();
       } catch (const Error& e) {
-        if (!hard_link_or_copy_needed(e)) throw;
+        if (!link_refused(e)) throw;
         if (m_opts.transfer == Transfer::link && !m_warned_link) {
           m_ctx.warning(fmt::format("cannot hard-link {} ({}); copying instead", f.source,
                                     e.message()));

@@ -10,6 +10,8 @@
 
 namespace ckpt {
 
+class Error;
+
 enum class FileType { file, dir, symlink, other };
 
 struct Stat {
@@ -111,6 +113,10 @@ class FdGuard {
 std::string join_path(const std::string& a, const std::string& b);
 std::string base_name(const std::string& path);
 std::string parent_path(const std::string& path);
+
+// True when a hard link failed because the file system or the files do not
+// allow one (another device, no permission, too many links): copy instead.
+bool link_refused(const Error& e);
 
 // lstat of dir/rel that follows no symbolic link on the way: throws
 // Error(integrity) when a component of rel's parent is not a real directory.

@@ -58,7 +58,7 @@ _ckpt() {
       ;;
     info) opts="--path" ;;
     verify) opts="--quick --strict --repair -v --verbose" ;;
-    load) opts="--only --weights-only --to --link --no-verify" ;;
+    load) opts="--only --weights-only --to --link --dir --no-verify" ;;
     prune) opts="--keep-last --keep-best --keep-every --keep-within -n --dry-run" ;;
     promote-best) opts="--key --mode --value --force" ;;
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;

@@ -63,6 +63,7 @@ complete -c ckpt -n '__fish_seen_subcommand_from load' -l only -x -d 'Stored pat
 complete -c ckpt -n '__fish_seen_subcommand_from load' -l weights-only -d 'Only the weights'
 complete -c ckpt -n '__fish_seen_subcommand_from load' -l to -r -a '(__fish_complete_directories)' -d 'Materialise under DIR'
 complete -c ckpt -n '__fish_seen_subcommand_from load' -l link -d 'Hard links, with --to'
+complete -c ckpt -n '__fish_seen_subcommand_from load' -l dir -d 'Print the verified directory'
 complete -c ckpt -n '__fish_seen_subcommand_from load' -l no-verify -d 'Sizes only'
 complete -c ckpt -n '__fish_seen_subcommand_from prune' -s n -l dry-run -d 'Show the plan only'
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l key -x -d 'The metric'

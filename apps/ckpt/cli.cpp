@@ -164,8 +164,9 @@ int Cli::fail(const Error& e) const {
   std::fflush(stdout);
   if (global.json) {
     json j;
-    j["error"] = {{"code", exit_code(e.kind())}, {"kind", kind_name(e.kind())},
-                  {"message", e.message()}};
+    j["error"] = {{"code", exit_code(e.kind())}, {"kind", kind_name(e.kind())}};
+    if (!e.reason().empty()) j["error"]["reason"] = e.reason();
+    j["error"]["message"] = e.message();
     std::fprintf(stderr, "%s\n", j.dump().c_str());
   } else {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());

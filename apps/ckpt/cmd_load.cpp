@@ -16,6 +16,7 @@ struct LoadArgs {
   std::string to;
   bool no_verify = false;
   bool link = false;
+  bool dir = false;
 };
 
 int run_load(Cli& cli, const LoadArgs& a) {
@@ -33,10 +34,22 @@ int run_load(Cli& cli, const LoadArgs& a) {
   if (cli.global.json) {
     json files = json::object();
     for (const auto& [stored, abs] : r->files) files[stored] = abs;
-    cli.print_json({{"name", r->name}, {"path", r->path}, {"files", files}});
+    json metrics = json::object();
+    for (const auto& [k, v] : r->meta.metrics) metrics[k] = v ? json(*v) : json(nullptr);
+    json j = {{"name", r->name},       {"path", r->path},
+              {"step", r->meta.step},  {"commit_seq", r->meta.commit_seq},
+              {"created", r->meta.created}, {"metrics", metrics},
+              {"meta", r->meta.meta},  {"weights", r->meta.weights}};
+    j["dir"] = r->dir;
+    j["files"] = files;
+    cli.print_json(j);
     return 0;
   }
   // The paths are the product, so --quiet keeps them.
+  if (a.dir) {
+    fmt::print("{}\n", r->dir);
+    return 0;
+  }
   for (const auto& [stored, abs] : r->files) fmt::print("{}\n", abs);
   return 0;
 }
@@ -47,7 +60,8 @@ void setup_load(CLI::App& app, Cli& cli) {
   auto a = std::make_shared<LoadArgs>();
   auto* c = app.add_subcommand("load", "Verify a checkpoint and print its file paths");
   c->footer(
-      "Prints one absolute path per line, only after every selected file verified.\n"
+      "Prints one absolute path per line (--dir: the directory), only after every selected\n"
+      "file verified.\n"
       "Example: ckpt -C runs/exp1 load best --weights-only");
   c->add_option("REF", a->ref, "latest, best, a step, step-N or a path")->required()
       ->type_name("REF");
@@ -60,6 +74,9 @@ void setup_load(CLI::App& app, Cli& cli) {
   c->add_flag("--link", a->link,
               "With --to: hard links instead of copies (they share the checkpoint's data: "
               "never modify them)");
+  c->add_flag("--dir", a->dir,
+              "Print the verified directory instead of the files: the checkpoint's, or DIR "
+              "with --to (for readers that take a directory)");
   c->add_flag("--no-verify", a->no_verify, "Check sizes only; skip the SHA-256 pass");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_load(cli, *a); }; });
 }

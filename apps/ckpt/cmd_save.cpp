@@ -93,11 +93,13 @@ int run_save(Cli& cli, const SaveArgs& a) {
                     {"files", r->files},
                     {"total_size", r->total_size},
                     {"best", best},
-                    {"pruned", r->pruned}});
+                    {"pruned", r->pruned},
+                    {"existing", r->existing}});
     return 0;
   }
   if (cli.global.quiet) return 0;
-  fmt::print("saved {}: {} file{}, {}, commit {}\n  {}\n", r->name, r->files,
+  fmt::print("{} {}: {} file{}, {}, commit {}\n  {}\n",
+             r->existing ? "already committed with the same files:" : "saved", r->name, r->files,
              r->files == 1 ? "" : "s", human_size(r->total_size), r->commit_seq, r->path);
   if (r->best_key) {
     if (r->best_updated) {

@@ -35,6 +35,13 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
   auto r = verify(cli.context(), o);
   if (!r) return cli.fail(r.error());
   int rc = r->ok ? 0 : 1;
+  // Every failing command says so on stderr (ckpt(1)); the report stays on stdout.
+  std::size_t failed_checkpoints = 0;
+  for (const auto& c : r->checkpoints) failed_checkpoints += c.ok ? 0 : 1;
+  Error failure(ErrorKind::integrity,
+                fmt::format("verification failed: {} of {} checkpoint{}{}", failed_checkpoints,
+                            r->checkpoints.size(), r->checkpoints.size() == 1 ? "" : "s",
+                            r->markers_checked && !r->markers_ok ? ", and the markers" : ""));
   if (cli.global.json) {
     json cps = json::array();
     for (const auto& c : r->checkpoints) {
@@ -46,7 +53,7 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
                        : json(nullptr);
     j["repaired"] = r->repaired;
     cli.print_json(j);
-    return rc;
+    return rc ? cli.fail(failure) : 0;
   }
   if (cli.global.quiet) return rc;
   bool colour = cli.colour_stdout();
@@ -80,7 +87,7 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
              r->ok ? paint("32", "ok") : paint("31", "FAILED"), r->checkpoints.size(),
              r->checkpoints.size() == 1 ? "" : "s", failed, files, files == 1 ? "" : "s",
              a.quick ? "present" : "verified", warnings, warnings == 1 ? "" : "s", markers);
-  return rc;
+  return rc ? cli.fail(failure) : 0;
 }
 
 }  // namespace

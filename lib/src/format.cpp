@@ -399,6 +399,38 @@ Policy parse_policy(std::string_view text) {
   return p;
 }
 
+std::string serialize_move_journal(const std::vector<MovedFile>& files) {
+  ordered_json j;
+  j["schema_version"] = k_schema_version;
+  j["moved"] = json::array();
+  for (const auto& f : files) {
+    j["moved"].push_back(
+        ordered_json{{"source", f.source}, {"dest", f.dest}, {"dev", f.dev}, {"ino", f.ino}});
+  }
+  return j.dump() + "\n";
+}
+
+std::vector<MovedFile> parse_move_journal(std::string_view text) {
+  const char* F = "move journal";
+  json j = parse_object(text, F);
+  check_schema(j, F);
+  if (!j.contains("moved") || !j["moved"].is_array()) bad(F, "\"moved\" must be an array");
+  std::vector<MovedFile> out;
+  for (const auto& e : j["moved"]) {
+    if (!e.is_object()) bad(F, "an entry is not an object");
+    MovedFile f;
+    f.source = get_string(e, "source", F);
+    f.dest = get_string(e, "dest", F);
+    f.dev = get_uint(e, "dev", F);
+    f.ino = get_uint(e, "ino", F);
+    if (f.source.empty() || f.source.front() != '/' || stored_path_problem(f.dest)) {
+      bad(F, "an entry has a bad path");
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 std::string parse_last_text(std::string_view text) {
   std::size_t end = text.find('\n');
   std::string_view line = text.substr(0, end);

@@ -34,6 +34,7 @@ Stat to_stat(const struct stat& st) {
   s.dev = st.st_dev;
   s.ino = st.st_ino;
   s.mode = st.st_mode;
+  s.nlink = static_cast<std::uint64_t>(st.st_nlink);
   return s;
 }
 

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ckpt/format.hpp"
 #include "ckpt/lock.hpp"
@@ -25,6 +26,10 @@ struct LastRead {
 // outside the root.
 std::optional<LastRead> read_last(const Context& ctx, const std::string& root);
 std::optional<BestMarker> read_best(const Context& ctx, const std::string& root);
+// .ckpt/commit_seq: the commit_seq of the newest commit a save began (written
+// before its commit rename). nullopt when absent or unreadable.
+std::string commit_counter_path(const std::string& root);
+std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root);
 std::optional<Policy> read_policy(const Context& ctx, const std::string& root);
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
 
@@ -72,6 +77,19 @@ struct PruneReport;
 }
 
 namespace ckpt::detail {
+
+// save --move writes a journal beside its staging directory (STAGING.moves)
+// before it renames the first source in.
+std::string move_journal_path(const std::string& staging);
+// Puts each journalled file still in staging (the same inode) back at its
+// source path when that path is free; returns the sources put back.
+std::vector<std::string> restore_moved(const Context& ctx, const std::string& staging,
+                                       const std::vector<MovedFile>& files);
+// For every abandoned staging directory with a move journal: puts its files
+// back, then removes it. Needs only the staging locks; returns the sources
+// put back (dry_run: those that would be).
+std::vector<std::string> recover_interrupted_moves(const Context& ctx, const std::string& root,
+                                                   bool dry_run);
 
 // Removes (or, dry, lists) abandoned staging directories (nobody holds their
 // lock) and trash leftovers; returns root-relative paths. Call under the root lock.

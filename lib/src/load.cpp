@@ -20,7 +20,8 @@ std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const Loa
   std::vector<const FileEntry*> out;
   if (opts.weights_only && meta.weights.empty()) {
     throw Error(ErrorKind::not_found,
-                fmt::format("{} records no weights (save with --weights PATH)", meta.name));
+                fmt::format("{} records no weights (save with --weights PATH)", meta.name))
+        .with_reason(k_reason_no_match);
   }
   std::set<std::string> weights(meta.weights.begin(), meta.weights.end());
   std::vector<bool> used(opts.only.size(), false);
@@ -42,7 +43,8 @@ std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const Loa
     if (!used[i]) {
       throw Error(ErrorKind::not_found,
                   fmt::format("--only {:?} matches no {}file in {}", opts.only[i],
-                              opts.weights_only ? "weights " : "", meta.name));
+                              opts.weights_only ? "weights " : "", meta.name))
+          .with_reason(k_reason_no_match);
     }
   }
   return out;
@@ -123,6 +125,8 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     LoadReport report;
     report.name = c.name;
     report.path = c.path;
+    report.meta = c.meta;
+    report.dir = c.path;
     if (!opts.to) {
       for (const auto* f : files) report.files.emplace_back(f->path, join_path(c.path, f->path));
       return report;
@@ -138,6 +142,7 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
                   fmt::format("--to {} is inside the root; materialise elsewhere", *opts.to));
     }
     make_dirs(fs, to);
+    report.dir = to;
     for (const auto* f : files) {
       make_parents_inside(fs, to, f->path);
       std::string dest = join_path(to, f->path);

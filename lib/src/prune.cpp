@@ -26,15 +26,25 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
   FileSystem& fs = ctx.file_system();
   check_private_dirs(ctx, root);
   std::vector<std::string> cleaned;
+  // The files of an interrupted --move go back to their owner before anything is removed.
+  for (const auto& s : recover_interrupted_moves(ctx, root, dry_run)) {
+    cleaned.push_back(fmt::format("{} (put back)", s));
+  }
   std::string staging = staging_dir(root);
   if (auto st = fs.lstat(staging); st && st->type == FileType::dir) {
     auto names = fs.list_dir(staging);
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
+      // A journal left by a move that could not be put back is kept for its owner.
+      if (ends_with(n, ".moves")) continue;
       std::string path = join_path(staging, n);
       bool is_lock = ends_with(n, ".lock");
       std::string lock_file = is_lock ? path : path + ".lock";
-      if (is_lock && fs.lstat(path.substr(0, path.size() - 5))) continue;  // handled with its dir
+      if (!is_lock && fs.lstat(path + ".moves")) continue;  // its files are the user's
+      if (is_lock && (fs.lstat(path.substr(0, path.size() - 5)) ||
+                      fs.lstat(path.substr(0, path.size() - 5) + ".moves"))) {
+        continue;  // handled with its dir
+      }
       // A writer holds its staging lock for its whole life: a free lock means it is gone.
       if (FileLock::is_held(lock_file)) continue;
       if (!is_lock) cleaned.push_back(fmt::format("{}/staging/{}", k_private_dir, n));
@@ -157,7 +167,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   // `last` and `best` as the markers say, and as the checkpoints say: a marker
   // left stale by a crash must not expose the real newest or best.
   std::vector<std::string> protect_last, protect_best;
-  if (listing.last) protect_last.push_back(*listing.last);
+  if (listing.last_marker) protect_last.push_back(*listing.last_marker);
   if (const Checkpoint* n = newest(listing.checkpoints)) protect_last.push_back(n->name);
   if (listing.best) protect_best.push_back(listing.best->path);
   if (key) {

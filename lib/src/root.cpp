@@ -38,7 +38,10 @@ std::string open_root(const Context& ctx, const std::string& path) {
   FileSystem& fs = ctx.file_system();
   std::string root = absolute_path(path.empty() ? "." : path);
   auto st = fs.stat(root);
-  if (!st) throw Error(ErrorKind::not_found, fmt::format("no such root: {}", root));
+  if (!st) {
+    throw Error(ErrorKind::not_found, fmt::format("no such root: {}", root))
+        .with_reason(k_reason_no_root);
+  }
   if (st->type != FileType::dir) {
     throw Error(ErrorKind::unsupported, fmt::format("{} is not a directory", root));
   }
@@ -96,6 +99,24 @@ std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
   return LastRead{base_name(abs), true};
 }
 
+std::string commit_counter_path(const std::string& root) {
+  return join_path(private_dir(root), "commit_seq");
+}
+
+std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
+  std::string path = commit_counter_path(root);
+  if (!fs.lstat(path)) return std::nullopt;
+  try {
+    std::string text = read_file(fs, path, 64);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return parse_step(text);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    return std::nullopt;
+  }
+}
+
 std::optional<BestMarker> read_best(const Context& ctx, const std::string& root) {
   FileSystem& fs = ctx.file_system();
   std::string path = join_path(root, k_best_file);
@@ -118,7 +139,8 @@ CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
     // Never committed (SPEC §1): a ref to it names nothing.
     throw Error(ErrorKind::not_found,
                 fmt::format("{}: {} is missing, so it is not a committed checkpoint",
-                            base_name(dir), k_meta_file));
+                            base_name(dir), k_meta_file))
+        .with_reason(k_reason_no_checkpoint);
   }
   try {
     CheckpointMeta m = parse_checkpoint(read_file(fs, path, k_max_meta_bytes));
@@ -241,11 +263,14 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
       }
     }
     try {
-      if (auto last = detail::read_last(ctx, l.root)) l.last = last->name;
+      if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
       ctx.warning(e.message());
     }
+    // What `latest` means: the newest committed, whatever a crash left in `last`.
+    const Checkpoint* n = detail::newest(l.checkpoints);
+    l.last = n ? std::optional<std::string>(n->name) : l.last_marker;
     try {
       l.best = detail::read_best(ctx, l.root);
     } catch (const Error& e) {
@@ -268,15 +293,23 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
 
 namespace {
 
-Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const std::string& dir) {
+std::string latest_dir(const Context& ctx, const std::string& root);
+Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message);
+
+Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const std::string& dir,
+                           bool is_latest) {
   Checkpoint c{base_name(dir), dir, detail::read_meta(ctx, dir), {}};
-  try {
-    if (auto last = detail::read_last(ctx, root); last && last->name == c.name) {
-      c.markers.push_back("last");
+  if (!is_latest) {
+    // The marker goes where `latest` leads: O(1) unless `last` is stale.
+    Context quiet = ctx;
+    quiet.warn = nullptr;
+    try {
+      is_latest = latest_dir(quiet, root) == dir;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
     }
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
   }
+  if (is_latest) c.markers.push_back("last");
   try {
     if (auto best = detail::read_best(ctx, root); best && best->path == c.name) {
       c.markers.push_back("best");
@@ -292,12 +325,32 @@ std::string dir_by_name(const Context& ctx, const std::string& root, const std::
   std::string dir = join_path(root, name);
   auto st = ctx.file_system().lstat(dir);
   if (!st || st->type != FileType::dir) {
-    throw Error(ErrorKind::not_found, fmt::format("no checkpoint {} ({})", name, ref));
+    throw ref_not_found(ctx, root, fmt::format("no checkpoint {} ({})", name, ref));
   }
   return dir;
 }
 
+// A ref that names nothing: "empty_root" when the root holds no checkpoint at
+// all (a resume loop starts fresh), else "no_checkpoint". Only on failure, so
+// the scan costs nothing in the normal case.
+Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message) {
+  bool any = false;
+  try {
+    any = !list_checkpoints(ctx, root).value().checkpoints.empty();
+  } catch (const Error&) {
+    any = true;  // cannot tell: the plainer reason
+  }
+  return Error(ErrorKind::not_found, message)
+      .with_reason(any ? k_reason_no_checkpoint : k_reason_empty_root);
+}
+
+// `latest` is the newest committed checkpoint, always. `last` says which in
+// O(1) when it is up to date: the checkpoint it names carries the commit_seq
+// of the newest commit any save made (the counter in .ckpt/). A save killed
+// between its commit and its `last` update leaves them apart; then, and when
+// the counter is absent, the checkpoints themselves decide.
 std::string latest_dir(const Context& ctx, const std::string& root) {
+  FileSystem& fs = ctx.file_system();
   std::optional<detail::LastRead> last;
   try {
     last = detail::read_last(ctx, root);
@@ -307,14 +360,29 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
   }
   if (last) {
     std::string dir = join_path(root, last->name);
-    if (auto st = ctx.file_system().lstat(dir); st && st->type == FileType::dir) return dir;
-    ctx.warning(fmt::format("last names {}, which does not exist; finding the newest "
-                            "checkpoint by scanning",
-                            last->name));
+    if (auto st = fs.lstat(dir); st && st->type == FileType::dir) {
+      // A damaged manifest is reported as such, not skipped for an older checkpoint.
+      std::uint64_t seq = detail::read_meta(ctx, dir).commit_seq;
+      auto counter = detail::read_commit_counter(ctx, root);
+      if (counter && seq >= *counter) return dir;
+    } else {
+      ctx.warning(fmt::format("last names {}, which does not exist; finding the newest "
+                              "checkpoint by scanning",
+                              last->name));
+      last.reset();
+    }
   }
   auto listing = list_checkpoints(ctx, root).value();
   const Checkpoint* n = detail::newest(listing.checkpoints);
-  if (n == nullptr) throw Error(ErrorKind::not_found, "the root holds no checkpoint yet");
+  if (n == nullptr) {
+    throw Error(ErrorKind::not_found, "the root holds no checkpoint yet")
+        .with_reason(k_reason_empty_root);
+  }
+  if (last && last->name != n->name) {
+    ctx.warning(fmt::format("last names {} but the newest committed checkpoint is {} (a save "
+                            "was interrupted after its commit); using {}",
+                            last->name, n->name, n->name));
+  }
   return n->path;
 }
 
@@ -327,14 +395,14 @@ std::string resolve_ref_dir(const Context& ctx, const std::string& root, const s
   if (ref == "latest" || ref == "last") return latest_dir(ctx, root);
   if (ref == "best") {
     auto best = read_best(ctx, root);
-    if (!best) throw Error(ErrorKind::not_found, "no best checkpoint (best.json is absent)");
+    if (!best) throw ref_not_found(ctx, root, "no best checkpoint (best.json is absent)");
     return dir_by_name(ctx, root, best->path, ref);
   }
   if (ref.find_first_not_of("0123456789") == std::string::npos) {
     auto step = parse_step(ref);
     if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
     auto dir = find_step_dir(ctx, root, *step);
-    if (!dir) throw Error(ErrorKind::not_found, fmt::format("no checkpoint for step {}", ref));
+    if (!dir) throw ref_not_found(ctx, root, fmt::format("no checkpoint for step {}", ref));
     return *dir;
   }
   if (ref.find('/') == std::string::npos) {
@@ -359,7 +427,8 @@ Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root_arg,
                                const std::string& ref) {
   return capture([&]() -> Checkpoint {
     std::string root = open_root(ctx, root_arg);
-    return load_checkpoint(ctx, root, detail::resolve_ref_dir(ctx, root, ref));
+    return load_checkpoint(ctx, root, detail::resolve_ref_dir(ctx, root, ref),
+                           ref == "latest" || ref == "last");
   });
 }
 

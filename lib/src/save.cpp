@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -53,8 +54,9 @@ void add_planned(Plan& plan, std::set<std::string>& seen, std::string source, st
 Stat source_stat(FileSystem& fs, const std::string& path, bool follow, bool top) {
   auto st = fs.lstat(path);
   if (!st) {
-    throw Error(top ? ErrorKind::not_found : ErrorKind::io,
-                fmt::format("source {} does not exist", path), ENOENT);
+    Error e(top ? ErrorKind::not_found : ErrorKind::io,
+            fmt::format("source {} does not exist", path), ENOENT);
+    throw top ? std::move(e).with_reason(k_reason_no_source) : std::move(e);
   }
   if (st->type == FileType::symlink) {
     if (!follow) {
@@ -187,10 +189,12 @@ std::vector<std::string> match_weights(const SaveOptions& opts, const Plan& plan
 }
 
 // The staging directory and its lock; removed unless released to the commit.
+// Under --move it also holds the user's files: they go back to their sources
+// unless the commit took them (the journal beside it says which and where).
 class Staging {
  public:
   Staging(const Context& ctx, const std::string& root, const std::string& name)
-      : m_fs(ctx.file_system()) {
+      : m_ctx(ctx), m_fs(ctx.file_system()) {
     std::string base = detail::staging_dir(root);
     // A cleaner probing a fresh lock file can win the flock; take another name then.
     for (int attempt = 0; !m_lock.held(); ++attempt) {
@@ -204,8 +208,16 @@ class Staging {
   Staging(const Staging&) = delete;
   Staging& operator=(const Staging&) = delete;
   ~Staging() {
+    if (!m_journal.empty() && !m_keep_moved) {
+      try {
+        detail::restore_moved(m_ctx, m_dir, m_journal);
+      } catch (const Error&) {
+        return;  // the journal stays: the next save or prune puts the files back
+      }
+    }
     try {
       remove_tree(m_fs, m_dir);
+      if (!m_journal.empty()) m_fs.unlink(detail::move_journal_path(m_dir));
     } catch (const Error&) {
       // Left for the next prune; it is private and invisible.
     }
@@ -216,11 +228,23 @@ class Staging {
   }
   const std::string& dir() const { return m_dir; }
 
+  // Records durably, before the first rename, which sources --move takes.
+  void write_journal(std::vector<MovedFile> files) {
+    if (files.empty()) return;
+    write_file_atomic(m_fs, detail::move_journal_path(m_dir), serialize_move_journal(files));
+    m_journal = std::move(files);
+  }
+  // The moved files now belong to a committed checkpoint: never put them back.
+  void keep_moved() { m_keep_moved = true; }
+
  private:
+  const Context& m_ctx;
   FileSystem& m_fs;
   std::string m_dir;
   std::string m_lock_file;
   FileLock m_lock;
+  std::vector<MovedFile> m_journal;
+  bool m_keep_moved = false;
 };
 
 class Stager {
@@ -248,25 +272,24 @@ class Stager {
     std::string dst = join_path(m_staging, f.dest);
     make_parent(f.dest);
     TransferResult r;
-    if (m_opts.transfer == Transfer::copy) {
-      r = copy(f.source, dst);
-    } else {
+    if (m_opts.transfer == Transfer::move && m_moves.count(f.dest)) {
+      r = move_in(f, dst);
+    } else if (m_opts.transfer == Transfer::link) {
       try {
         m_fs.link(f.source, dst);
-        r = hash_file(m_fs, dst, m_hash, progress_fn());
-        // The data must be durable before the commit, whoever wrote it.
-        FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY));
-        m_fs.fsync(fd.get());
-        fd.close();
+        r = hash_and_sync(dst);
       } catch (const Error& e) {
         if (!link_refused(e)) throw;
-        if (m_opts.transfer == Transfer::link && !m_warned_link) {
+        if (!m_warned_link) {
           m_ctx.warning(fmt::format("cannot hard-link {} ({}); copying instead", f.source,
                                     e.message()));
           m_warned_link = true;
         }
         r = copy(f.source, dst);
       }
+    } else {
+      r = copy(f.source, dst);
+      if (m_opts.transfer == Transfer::move) m_copied.push_back(f.source);
     }
     FileEntry e;
     e.path = f.dest;
@@ -275,8 +298,53 @@ class Stager {
     return e;
   }
 
+  // --move: the source itself is renamed into staging, so no path the user
+  // writes to can share the committed file's storage.
+  TransferResult move_in(const PlannedFile& f, const std::string& dst) {
+    const MovedFile& m = m_moves.at(f.dest);
+    try {
+      m_fs.rename(f.source, dst, RenameMode::noreplace);
+    } catch (const Error& e) {
+      int err = e.sys_errno();
+      if (err != EXDEV && err != EINVAL && err != ENOSYS && err != EPERM) throw;
+      // Another file system, or no atomic no-replace rename: copy, remove after the commit.
+      TransferResult r = copy(f.source, dst);
+      m_copied.push_back(f.source);
+      return r;
+    }
+    auto st = m_fs.lstat(dst);
+    if (!st || st->dev != m.dev || st->ino != m.ino) {
+      // Replaced between planning and the rename: not the file the journal
+      // names, so put it straight back rather than risk it.
+      try {
+        m_fs.rename(dst, f.source, RenameMode::noreplace);
+      } catch (const Error&) {
+      }
+      throw Error(ErrorKind::conflict,
+                  fmt::format("source {} was replaced while it was being saved; nothing was "
+                              "saved",
+                              f.source));
+    }
+    return hash_and_sync(dst);
+  }
+
+  // The data must be durable before the commit, whoever wrote it.
+  TransferResult hash_and_sync(const std::string& dst) {
+    TransferResult r = hash_file(m_fs, dst, m_hash, progress_fn());
+    FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY));
+    m_fs.fsync(fd.get());
+    fd.close();
+    return r;
+  }
 
  public:
+  // --move: the sources renamed in rather than copied (by stored path).
+  void set_moves(const std::vector<MovedFile>& moves) {
+    for (const auto& m : moves) m_moves.emplace(m.dest, m);
+  }
+  // --move: the sources that were copied, to remove once committed.
+  const std::vector<std::string>& copied_sources() const { return m_copied; }
+
   // Directories created in staging, deepest first, for fsync.
   std::vector<std::string> dirs_deepest_first() const {
     std::vector<std::string> d = m_dirs;
@@ -336,6 +404,8 @@ class Stager {
   std::set<std::string> m_made;
   std::vector<std::string> m_dirs;
   bool m_warned_link = false;
+  std::map<std::string, MovedFile> m_moves;
+  std::vector<std::string> m_copied;
 };
 
 void write_and_sync(FileSystem& fs, const std::string& path, const std::string& data) {
@@ -362,17 +432,7 @@ struct NextSeq {
 
 NextSeq next_commit_seq(const Context& ctx, const std::string& root) {
   FileSystem& fs = ctx.file_system();
-  std::string counter = join_path(detail::private_dir(root), "commit_seq");
-  std::optional<std::uint64_t> known;
-  if (fs.lstat(counter)) {
-    try {
-      std::string text = read_file(fs, counter, 64);
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-      known = parse_step(text);
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-    }
-  }
+  std::optional<std::uint64_t> known = detail::read_commit_counter(ctx, root);
   NextSeq next;
   std::uint64_t highest = 0;
   if (known) {
@@ -398,8 +458,7 @@ NextSeq next_commit_seq(const Context& ctx, const std::string& root) {
 }
 
 void store_commit_seq(const Context& ctx, const std::string& root, std::uint64_t seq) {
-  write_file_atomic(ctx.file_system(), join_path(detail::private_dir(root), "commit_seq"),
-                    fmt::format("{}\n", seq));
+  write_file_atomic(ctx.file_system(), detail::commit_counter_path(root), fmt::format("{}\n", seq));
 }
 
 detail::BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
@@ -458,24 +517,28 @@ Policy merged_policy(const std::optional<Policy>& current, const Policy& given) 
   return p;
 }
 
-void remove_moved_sources(const Context& ctx, const Plan& plan) {
+// After a --move commit: the sources that had to be copied go, and so do the
+// directories beneath a directory source once emptied. The directories named
+// on the command line (SOURCE or --from DIR) stay, empty, so the job can
+// write its next files there.
+void finish_move(const Context& ctx, const Plan& plan, const std::vector<std::string>& copied) {
   FileSystem& fs = ctx.file_system();
-  for (const auto& f : plan.files) {
+  for (const auto& source : copied) {
     try {
-      fs.unlink(f.source);
+      fs.unlink(source);
     } catch (const Error& e) {
       if (e.sys_errno() != ENOENT) ctx.warning(e.message());
     }
   }
-  // Emptied source directories go too, deepest first; any with new content stays.
   for (const auto& top : plan.source_dirs) {
     std::vector<std::string> dirs;
     std::set<std::string> seen;
     for (const auto& f : plan.files) {
-      for (std::string d = parent_path(f.source); d.size() >= top.size() && d.rfind(top, 0) == 0;
+      if (!within(f.source, top)) continue;
+      for (std::string d = parent_path(f.source); d.size() > top.size() && within(d, top);
            d = parent_path(d)) {
-        if (seen.insert(d).second) dirs.push_back(d);
-        if (d == top || d == "/" || d == ".") break;
+        if (!seen.insert(d).second) break;
+        dirs.push_back(d);
       }
     }
     std::sort(dirs.begin(), dirs.end(), [](const std::string& a, const std::string& b) {
@@ -485,8 +548,120 @@ void remove_moved_sources(const Context& ctx, const Plan& plan) {
       try {
         fs.rmdir(d);
       } catch (const Error&) {
+        // Not empty (new content) or gone: it stays as it is.
       }
     }
+  }
+}
+
+// The sources --move renames into staging: regular files (not links) on
+// staging's file system with no other hard link, since another name would
+// keep sharing the committed file. Any other source is copied, and removed
+// after the commit.
+std::vector<MovedFile> plan_moves(FileSystem& fs, const Plan& plan, const std::string& staging) {
+  std::vector<MovedFile> moves;
+  auto target = fs.lstat(staging);
+  if (!target) return moves;
+  for (const auto& f : plan.files) {
+    auto st = fs.lstat(f.source);
+    if (!st || st->type != FileType::file || st->nlink != 1 || st->dev != target->dev) continue;
+    moves.push_back(MovedFile{absolute_path(f.source), f.dest, static_cast<std::uint64_t>(st->dev),
+                              static_cast<std::uint64_t>(st->ino)});
+  }
+  return moves;
+}
+
+// What differs between a committed checkpoint's files and the files of a
+// save of the same step, or nullopt when they are the same (paths, sizes,
+// SHA-256). Without digests on both sides nothing can be shown identical.
+std::optional<std::string> content_difference(const CheckpointMeta& committed,
+                                              const std::vector<FileEntry>& files) {
+  if (committed.files.size() != files.size()) {
+    return fmt::format("{} files against {} committed", files.size(), committed.files.size());
+  }
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    const FileEntry& a = committed.files[i];
+    const FileEntry& b = files[i];
+    if (a.path != b.path) return fmt::format("{} is not in the committed checkpoint", b.path);
+    if (a.size != b.size) return fmt::format("{} has another size", b.path);
+    if (!a.sha256 || !b.sha256) {
+      return fmt::format("{} has no SHA-256 to compare (--checksum none)", b.path);
+    }
+    if (*a.sha256 != *b.sha256) return fmt::format("{} has other content", b.path);
+  }
+  return std::nullopt;
+}
+
+Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
+  return Error(ErrorKind::conflict,
+               fmt::format("step {} already exists ({}) with other content ({}); use --force "
+                           "to replace it",
+                           opts.step, name, why));
+}
+
+// The sources' entries as a save would record them, hashed in place (no copy).
+std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan) {
+  FileSystem& fs = ctx.file_system();
+  std::vector<FileEntry> out;
+  for (const auto& f : plan.files) {
+    FdGuard in(fs, fs.open(f.source, O_RDONLY | O_NONBLOCK));
+    if (fs.fstat(in.get()).type != FileType::file) {
+      throw Error(ErrorKind::usage, fmt::format("source {} is not a regular file", f.source));
+    }
+    TransferResult r = hash_fd(fs, in.get(), Hash::yes, {});
+    out.push_back(FileEntry{f.dest, r.size, r.sha256});
+  }
+  return out;
+}
+
+// A save of a step that is committed with the same files is a success that
+// changes no checkpoint (a restarted job re-saving the step it was killed
+// in): it finishes what an interrupted save of it may have left undone, the
+// markers, policy.json and retention. Call under the root lock.
+void complete_existing(const Context& ctx, const SaveOptions& opts, const std::string& dir,
+                       const CheckpointMeta& committed, const std::optional<Policy>& policy,
+                       const std::optional<BestMarker>& best, SaveReport& report) {
+  FileSystem& fs = ctx.file_system();
+  std::string root = parent_path(dir);
+  report.name = base_name(dir);
+  report.path = dir;
+  report.step = committed.step;
+  report.commit_seq = committed.commit_seq;
+  report.files = committed.files.size();
+  report.total_size = committed.total_size;
+  report.existing = true;
+  std::map<std::string, std::optional<double>> metrics;
+  for (const auto& [k, v] : opts.metrics) {
+    metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+  }
+  if (metrics != committed.metrics || opts.meta != committed.meta) {
+    ctx.warning(fmt::format("{} is already committed with these files; its recorded metrics "
+                            "and meta are kept (--force replaces the checkpoint)",
+                            committed.name));
+  }
+  auto listing = list_checkpoints(ctx, root).value();
+  detail::BestRule rule = best_rule(opts, policy, best);
+  if (rule.key) {
+    report.best_key = rule.key;
+    report.best_value = committed.metric(*rule.key);
+  }
+  try {
+    detail::refresh_markers(ctx, root, listing.checkpoints, rule.key, rule.mode);
+    Policy merged = merged_policy(policy, opts.policy);
+    if (policy ? !(merged == *policy) : !(merged == Policy{})) {
+      write_file_atomic(fs, join_path(root, k_policy_file), serialize_policy(merged));
+    }
+    if (merged.has_retention_rule()) {
+      report.pruned = detail::prune_locked(ctx, root, merged, false).removed;
+    } else {
+      detail::clean_private(ctx, root, false);
+    }
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("{} is committed with these files, but bringing the markers and "
+                            "retention up to date failed: {}",
+                            committed.name, e.message()),
+                e.sys_errno());
   }
 }
 
@@ -511,6 +686,12 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       }
     }
     std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
+    if (auto st = fs.lstat(root); st && st->type == FileType::dir) {
+      // An interrupted --move's files go back to their sources first, as if
+      // that save had copied them.
+      detail::check_private_dirs(ctx, root);
+      detail::recover_interrupted_moves(ctx, root, false);
+    }
     Plan plan = make_plan(fs, opts, root);
     std::vector<std::string> weights = match_weights(opts, plan);
     std::string name = step_dir_name(opts.step);
@@ -531,12 +712,55 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                   fmt::format("{} exists and is not a checkpoint directory; move it away first",
                               join_path(root, name)));
     }
-    if (!opts.force && detail::find_step_dir(ctx, root, opts.step)) {
-      throw Error(ErrorKind::conflict,
-                  fmt::format("step {} already exists ({}); use --force to replace it",
-                              opts.step, name));
-    }
     check_keep_best_key(opts, policy, best);
+    if (auto existing = opts.force ? std::nullopt : detail::find_step_dir(ctx, root, opts.step)) {
+      CheckpointMeta committed;
+      try {
+        committed = detail::read_meta(ctx, *existing);
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io) throw;
+        throw step_exists(opts, base_name(*existing), e.message());
+      }
+      // Sizes first: a different save is refused without reading its files.
+      std::vector<FileEntry> sized;
+      for (const auto& f : plan.files) sized.push_back(FileEntry{f.dest, f.size, std::string()});
+      for (auto& e : sized) {
+        auto c = std::find_if(committed.files.begin(), committed.files.end(),
+                              [&](const FileEntry& x) { return x.path == e.path; });
+        if (c != committed.files.end()) e.sha256 = c->sha256;
+      }
+      if (auto why = content_difference(committed, sized)) {
+        throw step_exists(opts, base_name(*existing), *why);
+      }
+      std::vector<FileEntry> hashed = hash_sources(ctx, plan);
+      if (auto why = content_difference(committed, hashed)) {
+        throw step_exists(opts, base_name(*existing), *why);
+      }
+      SaveReport report;
+      FileLock lock = detail::lock_root(ctx, root);
+      check_interrupt();
+      policy = detail::read_policy(ctx, root);
+      best = read_best_tolerant(ctx, root);
+      check_best_conflict(opts, best);
+      check_keep_best_key(opts, policy, best);
+      auto again = detail::find_step_dir(ctx, root, opts.step);
+      if (!again) {
+        throw Error(ErrorKind::conflict,
+                    fmt::format("step {} was removed while it was being saved again; retry",
+                                opts.step));
+      }
+      committed = detail::read_meta(ctx, *again);
+      if (auto why = content_difference(committed, hashed)) {
+        throw step_exists(opts, base_name(*again), *why);
+      }
+      complete_existing(ctx, opts, *again, committed, policy, best, report);
+      if (opts.transfer == Transfer::move) {
+        std::vector<std::string> sources;
+        for (const auto& f : plan.files) sources.push_back(f.source);
+        finish_move(ctx, plan, sources);
+      }
+      return report;
+    }
     std::string checksum = opts.policy.checksum.value_or(
         policy && policy->checksum ? *policy->checksum : std::string("sha256"));
     Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
@@ -557,6 +781,11 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
     std::uint64_t total = 0;
     for (const auto& f : plan.files) total += f.size;
     Stager stager(ctx, opts, staging.dir(), total, hash);
+    if (opts.transfer == Transfer::move) {
+      auto moves = plan_moves(fs, plan, staging.dir());
+      staging.write_journal(moves);
+      stager.set_moves(moves);
+    }
     for (const auto& f : plan.files) {
       meta.files.push_back(stager.stage(f));
       meta.total_size += meta.files.back().size;
@@ -576,9 +805,21 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       check_keep_best_key(opts, policy, best);
       auto existing = detail::find_step_dir(ctx, root, opts.step);
       if (existing && !opts.force) {
-        throw Error(ErrorKind::conflict,
-                    fmt::format("step {} already exists ({}); use --force to replace it",
-                                opts.step, base_name(*existing)));
+        // Committed by another writer while we copied: the same files are a success.
+        CheckpointMeta committed;
+        try {
+          committed = detail::read_meta(ctx, *existing);
+        } catch (const Error& e) {
+          if (e.kind() == ErrorKind::io) throw;
+          throw step_exists(opts, base_name(*existing), e.message());
+        }
+        if (auto why = content_difference(committed, meta.files)) {
+          throw step_exists(opts, base_name(*existing), *why);
+        }
+        staging.keep_moved();  // the same content is committed: nothing to put back
+        complete_existing(ctx, opts, *existing, committed, policy, best, report);
+        if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
+        return report;
       }
       NextSeq seq = next_commit_seq(ctx, root);
       meta.commit_seq = seq.seq;
@@ -618,6 +859,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         fs.rename(staging.dir(), target, RenameMode::noreplace);
       }
       // From here on the checkpoint is visible: a failure must say so.
+      staging.keep_moved();
 
       report.name = name;
       report.path = target;
@@ -669,7 +911,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
                                 name, e.message()),
                     e.sys_errno());
       }
-      if (opts.transfer == Transfer::move) remove_moved_sources(ctx, plan);
+      if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
       try {
         if (policy->has_retention_rule()) {
           report.pruned = detail::prune_locked(ctx, root, *policy, false).removed;

@@ -759,8 +759,12 @@ def info_width_any(c):
     steps = sorted(x.get("step") for x in res.json()["checkpoints"])
     expect_eq(steps, [5, 7], "info --json lists the narrow-width checkpoint", res)
     c.verify_ok()
+    res = c.run("--json", "save", "--step", "5", f, code=0)
+    expect_eq((res.json()["existing"], res.json()["name"]), (True, "step-05"),
+              "save --step 5 with step-05's very files is the committed step-05")
+    f.write_bytes(b"other content")
     res = c.save(5, f, code=None)
-    expect_rc(res, 4, "save --step 5 while step-05 exists (a step exists at most once)")
+    expect_rc(res, 4, "save --step 5 with other content while step-05 exists (a step exists at most once)")
     expect_eq(step_dirs(c.root), ["step-000000007", "step-05"], "checkpoint directories after refused save")
 
 

@@ -31,11 +31,27 @@ class Error : public std::runtime_error {
   std::string message() const { return what(); }
   // The errno behind an io error, 0 when there is none.
   int sys_errno() const { return m_errno; }
+  // What exactly was not found (kind not_found), so a script can tell a
+  // missing root from an empty one without parsing messages: one of the
+  // k_reason_* values; empty when not given.
+  const std::string& reason() const { return m_reason; }
+  Error&& with_reason(std::string reason) && {
+    m_reason = std::move(reason);
+    return std::move(*this);
+  }
 
  private:
   ErrorKind m_kind;
   int m_errno;
+  std::string m_reason;
 };
+
+// The reasons of not_found errors (the "reason" of a --json error object).
+inline constexpr const char* k_reason_no_root = "no_root";        // the root does not exist
+inline constexpr const char* k_reason_empty_root = "empty_root";  // it holds no checkpoint yet
+inline constexpr const char* k_reason_no_checkpoint = "no_checkpoint";  // the ref names none
+inline constexpr const char* k_reason_no_match = "no_match";  // --only/--weights-only: no file
+inline constexpr const char* k_reason_no_source = "no_source";  // a save source is missing
 
 // Builds an io Error from errno, naming the operation and the path.
 Error io_error(int err, const std::string& what, const std::string& path);

@@ -96,6 +96,19 @@ struct Policy {
 std::string serialize_policy(const Policy& p);
 Policy parse_policy(std::string_view text);
 
+// The journal of a `save --move` (private, beside its staging directory):
+// each source file renamed into staging, written durably before the first
+// rename, so the files of an interrupted move can be put back.
+struct MovedFile {
+  std::string source;  // absolute path the file came from
+  std::string dest;    // its stored path inside the staging directory
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
+};
+std::string serialize_move_journal(const std::vector<MovedFile>& files);
+// Throws Error(integrity) when malformed.
+std::vector<MovedFile> parse_move_journal(std::string_view text);
+
 // The first line of a `last` file, without its newline; throws when empty
 // or not text.
 std::string parse_last_text(std::string_view text);

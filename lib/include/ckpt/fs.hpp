@@ -20,6 +20,7 @@ struct Stat {
   dev_t dev = 0;
   ino_t ino = 0;
   mode_t mode = 0;
+  std::uint64_t nlink = 1;
 };
 
 enum class RenameMode { replace, noreplace, exchange };

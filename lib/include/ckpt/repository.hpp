@@ -45,7 +45,11 @@ struct Checkpoint {
 
 struct Listing {
   std::string root;
-  std::optional<std::string> last;  // the checkpoint name `last` designates
+  // The checkpoint `latest` names: the newest committed (highest commit_seq).
+  std::optional<std::string> last;
+  // What the `last` file says; older than `last` after a save was killed
+  // between its commit and its marker update.
+  std::optional<std::string> last_marker;
   std::optional<BestMarker> best;
   std::optional<Policy> policy;
   std::vector<Checkpoint> checkpoints;  // by step
@@ -92,6 +96,9 @@ struct SaveReport {
   std::optional<std::string> best_key;
   std::optional<double> best_value;  // this checkpoint's value of best_key
   std::vector<std::string> pruned;
+  // The step was already committed with the same files: nothing new was
+  // committed (the markers, policy and retention were brought up to date).
+  bool existing = false;
 };
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts);
 
@@ -146,6 +153,9 @@ struct LoadOptions {
 struct LoadReport {
   std::string name;
   std::string path;
+  CheckpointMeta meta;
+  // The directory holding the verified files: the checkpoint's, or `to`.
+  std::string dir;
   std::vector<std::pair<std::string, std::string>> files;  // stored path, absolute path
 };
 Result<LoadReport> load(const Context& ctx, const LoadOptions& opts);

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs what ckpt needs to build and test on Debian 12 (run as root; skipped when present).
+# Installs what ckpt needs to build on Debian 12 (run as root; skipped when present).
+# --test: also what the tests need: strace (kills at exact system calls) and
+# python3-torch (the PyTorch training loop in examples/pytorch).
 set -euo pipefail
 pkgs=(build-essential cmake python3 coreutils libcli11-dev nlohmann-json3-dev libssl-dev
       libfmt-dev doctest-dev groff-base)
+if [[ ${1:-} == --test ]]; then
+  pkgs+=(strace python3-torch)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

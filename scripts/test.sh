@@ -3,7 +3,7 @@
 # fuzz target (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), then the suite under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 jobs=$(nproc)
 run_suite() {
   echo "== $1: configure and build"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The command table agrees with --help, the man pages and the shell completions."""
+import json
 import os
 import re
 import shutil
@@ -142,6 +143,86 @@ def docs_bash_completion_works():
         assert {"latest", "best", "step-000000001", "step-000000002"} <= refs, refs
         assert "--dry-run" in complete("ckpt prune --d"), complete("ckpt prune --d")
         assert complete("ckpt save --mode ''") == {"min", "max"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+TORCH_PYTHON = "/usr/bin/python3"  # Debian's interpreter, the one python3-torch installs for
+
+
+def readme_python_blocks():
+    """The ```python blocks of the README, in order."""
+    blocks = re.findall(r"^```python\n(.*?)^```$", read("README.md"), re.S | re.M)
+    assert len(blocks) >= 2, f"the README should hold the helper and the loop, found {len(blocks)} python blocks"
+    return blocks
+
+
+@scenario
+def docs_readme_helper_is_the_example():
+    helper = readme_python_blocks()[0]
+    assert helper == read("examples/pytorch/ckpt_helper.py"), \
+        "the README's helper must be examples/pytorch/ckpt_helper.py as it is (the example and the tests import it)"
+
+
+def run_readme_loop(tmp, root, timeout=300):
+    """Runs the README's helper and loop as one script in tmp, with this ckpt first on PATH."""
+    helper, loop = readme_python_blocks()[:2]
+    script = os.path.join(tmp, "readme_loop.py")
+    with open(script, "w") as f:
+        f.write(helper + "\n" + loop)
+    env = dict(os.environ, CKPT_ROOT=root, PATH=os.path.dirname(BIN) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run([TORCH_PYTHON, script], cwd=tmp, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@scenario
+def docs_readme_python_runs():
+    r = subprocess.run([TORCH_PYTHON, "-c", "import torch"], capture_output=True, text=True)
+    assert r.returncode == 0, f"{TORCH_PYTHON} cannot import torch (scripts/setup.sh --test installs python3-torch):\n{r.stderr}"
+    tmp = tempfile.mkdtemp(prefix="ckpt-docs-")
+    try:
+        # A mistyped root: the loop stops with no_root and creates nothing.
+        wrong = os.path.join(tmp, "typo", "checkpoints")
+        r = run_readme_loop(tmp, wrong)
+        assert r.returncode != 0 and "CkptError" in r.stderr and "no such root" in r.stderr, \
+            f"the README loop on a missing root must stop with CkptError (no_root): rc {r.returncode}\n{r.stderr}"
+        assert not os.path.exists(wrong), "the README loop created a mistyped root"
+
+        # A new run: the launcher creates the root; the loop trains and commits 0, 10, 20, 30.
+        root = os.path.join(tmp, "runs", "exp1", "checkpoints")
+        os.makedirs(root)
+        r = run_readme_loop(tmp, root)
+        assert r.returncode == 0, f"the README loop failed: rc {r.returncode}\n{r.stdout}\n{r.stderr}"
+        committed = re.findall(r"^committed (step-\d+)", r.stdout, re.M)
+        assert committed == [f"step-{s:09d}" for s in (0, 10, 20, 30)], r.stdout
+        assert os.path.isdir(os.path.join(tmp, "out")) and os.listdir(os.path.join(tmp, "out")) == [], \
+            "after save --from out --move, out/ must stay in place, empty"
+        info = json.loads(ckpt("--json", "-C", root, "info").stdout)
+        names = [c["name"] for c in info["checkpoints"]]
+        best = min(info["checkpoints"], key=lambda c: c["metrics"]["val_loss"])["name"] if names else None
+        assert info["last"] == "step-000000030", info
+        assert len(names) <= 4 and names[-3:] == [f"step-{s:09d}" for s in (10, 20, 30)], \
+            f"--keep-last 3 keeps 10, 20 and 30 (and the best): {names}"
+        assert info["best"]["path"] == best, f"best.json names {info['best']['path']}, lowest loss is {best}"
+        r = ckpt("-C", root, "verify")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        # A restart after the end resumes at step 31 and has nothing left to do.
+        before = {n: open(os.path.join(root, n, "_checkpoint.json")).read() for n in names}
+        r = run_readme_loop(tmp, root)
+        assert r.returncode == 0 and "committed" not in r.stdout, f"rc {r.returncode}\n{r.stdout}\n{r.stderr}"
+        after = {n: open(os.path.join(root, n, "_checkpoint.json")).read() for n in names}
+        assert before == after, "a restart after the last step changed a checkpoint"
+
+        # A restart from step 10 (the later checkpoints gone) trains 11..30 again and commits them.
+        shutil.rmtree(os.path.join(root, "step-000000030"))
+        shutil.rmtree(os.path.join(root, "step-000000020"))
+        r = run_readme_loop(tmp, root)
+        assert r.returncode == 0, f"rc {r.returncode}\n{r.stdout}\n{r.stderr}"
+        committed = re.findall(r"^committed (step-\d+)", r.stdout, re.M)
+        assert committed == ["step-000000020", "step-000000030"], r.stdout
+        r = ckpt("-C", root, "verify")
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

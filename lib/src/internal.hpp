@@ -86,8 +86,9 @@ std::string move_journal_path(const std::string& staging);
 std::vector<std::string> restore_moved(const Context& ctx, const std::string& staging,
                                        const std::vector<MovedFile>& files);
 // For every abandoned staging directory with a move journal: puts its files
-// back, then removes it. Needs only the staging locks; returns the sources
-// put back (dry_run: those that would be).
+// back, then removes it. Needs only the staging locks; returns "SOURCE (put
+// back)" for each file and the root-relative staging directory (dry_run:
+// what it would do).
 std::vector<std::string> recover_interrupted_moves(const Context& ctx, const std::string& root,
                                                    bool dry_run);
 

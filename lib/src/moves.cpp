@@ -84,7 +84,7 @@ std::vector<std::string> restore_moved(const Context& ctx, const std::string& st
 std::vector<std::string> recover_interrupted_moves(const Context& ctx, const std::string& root,
                                                    bool dry_run) {
   FileSystem& fs = ctx.file_system();
-  std::vector<std::string> restored;
+  std::vector<std::string> restored;  // as clean_private reports: "PATH (put back)", dirs
   std::string staging_root = staging_dir(root);
   auto st = fs.lstat(staging_root);
   if (!st || st->type != FileType::dir) return restored;
@@ -111,14 +111,19 @@ std::vector<std::string> recover_interrupted_moves(const Context& ctx, const std
     if (dry_run) {
       for (const auto& f : files) {
         auto s = fs.lstat(join_path(dir, f.dest));
-        if (s && s->ino == f.ino && !fs.lstat(f.source)) restored.push_back(f.source);
+        if (s && s->ino == f.ino && !fs.lstat(f.source)) {
+          restored.push_back(fmt::format("{} (put back)", f.source));
+        }
       }
+      restored.push_back(fmt::format("{}/staging/{}", k_private_dir, base_name(dir)));
       continue;
     }
     FileLock probe = FileLock::try_acquire(lock_file);
     if (!probe.held()) continue;  // a writer just started
-    auto back = restore_moved(ctx, dir, files);
-    restored.insert(restored.end(), back.begin(), back.end());
+    for (const auto& s : restore_moved(ctx, dir, files)) {
+      restored.push_back(fmt::format("{} (put back)", s));
+    }
+    restored.push_back(fmt::format("{}/staging/{}", k_private_dir, base_name(dir)));
     // The journal goes last: until then a crash here is recovered again.
     remove_tree(fs, dir);
     fs.unlink(join_path(staging_root, n));

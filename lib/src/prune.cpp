@@ -27,9 +27,7 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
   check_private_dirs(ctx, root);
   std::vector<std::string> cleaned;
   // The files of an interrupted --move go back to their owner before anything is removed.
-  for (const auto& s : recover_interrupted_moves(ctx, root, dry_run)) {
-    cleaned.push_back(fmt::format("{} (put back)", s));
-  }
+  cleaned = recover_interrupted_moves(ctx, root, dry_run);
   std::string staging = staging_dir(root);
   if (auto st = fs.lstat(staging); st && st->type == FileType::dir) {
     auto names = fs.list_dir(staging);

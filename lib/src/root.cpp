@@ -358,13 +358,18 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
     if (e.kind() == ErrorKind::io) throw;
     ctx.warning(fmt::format("{}; finding the newest checkpoint by scanning", e.message()));
   }
+  std::optional<Error> unreadable;  // what `last` names, when it is not a checkpoint
+  auto counter = detail::read_commit_counter(ctx, root);
   if (last) {
     std::string dir = join_path(root, last->name);
     if (auto st = fs.lstat(dir); st && st->type == FileType::dir) {
-      // A damaged manifest is reported as such, not skipped for an older checkpoint.
-      std::uint64_t seq = detail::read_meta(ctx, dir).commit_seq;
-      auto counter = detail::read_commit_counter(ctx, root);
-      if (counter && seq >= *counter) return dir;
+      try {
+        std::uint64_t seq = detail::read_meta(ctx, dir).commit_seq;
+        if (counter && seq >= *counter) return dir;
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io) throw;
+        unreadable = e;
+      }
     } else {
       ctx.warning(fmt::format("last names {}, which does not exist; finding the newest "
                               "checkpoint by scanning",
@@ -374,6 +379,15 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
   }
   auto listing = list_checkpoints(ctx, root).value();
   const Checkpoint* n = detail::newest(listing.checkpoints);
+  if (unreadable) {
+    // A damaged checkpoint that may be the newest is reported as such, never
+    // skipped for an older one; the counter shows when a newer one is whole.
+    if (n == nullptr || !counter || n->meta.commit_seq < *counter) throw *unreadable;
+    ctx.warning(fmt::format("last names {}, which is not a readable checkpoint ({}); the newest "
+                            "committed checkpoint is {}",
+                            last->name, unreadable->message(), n->name));
+    return n->path;
+  }
   if (n == nullptr) {
     throw Error(ErrorKind::not_found, "the root holds no checkpoint yet")
         .with_reason(k_reason_empty_root);

@@ -143,6 +143,20 @@ TEST_CASE("restart: latest is the newest committed checkpoint behind a stale or 
   // The next save puts last right.
   REQUIRE(job.save(4).ok());
   CHECK(read_text(job.root + "/last") == "step-000000004\n");
+
+  // A stale last naming a damaged or uncommitted directory does not block the newest...
+  write_text(job.root + "/last", "step-000000001\n");
+  write_text(job.root + "/step-000000001/_checkpoint.json", "{bad");
+  CHECK(job.latest() == "step-000000004");
+  REQUIRE(::mkdir((job.root + "/step-000000009").c_str(), 0755) == 0);
+  write_text(job.root + "/last", "step-000000009\n");
+  CHECK(job.latest() == "step-000000004");
+  // ...but a damaged newest is reported, never skipped for an older checkpoint.
+  write_text(job.root + "/last", "step-000000004\n");
+  write_text(job.root + "/step-000000004/_checkpoint.json", "{bad");
+  auto damaged = ckpt::resolve_ref(job.ctx, job.root, "latest");
+  REQUIRE_FALSE(damaged.ok());
+  CHECK(damaged.error().kind() == ckpt::ErrorKind::integrity);
 }
 
 TEST_CASE("restart: saving a committed step again with the same files succeeds and changes nothing") {
@@ -265,12 +279,14 @@ TEST_CASE("restart: an interrupted --move's files go back when the next save or 
   // The job wrote model.pt again meanwhile: its new content stays.
   write_text(job.work + "/model.pt", "rewritten\n");
 
+  std::vector<std::string> expected = {job.work + "/optim/state.pt (put back)",
+                                       ".ckpt/staging/step-000000002.999.0.dead"};
   auto dry = ckpt::detail::recover_interrupted_moves(job.ctx, job.root, true);
-  CHECK(dry == std::vector<std::string>{job.work + "/optim/state.pt"});
+  CHECK(dry == expected);
   CHECK_FALSE(exists(job.work + "/optim/state.pt"));
 
   auto back = ckpt::detail::recover_interrupted_moves(job.ctx, job.root, false);
-  CHECK(back == std::vector<std::string>{job.work + "/optim/state.pt"});
+  CHECK(back == expected);
   CHECK(read_text(job.work + "/optim/state.pt") == "optimizer 6\n");
   CHECK(read_text(job.work + "/model.pt") == "rewritten\n");
   CHECK(ckpt_test::list_dir(job.root + "/.ckpt/staging").empty());

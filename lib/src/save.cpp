@@ -422,9 +422,11 @@ void write_and_sync(FileSystem& fs, const std::string& path, const std::string& 
 }
 
 // The next commit_seq: one more than the highest in the root. The counter in
-// .ckpt/ saves a scan; it is checked against `last` so a copied or restored
-// root cannot reuse a number. `last` naming an older commit than the counter
-// means an earlier save stopped between its commit and its markers.
+// .ckpt/ saves a scan when `last` names the checkpoint it counts, and is
+// never below it, so a copied or restored root cannot reuse a number. `last`
+// naming an older commit than the counter means an earlier save stopped
+// before its commit (the number was never seen) or between its commit and
+// its markers: then the checkpoints decide.
 struct NextSeq {
   std::uint64_t seq = 1;
   bool markers_stale = false;
@@ -449,9 +451,15 @@ NextSeq next_commit_seq(const Context& ctx, const std::string& root) {
     if (last_seq) highest = std::max(highest, *last_seq);
     next.markers_stale = !last_seq || *last_seq < *known;
   } else {
-    auto listing = list_checkpoints(ctx, root).value();
-    for (const auto& c : listing.checkpoints) highest = std::max(highest, c.meta.commit_seq);
     next.markers_stale = true;
+  }
+  if (next.markers_stale) {
+    // A save stopped between the counter and its markers: the checkpoints
+    // decide. A number taken by a save killed before its commit was never
+    // seen, so it is used now and commit_seq stays free of gaps.
+    auto listing = list_checkpoints(ctx, root).value();
+    highest = 0;
+    for (const auto& c : listing.checkpoints) highest = std::max(highest, c.meta.commit_seq);
   }
   next.seq = highest + 1;
   return next;

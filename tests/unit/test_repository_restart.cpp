@@ -159,6 +159,24 @@ TEST_CASE("restart: latest is the newest committed checkpoint behind a stale or 
   CHECK(damaged.error().kind() == ckpt::ErrorKind::integrity);
 }
 
+TEST_CASE("restart: a save killed before its commit leaves no gap in commit_seq") {
+  CKPT_TEMP_DIR(tmp);
+  Job job(tmp);
+  REQUIRE(job.save(1).ok());
+  REQUIRE(job.save(2).ok());
+  // The counter is written before the commit rename; a kill in between leaves it ahead.
+  write_text(job.root + "/.ckpt/commit_seq", "3\n");
+  CHECK(job.latest() == "step-000000002");
+  auto r = job.save(3);
+  REQUIRE(r.ok());
+  CHECK(r->commit_seq == 3);
+  // A kill between the commit and `last`: the committed number is never reused.
+  write_text(job.root + "/last", "step-000000002\n");
+  auto r4 = job.save(4);
+  REQUIRE(r4.ok());
+  CHECK(r4->commit_seq == 4);
+}
+
 TEST_CASE("restart: saving a committed step again with the same files succeeds and changes nothing") {
   CKPT_TEMP_DIR(tmp);
   Job job(tmp);

@@ -512,6 +512,19 @@ void check_keep_best_key(const SaveOptions& opts, const std::optional<Policy>& p
   }
 }
 
+// Takes the root lock for a commit and re-reads what another command may
+// have changed while the files were copied: the policy and the best key.
+FileLock lock_for_commit(const Context& ctx, const SaveOptions& opts, const std::string& root,
+                         std::optional<Policy>& policy, std::optional<BestMarker>& best) {
+  FileLock lock = detail::lock_root(ctx, root);
+  check_interrupt();
+  policy = detail::read_policy(ctx, root);
+  best = read_best_tolerant(ctx, root);
+  check_best_conflict(opts, best);
+  check_keep_best_key(opts, policy, best);
+  return lock;
+}
+
 Policy merged_policy(const std::optional<Policy>& current, const Policy& given) {
   Policy p = current.value_or(Policy{});
   if (given.best_key && given.best_key != p.best_key && !given.best_mode) p.best_mode.reset();
@@ -605,6 +618,17 @@ Error step_exists(const SaveOptions& opts, const std::string& name, const std::s
                fmt::format("step {} already exists ({}) with other content ({}); use --force "
                            "to replace it",
                            opts.step, name, why));
+}
+
+// The committed checkpoint at dir, for a save of the same step; one that
+// cannot be read is another content.
+CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const std::string& dir) {
+  try {
+    return detail::read_meta(ctx, dir);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    throw step_exists(opts, base_name(dir), e.message());
+  }
 }
 
 // The sources' entries as a save would record them, hashed in place (no copy).
@@ -722,13 +746,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
     }
     check_keep_best_key(opts, policy, best);
     if (auto existing = opts.force ? std::nullopt : detail::find_step_dir(ctx, root, opts.step)) {
-      CheckpointMeta committed;
-      try {
-        committed = detail::read_meta(ctx, *existing);
-      } catch (const Error& e) {
-        if (e.kind() == ErrorKind::io) throw;
-        throw step_exists(opts, base_name(*existing), e.message());
-      }
+      CheckpointMeta committed = read_committed(ctx, opts, *existing);
       // Sizes first: a different save is refused without reading its files.
       std::vector<FileEntry> sized;
       for (const auto& f : plan.files) sized.push_back(FileEntry{f.dest, f.size, std::string()});
@@ -745,12 +763,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         throw step_exists(opts, base_name(*existing), *why);
       }
       SaveReport report;
-      FileLock lock = detail::lock_root(ctx, root);
-      check_interrupt();
-      policy = detail::read_policy(ctx, root);
-      best = read_best_tolerant(ctx, root);
-      check_best_conflict(opts, best);
-      check_keep_best_key(opts, policy, best);
+      FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
       auto again = detail::find_step_dir(ctx, root, opts.step);
       if (!again) {
         throw Error(ErrorKind::conflict,
@@ -804,23 +817,11 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
 
     SaveReport report;
     {
-      FileLock lock = detail::lock_root(ctx, root);
-      check_interrupt();
-      // Another command may have changed the policy or the best key while we copied.
-      policy = detail::read_policy(ctx, root);
-      best = read_best_tolerant(ctx, root);
-      check_best_conflict(opts, best);
-      check_keep_best_key(opts, policy, best);
+      FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
       auto existing = detail::find_step_dir(ctx, root, opts.step);
       if (existing && !opts.force) {
         // Committed by another writer while we copied: the same files are a success.
-        CheckpointMeta committed;
-        try {
-          committed = detail::read_meta(ctx, *existing);
-        } catch (const Error& e) {
-          if (e.kind() == ErrorKind::io) throw;
-          throw step_exists(opts, base_name(*existing), e.message());
-        }
+        CheckpointMeta committed = read_committed(ctx, opts, *existing);
         if (auto why = content_difference(committed, meta.files)) {
           throw step_exists(opts, base_name(*existing), *why);
         }

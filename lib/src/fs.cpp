@@ -35,6 +35,8 @@ Stat to_stat(const struct stat& st) {
   s.ino = st.st_ino;
   s.mode = st.st_mode;
   s.nlink = static_cast<std::uint64_t>(st.st_nlink);
+  s.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  s.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
   return s;
 }
 

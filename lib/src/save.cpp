@@ -277,7 +277,7 @@ class Stager {
     } else if (m_opts.transfer == Transfer::link) {
       try {
         m_fs.link(f.source, dst);
-        r = hash_and_sync(dst);
+        r = hash_and_sync(f.source, dst);
       } catch (const Error& e) {
         if (!link_refused(e)) throw;
         if (!m_warned_link) {
@@ -325,14 +325,19 @@ class Stager {
                               "saved",
                               f.source));
     }
-    return hash_and_sync(dst);
+    return hash_and_sync(f.source, dst);
   }
 
   // The data must be durable before the commit, whoever wrote it.
-  TransferResult hash_and_sync(const std::string& dst) {
-    TransferResult r = hash_file(m_fs, dst, m_hash, progress_fn());
-    FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY));
+  TransferResult hash_and_sync(const std::string& source, const std::string& dst) {
+    FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+    Stat before = m_fs.fstat(fd.get());
+    if (before.type != FileType::file) {
+      throw Error(ErrorKind::integrity, dst + " is not a regular file");
+    }
+    TransferResult r = hash_fd(m_fs, fd.get(), m_hash, progress_fn());
     m_fs.fsync(fd.get());
+    check_unchanged(source, before, m_fs.fstat(fd.get()), r);
     fd.close();
     return r;
   }
@@ -389,9 +394,26 @@ class Stager {
     } else {
       r = copy_and_hash(m_fs, in.get(), out.get(), m_hash, progress_fn());
     }
+    check_unchanged(src, st, m_fs.fstat(in.get()), r);
     m_fs.fsync(out.get());
     out.close();
     return r;
+  }
+
+  // A source written while it was read (a job rewriting its work files while
+  // an earlier save of them still runs) would be stored torn, under a digest
+  // that matches the torn bytes: refuse it. Size, modification and change
+  // times taken before and after the read must agree.
+  static void check_unchanged(const std::string& src, const Stat& before, const Stat& after,
+                              const TransferResult& r) {
+    if (before.size == after.size && r.size == before.size && before.mtime_ns == after.mtime_ns &&
+        before.ctime_ns == after.ctime_ns) {
+      return;
+    }
+    throw Error(ErrorKind::conflict,
+                fmt::format("source {} changed while it was being saved (is another process "
+                            "writing it?); nothing was saved: save again once it is complete",
+                            src));
   }
 
   const Context& m_ctx;

@@ -4,8 +4,11 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -84,6 +87,38 @@ std::vector<std::string> latest_ops(std::uint64_t n, bool stale) {
   CHECK(r->name == ckpt::step_dir_name(n));
   return counting.log();
 }
+
+// The real file system, on which another writer appends to every file whose
+// path ends with victim while save is reading it (after its first read).
+class WrittenDuringRead : public ckpt::PosixFileSystem {
+ public:
+  explicit WrittenDuringRead(std::string victim) : PosixFileSystem(true), m_victim(std::move(victim)) {}
+  int open(const std::string& path, int flags, mode_t mode = 0644) override {
+    int fd = PosixFileSystem::open(path, flags, mode);
+    bool reading = (flags & O_ACCMODE) == O_RDONLY;
+    if (reading && path.size() >= m_victim.size() &&
+        path.compare(path.size() - m_victim.size(), m_victim.size(), m_victim) == 0) {
+      m_fd = fd;
+      m_path = path;
+    }
+    return fd;
+  }
+  std::size_t read(int fd, void* buf, std::size_t n) override {
+    std::size_t got = PosixFileSystem::read(fd, buf, n);
+    if (fd == m_fd && got > 0) {
+      std::ofstream(m_path, std::ios::app) << "appended by another writer\n";
+      m_fd = -1;
+      ++writes;
+    }
+    return got;
+  }
+  int writes = 0;
+
+ private:
+  std::string m_victim;
+  std::string m_path;
+  int m_fd = -1;
+};
 
 std::string reason_of(const ckpt::Result<ckpt::LoadReport>& r) {
   REQUIRE_FALSE(r.ok());
@@ -336,4 +371,30 @@ TEST_CASE("restart: not-found errors say what was not found") {
   auto r = ckpt::save(job.ctx, opts);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().reason() == ckpt::k_reason_no_source);
+}
+
+TEST_CASE("restart: a source written while save reads it is refused, never stored torn") {
+  for (auto transfer : {ckpt::Transfer::copy, ckpt::Transfer::move, ckpt::Transfer::link}) {
+    CKPT_TEMP_DIR(tmp);
+    Job job(tmp);
+    REQUIRE(job.save(1).ok());
+    WrittenDuringRead fs("model.pt");
+    ckpt::Context ctx = job.ctx;
+    ctx.fs = &fs;
+    job.write_work(2);
+    auto r = ckpt::save(ctx, job.options(2, transfer));
+    INFO("transfer " << static_cast<int>(transfer));
+    CHECK(fs.writes == 1);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind() == ckpt::ErrorKind::conflict);
+    CHECK(r.error().message().find("changed while it was being saved") != std::string::npos);
+    CHECK_FALSE(exists(job.root + "/step-000000002"));
+    // Nothing of the user's is lost: the written file is back at its path.
+    CHECK(read_text(job.work + "/model.pt") == "weights 2\nappended by another writer\n");
+    CHECK(read_text(job.work + "/optim/state.pt") == "optimizer 6\n");
+    CHECK(ckpt_test::list_dir(job.root + "/.ckpt/staging").empty());
+    // Once the writer is done, the same save goes through.
+    auto again = ckpt::save(job.ctx, job.options(2, transfer));
+    REQUIRE_MESSAGE(again.ok(), again.error().message());
+  }
 }

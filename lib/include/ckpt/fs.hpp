@@ -21,6 +21,8 @@ struct Stat {
   ino_t ino = 0;
   mode_t mode = 0;
   std::uint64_t nlink = 1;
+  std::int64_t mtime_ns = 0;  // last data change
+  std::int64_t ctime_ns = 0;  // last data or inode change
 };
 
 enum class RenameMode { replace, noreplace, exchange };

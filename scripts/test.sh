@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets everything up, then builds and runs every test: release, a short libFuzzer run of every
+# Sets everything up (with the test tools: strace, python3-torch), then builds and runs every test: release, a short libFuzzer run of every
 # fuzz target (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), then the suite under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -216,7 +216,12 @@ class Call:
         if self.sc in OPENS:
             return self.sc == "creat" or OPEN_WRITE_RE.search(QUOTED_RE.sub('""', self.args)) is not None
         if self.sc in WRITES:
-            return self.args.split(",", 1)[0].split("<", 1)[0].strip() not in ("1", "2")
+            fd = self.args.split(",", 1)[0]
+            if fd.split("<", 1)[0].strip() in ("1", "2"):
+                return False
+            # strace -y names what the descriptor is: only a file is a change, not a pipe
+            # (the sanitizers' runtime writes to one of its own)
+            return "<" not in fd or fd.split("<", 1)[1].startswith("/")
         if self.sc == "ioctl":
             return "FICLONE" in self.args  # also FICLONERANGE
         return False

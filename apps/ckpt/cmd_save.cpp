@@ -158,9 +158,12 @@ void setup_save(CLI::App& app, Cli& cli) {
       ->check(CLI::IsMember({"sha256", "none"}))
       ->type_name("ALGO");
   c->add_flag("--copy", a->copy, "Copy the sources (reflink where possible; the default)");
-  c->add_flag("--move", a->move, "Move the sources in; they are removed after the commit");
-  c->add_flag("--link", a->link, "Hard-link the sources (never modify them afterwards)");
-  c->add_flag("--force", a->force, "Replace an existing step; allow switching the best key");
+  c->add_flag("--move", a->move,
+              "Rename the files in; put back on failure; given directories stay");
+  c->add_flag("--link", a->link,
+              "Hard-link the sources (you promise never to modify them afterwards)");
+  c->add_flag("--force", a->force,
+              "Replace an existing step's other content; allow switching the best key");
   c->add_flag("--follow-symlinks", a->follow_symlinks,
               "Store the content behind symbolic links instead of refusing them");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_save(cli, *a); }; });

@@ -26,10 +26,10 @@ _ckpt() {
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD - 1]}"
   local commands="save info verify load prune promote-best help"
-  local global="-C --root --json -q --quiet --lock-timeout --no-fsync --progress --version -h --help"
+  local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress --version -h --help"
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
-      -C | --root | --lock-timeout | --progress) ((i++)) ;;
+      -C | --root | --lock-timeout | --threads | --progress) ((i++)) ;;
       -*) ;;
       *) cmd="${COMP_WORDS[i]}"; break ;;
     esac
@@ -41,7 +41,7 @@ _ckpt() {
     --mode) COMPREPLY=($(compgen -W "min max" -- "$cur")); return ;;
     --checksum) COMPREPLY=($(compgen -W "sha256 none" -- "$cur")); return ;;
     --step | --metric | --meta | --weights | --best-key | --keep-last | --keep-best | \
-      --keep-every | --keep-within | --lock-timeout | --key | --value | --only)
+      --keep-every | --keep-within | --lock-timeout | --threads | --key | --value | --only)
       return ;;
   esac
 

@@ -24,6 +24,7 @@ complete -c ckpt -l json -d 'Machine-readable output'
 complete -c ckpt -s q -l quiet -d 'Print nothing but errors'
 complete -c ckpt -l lock-timeout -x -d 'Seconds to wait for the root lock'
 complete -c ckpt -l no-fsync -d 'Skip fsync (unsafe)'
+complete -c ckpt -l threads -x -d 'Threads that copy, hash and fsync'
 complete -c ckpt -l progress -x -a 'auto always never' -d 'Progress on stderr'
 complete -c ckpt -l version -d 'Print the version'
 

@@ -147,6 +147,7 @@ Context Cli::context() {
   Context ctx;
   ctx.fs = &*fs;
   ctx.lock_timeout = global.lock_timeout;
+  ctx.threads = global.threads;
   ctx.warn = [this](const std::string& m) { warn(m); };
   if (g_progress && g_progress->enabled()) {
     ctx.progress = [](std::uint64_t n, std::uint64_t total) { (*g_progress)(n, total); };
@@ -288,6 +289,11 @@ int run(int argc, char** argv) {
       ->type_name("SECONDS");
   app.add_flag("--no-fsync", cli.global.no_fsync,
                "Skip fsync (unsafe: for scratch file systems only)");
+  app.add_option("--threads", cli.global.threads,
+                 "Threads that copy, hash and fsync (default: $CKPT_THREADS, else one per core)")
+      ->envname("CKPT_THREADS")
+      ->check(CLI::Range(1u, 1024u))
+      ->type_name("N");
   app.add_option("--progress", cli.global.progress, "Progress on stderr: auto, always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}))
       ->type_name("WHEN");

@@ -24,6 +24,7 @@ struct GlobalOptions {
   bool quiet = false;
   double lock_timeout = 60;
   bool no_fsync = false;
+  unsigned threads = 0;  // 0: one per core
   std::string progress = "auto";
 };
 

@@ -8,10 +8,12 @@
 namespace ckpt {
 
 void FaultInjectingFileSystem::step(const char* op, const std::string& what, bool is_write) {
+  std::lock_guard<std::mutex> lock(m_mutex);
   ++m_count;
   if (m_record) m_log.push_back(op);
   if (m_count == m_fail_at) {
     m_fired = true;
+    m_fired_op = op;
     int err = is_write && m_write_errno != 0 ? m_write_errno : m_errno;
     throw io_error(err, fmt::format("injected failure of {}:", op), what);
   }

@@ -141,6 +141,7 @@ std::optional<std::uint64_t> parse_step(std::string_view text) {
 std::optional<std::uint64_t> parse_step_dir_name(std::string_view name) {
   if (name.substr(0, 5) != "step-") return std::nullopt;
   std::string_view digits = name.substr(5);
+  if (digits.size() > k_max_step_digits) return std::nullopt;
   // Leading zeros beyond the canonical width are accepted; keep the value bounded.
   while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
   if (name.size() == 5) return std::nullopt;

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -74,6 +75,10 @@ void PosixFileSystem::write(int fd, const void* buf, std::size_t n) {
 void PosixFileSystem::fsync(int fd) {
   if (m_no_fsync) return;
   if (::fsync(fd) != 0) throw io_error(errno, "cannot fsync", fmt::format("fd {}", fd));
+}
+
+void PosixFileSystem::start_writeback(int fd) {
+  if (!m_no_fsync) ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 void PosixFileSystem::close(int fd) {
@@ -166,6 +171,52 @@ std::vector<std::string> PosixFileSystem::list_dir(const std::string& path) {
   return names;
 }
 
+std::vector<std::pair<std::string, FileType>> PosixFileSystem::list_dir_types(
+    const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) throw io_error(errno, "cannot list", path);
+  std::vector<std::pair<std::string, FileType>> out;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") {
+      errno = 0;
+      continue;
+    }
+    FileType type = FileType::other;
+    switch (e->d_type) {
+      case DT_REG: type = FileType::file; break;
+      case DT_DIR: type = FileType::dir; break;
+      case DT_LNK: type = FileType::symlink; break;
+      case DT_UNKNOWN: {
+        // Some file systems leave the type out: ask.
+        struct stat st;
+        if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+          type = to_stat(st).type;
+        }
+        break;
+      }
+      default: break;
+    }
+    out.emplace_back(std::move(name), type);
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) throw io_error(err, "cannot list", path);
+  return out;
+}
+
+std::vector<std::pair<std::string, FileType>> FileSystem::list_dir_types(const std::string& path) {
+  std::vector<std::pair<std::string, FileType>> out;
+  for (auto& name : list_dir(path)) {
+    auto st = lstat(join_path(path, name));
+    if (!st) continue;  // gone meanwhile
+    out.emplace_back(std::move(name), st->type);
+  }
+  return out;
+}
+
 std::string PosixFileSystem::readlink(const std::string& path) {
   std::string buf(4096, '\0');
   ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size());
@@ -214,31 +265,43 @@ std::string parent_path(const std::string& path) {
 }
 
 std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size) {
-  // Never through a symbolic link, and never blocking on a FIFO planted in its place.
-  if (auto st = fs.lstat(path); st && st->type != FileType::file) {
+  // Never through a symbolic link (O_NOFOLLOW), never blocking on a FIFO
+  // planted in its place (O_NONBLOCK), then only a regular file: one open,
+  // one fstat and, for a small file, two reads.
+  int raw = -1;
+  try {
+    raw = fs.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (const Error& e) {
+    if (e.sys_errno() != ELOOP) throw;
     throw Error(ErrorKind::integrity,
-                fmt::format("{} is not a regular file (a symbolic link, FIFO, device or directory)",
-                            path));
+                fmt::format("{} is not a regular file (a symbolic link)", path));
   }
-  FdGuard fd(fs, fs.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  FdGuard fd(fs, raw);
   Stat st = fs.fstat(fd.get());
   if (st.type != FileType::file) {
-    throw Error(ErrorKind::integrity, fmt::format("{} is not a regular file", path));
+    throw Error(ErrorKind::integrity,
+                fmt::format("{} is not a regular file (a FIFO, device or directory)", path));
   }
   if (st.size > max_size) {
     throw Error(ErrorKind::integrity,
                 fmt::format("{} is too large ({} bytes, at most {})", path, st.size, max_size));
   }
-  std::string out;
-  char buf[65536];
+  // Room for one byte more than fstat saw, so a file that grew is still read whole.
+  std::string out(static_cast<std::size_t>(st.size) + 1, '\0');
+  std::size_t used = 0;
   for (;;) {
-    std::size_t n = fs.read(fd.get(), buf, sizeof buf);
-    if (n == 0) break;
-    out.append(buf, n);
-    if (out.size() > max_size) {
-      throw Error(ErrorKind::integrity, fmt::format("{} is too large", path));
+    if (used == out.size()) {
+      if (out.size() > max_size) {
+        throw Error(ErrorKind::integrity, fmt::format("{} is too large", path));
+      }
+      out.resize(std::min<std::size_t>(out.size() * 2, max_size + 1));
     }
+    std::size_t n = fs.read(fd.get(), out.data() + used, out.size() - used);
+    if (n == 0) break;
+    used += n;
   }
+  if (used > max_size) throw Error(ErrorKind::integrity, fmt::format("{} is too large", path));
+  out.resize(used);
   return out;
 }
 

@@ -1,6 +1,10 @@
 // Helpers shared by the repository operations; not part of the public API.
 #pragma once
 
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,7 +54,45 @@ FileLock lock_root(const Context& ctx, const std::string& root);
 // One stored file against its manifest entry: presence (never through a
 // symbolic link), type, size and, with Hash::yes, its digest. nullopt when good.
 std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
-                                         const FileEntry& f, Hash hash);
+                                         const FileEntry& f, Hash hash,
+                                         Overlap overlap = Overlap::yes);
+
+// Indexes of files (anything with a size), the biggest first, so that the
+// longest work starts first when files are spread over threads.
+template <typename File>
+std::vector<std::size_t> biggest_first(const std::vector<File>& files) {
+  std::vector<std::size_t> order(files.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return files[a].size > files[b].size; });
+  return order;
+}
+
+// A copy of a Context whose callbacks take one lock, for work spread over
+// threads: the caller's callbacks are never entered twice at once.
+class SerialCallbacks {
+ public:
+  explicit SerialCallbacks(const Context& ctx) : m_ctx(ctx) {
+    auto m = m_mutex;
+    if (ctx.warn) {
+      m_ctx.warn = [m, f = ctx.warn](const std::string& s) {
+        std::lock_guard<std::mutex> lock(*m);
+        f(s);
+      };
+    }
+    if (ctx.progress) {
+      m_ctx.progress = [m, f = ctx.progress](std::uint64_t done, std::uint64_t total) {
+        std::lock_guard<std::mutex> lock(*m);
+        f(done, total);
+      };
+    }
+  }
+  const Context& context() const { return m_ctx; }
+
+ private:
+  std::shared_ptr<std::mutex> m_mutex = std::make_shared<std::mutex>();
+  Context m_ctx;
+};
 
 // The best key and mode in force: the ones given, else policy.json's (the
 // recorded intent), else best.json's. A mode belongs to its key and never
@@ -93,8 +135,13 @@ std::vector<std::string> recover_interrupted_moves(const Context& ctx, const std
                                                    bool dry_run);
 
 // Removes (or, dry, lists) abandoned staging directories (nobody holds their
-// lock) and trash leftovers; returns root-relative paths. Call under the root lock.
-std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run);
+// lock), trash leftovers and, with RootTemps::yes, the temporary files of
+// marker writes a crash left in the root itself (which takes listing the
+// root: prune does, save does not); returns root-relative paths. Call under
+// the root lock.
+enum class RootTemps { no, yes };
+std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run,
+                                       RootTemps root_temps = RootTemps::yes);
 
 // Applies the retention rules of policy to the root; the caller holds the
 // root lock unless dry_run.

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "ckpt/atomic_file.hpp"
+#include "ckpt/parallel.hpp"
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
@@ -50,8 +51,18 @@ std::vector<const FileEntry*> select_files(const CheckpointMeta& meta, const Loa
   return out;
 }
 
-void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full) {
-  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no)) {
+struct Sized {
+  std::uint64_t size;
+};
+std::vector<Sized> files_by_size(const std::vector<const FileEntry*>& files) {
+  std::vector<Sized> out;
+  for (const auto* f : files) out.push_back(Sized{f->size});
+  return out;
+}
+
+void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full,
+                Overlap overlap) {
+  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no, overlap)) {
     throw Error(ErrorKind::integrity,
                 fmt::format("{}/{}: {} ({})", base_name(dir), f.path, p->kind, p->detail));
   }
@@ -120,7 +131,15 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     std::string root = open_root(ctx, opts.root);
     Checkpoint c = resolve_ref(ctx, root, opts.ref).value();
     auto files = select_files(c.meta, opts);
-    for (const auto* f : files) check_file(ctx, c.path, *f, opts.verify);
+    {
+      detail::SerialCallbacks serial(ctx);
+      auto order = detail::biggest_first(files_by_size(files));
+      unsigned workers = worker_count(ctx.threads);
+      for_each_parallel(order.size(), workers, [&](std::size_t k) {
+        check_file(serial.context(), c.path, *files[order[k]], opts.verify,
+                   overlap_for(k, order.size(), workers));
+      });
+    }
 
     LoadReport report;
     report.name = c.name;
@@ -145,10 +164,13 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     report.dir = to;
     for (const auto* f : files) {
       make_parents_inside(fs, to, f->path);
-      std::string dest = join_path(to, f->path);
-      materialise(ctx, join_path(c.path, f->path), dest, opts.link);
-      report.files.emplace_back(f->path, dest);
+      report.files.emplace_back(f->path, join_path(to, f->path));
     }
+    auto order = detail::biggest_first(files_by_size(files));
+    for_each_parallel(order.size(), worker_count(ctx.threads), [&](std::size_t k) {
+      const FileEntry* f = files[order[k]];
+      materialise(ctx, join_path(c.path, f->path), join_path(to, f->path), opts.link);
+    });
     return report;
   });
 }

@@ -22,7 +22,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
-std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run) {
+std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run,
+                                       RootTemps root_temps) {
   FileSystem& fs = ctx.file_system();
   check_private_dirs(ctx, root);
   std::vector<std::string> cleaned;
@@ -57,6 +58,7 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
   // the root lock, which our caller holds, so none of them is live).
   for (const auto& [dir, rel] : {std::pair{root, std::string()},
                                  std::pair{private_dir(root), std::string(k_private_dir) + "/"}}) {
+    if (dir == root && root_temps == RootTemps::no) continue;
     if (auto st = fs.lstat(dir); !st || st->type != FileType::dir) continue;
     auto names = fs.list_dir(dir);
     std::sort(names.begin(), names.end());

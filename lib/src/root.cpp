@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "ckpt/clock.hpp"
+#include "ckpt/parallel.hpp"
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
@@ -44,6 +45,12 @@ std::string open_root(const Context& ctx, const std::string& path) {
   }
   if (st->type != FileType::dir) {
     throw Error(ErrorKind::unsupported, fmt::format("{} is not a directory", root));
+  }
+  // What every root ckpt has written to holds, without listing the root
+  // (O(1) at any number of checkpoints); then, for a root made by hand or
+  // an empty directory, a look at every entry.
+  for (const char* n : {k_private_dir, k_last_file}) {
+    if (fs.lstat(join_path(root, n))) return root;
   }
   auto names = fs.list_dir(root);
   if (names.empty()) return root;
@@ -134,8 +141,11 @@ std::optional<Policy> read_policy(const Context& ctx, const std::string& root) {
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
   FileSystem& fs = ctx.file_system();
   std::string path = join_path(dir, k_meta_file);
-  auto st = fs.lstat(path);
-  if (!st) {
+  std::string text;
+  try {
+    text = read_file(fs, path, k_max_meta_bytes);
+  } catch (const Error& e) {
+    if (e.sys_errno() != ENOENT) throw;
     // Never committed (SPEC §1): a ref to it names nothing.
     throw Error(ErrorKind::not_found,
                 fmt::format("{}: {} is missing, so it is not a committed checkpoint",
@@ -143,7 +153,7 @@ CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
         .with_reason(k_reason_no_checkpoint);
   }
   try {
-    CheckpointMeta m = parse_checkpoint(read_file(fs, path, k_max_meta_bytes));
+    CheckpointMeta m = parse_checkpoint(text);
     if (auto s = parse_step_dir_name(base_name(dir)); !s || *s != m.step) {
       throw Error(ErrorKind::integrity, fmt::format("{} records step {}", k_meta_file, m.step));
     }
@@ -157,14 +167,18 @@ CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
 std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
                                          std::uint64_t step) {
   FileSystem& fs = ctx.file_system();
-  std::string canonical = join_path(root, step_dir_name(step));
-  if (auto st = fs.lstat(canonical); st && st->type == FileType::dir) return canonical;
-  for (const auto& n : fs.list_dir(root)) {
-    auto s = parse_step_dir_name(n);
-    if (s && *s == step) {
-      std::string p = join_path(root, n);
-      if (auto st = fs.lstat(p); st && st->type == FileType::dir) return p;
-    }
+  // By name, never by listing the root: the canonical width first, then
+  // every other width a reader accepts, up to k_max_step_digits digits.
+  std::string canonical = step_dir_name(step);
+  if (auto st = fs.lstat(join_path(root, canonical)); st && st->type == FileType::dir) {
+    return join_path(root, canonical);
+  }
+  std::string digits = std::to_string(step);
+  for (std::size_t width = digits.size(); width <= k_max_step_digits; ++width) {
+    std::string name = "step-" + std::string(width - digits.size(), '0') + digits;
+    if (name == canonical) continue;
+    std::string p = join_path(root, name);
+    if (auto st = fs.lstat(p); st && st->type == FileType::dir) return p;
   }
   return std::nullopt;
 }
@@ -245,21 +259,41 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
     Listing l;
     l.root = open_root(ctx, root_arg);
     std::vector<std::pair<std::uint64_t, std::string>> dirs;
-    for (const auto& n : fs.list_dir(l.root)) {
-      auto step = parse_step_dir_name(n);
-      if (!step) continue;
-      auto st = fs.lstat(join_path(l.root, n));
-      if (!st || st->type != FileType::dir) continue;
-      dirs.emplace_back(*step, n);
+    for (const auto& [n, type] : fs.list_dir_types(l.root)) {
+      if (type != FileType::dir) continue;
+      if (auto step = parse_step_dir_name(n)) dirs.emplace_back(*step, n);
     }
     std::sort(dirs.begin(), dirs.end());
-    for (const auto& [step, name] : dirs) {
-      std::string dir = join_path(l.root, name);
-      try {
-        l.checkpoints.push_back(Checkpoint{name, dir, detail::read_meta(ctx, dir), {}});
-      } catch (const Error& e) {
-        if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
-        l.invalid.emplace_back(name, e.message());
+    // Each manifest read once, straight away, in batches over the cores:
+    // 10,000 checkpoints are 10,000 small files to parse.
+    struct Entry {
+      std::optional<CheckpointMeta> meta;
+      std::optional<std::string> invalid;  // why it is no checkpoint
+    };
+    std::vector<Entry> entries(dirs.size());
+    constexpr std::size_t k_batch = 256;
+    std::size_t batches = (dirs.size() + k_batch - 1) / k_batch;
+    for_each_parallel(batches, worker_count(ctx.threads), [&](std::size_t b) {
+      for (std::size_t i = b * k_batch; i < std::min(dirs.size(), (b + 1) * k_batch); ++i) {
+        std::string dir = join_path(l.root, dirs[i].second);
+        try {
+          entries[i].meta = detail::read_meta(ctx, dir);
+        } catch (const Error& e) {
+          if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+          if (e.kind() == ErrorKind::not_found || e.sys_errno() == ENOENT) {
+            if (!fs.lstat(dir)) continue;  // pruned while we looked
+          }
+          entries[i].invalid = e.message();
+        }
+      }
+    });
+    for (std::size_t i = 0; i < dirs.size(); ++i) {
+      const std::string& name = dirs[i].second;
+      if (entries[i].meta) {
+        l.checkpoints.push_back(
+            Checkpoint{name, join_path(l.root, name), std::move(*entries[i].meta), {}});
+      } else if (entries[i].invalid) {
+        l.invalid.emplace_back(name, std::move(*entries[i].invalid));
       }
     }
     try {

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "ckpt/atomic_file.hpp"
 #include "ckpt/clock.hpp"
+#include "ckpt/parallel.hpp"
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
@@ -256,9 +258,11 @@ class Stager {
     m_dirs.push_back(staging);
   }
 
-  FileEntry stage(const PlannedFile& f) {
+  // Called for several files at once, from several threads; make_parent
+  // must have run for each file first.
+  FileEntry stage(const PlannedFile& f, Overlap overlap) {
     try {
-      return stage_file(f);
+      return stage_file(f, overlap);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::io) throw;
       // Descriptor-level errors do not say which file: name it.
@@ -268,28 +272,30 @@ class Stager {
   }
 
  private:
-  FileEntry stage_file(const PlannedFile& f) {
+  FileEntry stage_file(const PlannedFile& f, Overlap overlap) {
     std::string dst = join_path(m_staging, f.dest);
-    make_parent(f.dest);
     TransferResult r;
     if (m_opts.transfer == Transfer::move && m_moves.count(f.dest)) {
-      r = move_in(f, dst);
+      r = move_in(f, dst, overlap);
     } else if (m_opts.transfer == Transfer::link) {
       try {
         m_fs.link(f.source, dst);
-        r = hash_and_sync(f.source, dst);
+        r = hash_and_sync(f.source, dst, overlap);
       } catch (const Error& e) {
         if (!link_refused(e)) throw;
-        if (!m_warned_link) {
-          m_ctx.warning(fmt::format("cannot hard-link {} ({}); copying instead", f.source,
-                                    e.message()));
-          m_warned_link = true;
+        {
+          std::lock_guard<std::mutex> lock(m_mutex);
+          if (!m_warned_link) {
+            m_ctx.warning(fmt::format("cannot hard-link {} ({}); copying instead", f.source,
+                                      e.message()));
+            m_warned_link = true;
+          }
         }
-        r = copy(f.source, dst);
+        r = copy(f.source, dst, overlap);
       }
     } else {
-      r = copy(f.source, dst);
-      if (m_opts.transfer == Transfer::move) m_copied.push_back(f.source);
+      r = copy(f.source, dst, overlap);
+      if (m_opts.transfer == Transfer::move) copied(f.source);
     }
     FileEntry e;
     e.path = f.dest;
@@ -300,7 +306,7 @@ class Stager {
 
   // --move: the source itself is renamed into staging, so no path the user
   // writes to can share the committed file's storage.
-  TransferResult move_in(const PlannedFile& f, const std::string& dst) {
+  TransferResult move_in(const PlannedFile& f, const std::string& dst, Overlap overlap) {
     const MovedFile& m = m_moves.at(f.dest);
     try {
       m_fs.rename(f.source, dst, RenameMode::noreplace);
@@ -308,8 +314,8 @@ class Stager {
       int err = e.sys_errno();
       if (err != EXDEV && err != EINVAL && err != ENOSYS && err != EPERM) throw;
       // Another file system, or no atomic no-replace rename: copy, remove after the commit.
-      TransferResult r = copy(f.source, dst);
-      m_copied.push_back(f.source);
+      TransferResult r = copy(f.source, dst, overlap);
+      copied(f.source);
       return r;
     }
     auto st = m_fs.lstat(dst);
@@ -325,18 +331,19 @@ class Stager {
                               "saved",
                               f.source));
     }
-    return hash_and_sync(f.source, dst);
+    return hash_and_sync(f.source, dst, overlap);
   }
 
   // The data must be durable before the commit, whoever wrote it.
-  TransferResult hash_and_sync(const std::string& source, const std::string& dst) {
+  TransferResult hash_and_sync(const std::string& source, const std::string& dst,
+                               Overlap overlap) {
     FdGuard fd(m_fs, m_fs.open(dst, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
     Stat before = m_fs.fstat(fd.get());
     if (before.type != FileType::file) {
       throw Error(ErrorKind::integrity, dst + " is not a regular file");
     }
-    TransferResult r = hash_fd(m_fs, fd.get(), m_hash, progress_fn());
-    m_fs.fsync(fd.get());
+    TransferResult r = hash_fd(m_fs, fd.get(), m_hash, progress_fn(), overlap);
+    sync(fd.get(), dst, r.size);
     check_unchanged(source, before, m_fs.fstat(fd.get()), r);
     fd.close();
     return r;
@@ -350,24 +357,7 @@ class Stager {
   // --move: the sources that were copied, to remove once committed.
   const std::vector<std::string>& copied_sources() const { return m_copied; }
 
-  // Directories created in staging, deepest first, for fsync.
-  std::vector<std::string> dirs_deepest_first() const {
-    std::vector<std::string> d = m_dirs;
-    std::sort(d.begin(), d.end(), [](const std::string& a, const std::string& b) {
-      return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
-    });
-    return d;
-  }
-
- private:
-  ProgressFn progress_fn() {
-    if (!m_ctx.progress) return {};
-    return [this](std::uint64_t n) {
-      m_done += n;
-      m_ctx.progress(m_done, m_total);
-    };
-  }
-
+  // Creates the directories dest needs in staging (before any stage()).
   void make_parent(const std::string& dest) {
     std::size_t pos = 0;
     while ((pos = dest.find('/', pos)) != std::string::npos) {
@@ -381,7 +371,30 @@ class Stager {
     }
   }
 
-  TransferResult copy(const std::string& src, const std::string& dst) {
+  // Fsyncs the directories created in staging below its top, side by side
+  // (their entries are complete once every file is staged; the top one gets
+  // _checkpoint.json later and is fsynced after it).
+  void sync_subdirs() {
+    for_each_parallel(m_dirs.size() - 1, sync_threads(),
+                      [&](std::size_t i) { m_fs.fsync_dir(m_dirs[i + 1]); });
+  }
+
+ private:
+  ProgressFn progress_fn() {
+    if (!m_ctx.progress) return {};
+    return [this](std::uint64_t n) {
+      std::lock_guard<std::mutex> lock(m_mutex);
+      m_done += n;
+      m_ctx.progress(m_done, m_total);
+    };
+  }
+
+  void copied(const std::string& source) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_copied.push_back(source);
+  }
+
+  TransferResult copy(const std::string& src, const std::string& dst, Overlap overlap) {
     FdGuard in(m_fs, m_fs.open(src, O_RDONLY | O_NONBLOCK));
     Stat st = m_fs.fstat(in.get());
     if (st.type != FileType::file) {
@@ -390,15 +403,48 @@ class Stager {
     FdGuard out(m_fs, m_fs.open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644));
     TransferResult r;
     if (m_fs.clone(in.get(), out.get())) {
-      r = hash_fd(m_fs, in.get(), m_hash, progress_fn());
+      r = hash_fd(m_fs, in.get(), m_hash, progress_fn(), overlap);
     } else {
-      r = copy_and_hash(m_fs, in.get(), out.get(), m_hash, progress_fn());
+      r = copy_and_hash(m_fs, in.get(), out.get(), m_hash, progress_fn(), overlap);
     }
     check_unchanged(src, st, m_fs.fstat(in.get()), r);
-    m_fs.fsync(out.get());
+    sync(out.get(), dst, r.size);
     out.close();
     return r;
   }
+
+  // A large file is fsynced at once, on its worker, while the others copy.
+  // A small one's writeback only starts here: its fsync waits for
+  // sync_small(), where many are issued side by side (one file system journal
+  // commit can then cover many of them, where one after another each waits
+  // for its own).
+  void sync(int fd, const std::string& dst, std::uint64_t size) {
+    if (size >= k_inline_sync_min) {
+      m_fs.fsync(fd);
+      return;
+    }
+    m_fs.start_writeback(fd);
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_unsynced.push_back(dst);
+  }
+
+ public:
+  // The fsyncs sync() left for later, sync_threads() at a time.
+  void sync_small() {
+    for_each_parallel(m_unsynced.size(), sync_threads(), [&](std::size_t i) {
+      FdGuard fd(m_fs, m_fs.open(m_unsynced[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+      m_fs.fsync(fd.get());
+      fd.close();
+    });
+    m_unsynced.clear();
+  }
+
+ private:
+  static constexpr std::uint64_t k_inline_sync_min = 1 << 20;
+  // Waiting on the disk, not computing: more threads than cores, unless the
+  // caller set a number.
+  static constexpr unsigned k_sync_threads = 32;
+  unsigned sync_threads() const { return m_ctx.threads ? m_ctx.threads : k_sync_threads; }
 
   // A source written while it was read (a job rewriting its work files while
   // an earlier save of them still runs) would be stored torn, under a digest
@@ -428,7 +474,10 @@ class Stager {
   bool m_warned_link = false;
   std::map<std::string, MovedFile> m_moves;
   std::vector<std::string> m_copied;
+  std::vector<std::string> m_unsynced;  // staged files whose fsync sync_small() issues
+  std::mutex m_mutex;  // m_done, m_warned_link, m_copied and the callbacks: stage() runs on several threads
 };
+
 
 void write_and_sync(FileSystem& fs, const std::string& path, const std::string& data) {
   try {
@@ -656,15 +705,18 @@ CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const
 // The sources' entries as a save would record them, hashed in place (no copy).
 std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan) {
   FileSystem& fs = ctx.file_system();
-  std::vector<FileEntry> out;
-  for (const auto& f : plan.files) {
+  std::vector<FileEntry> out(plan.files.size());
+  auto order = detail::biggest_first(plan.files);
+  unsigned workers = worker_count(ctx.threads);
+  for_each_parallel(order.size(), workers, [&](std::size_t k) {
+    const PlannedFile& f = plan.files[order[k]];
     FdGuard in(fs, fs.open(f.source, O_RDONLY | O_NONBLOCK));
     if (fs.fstat(in.get()).type != FileType::file) {
       throw Error(ErrorKind::usage, fmt::format("source {} is not a regular file", f.source));
     }
-    TransferResult r = hash_fd(fs, in.get(), Hash::yes, {});
-    out.push_back(FileEntry{f.dest, r.size, r.sha256});
-  }
+    TransferResult r = hash_fd(fs, in.get(), Hash::yes, {}, overlap_for(k, order.size(), workers));
+    out[order[k]] = FileEntry{f.dest, r.size, r.sha256};
+  });
   return out;
 }
 
@@ -708,7 +760,7 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
     if (merged.has_retention_rule()) {
       report.pruned = detail::prune_locked(ctx, root, merged, false).removed;
     } else {
-      detail::clean_private(ctx, root, false);
+      detail::clean_private(ctx, root, false, detail::RootTemps::no);
     }
   } catch (const Error& e) {
     throw Error(e.kind(),
@@ -829,10 +881,18 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       staging.write_journal(moves);
       stager.set_moves(moves);
     }
-    for (const auto& f : plan.files) {
-      meta.files.push_back(stager.stage(f));
-      meta.total_size += meta.files.back().size;
-    }
+    // The directories first, in order; then the files, the biggest first, on every core.
+    for (const auto& f : plan.files) stager.make_parent(f.dest);
+    meta.files.resize(plan.files.size());
+    auto order = detail::biggest_first(plan.files);
+    unsigned workers = worker_count(ctx.threads);
+    for_each_parallel(order.size(), workers, [&](std::size_t k) {
+      meta.files[order[k]] =
+          stager.stage(plan.files[order[k]], overlap_for(k, order.size(), workers));
+    });
+    stager.sync_small();
+    stager.sync_subdirs();
+    for (const auto& e : meta.files) meta.total_size += e.size;
     if (hash == Hash::yes) {
       write_and_sync(fs, join_path(staging.dir(), k_sums_file), serialize_sums(meta.files));
     }
@@ -855,7 +915,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       NextSeq seq = next_commit_seq(ctx, root);
       meta.commit_seq = seq.seq;
       write_and_sync(fs, join_path(staging.dir(), k_meta_file), serialize_checkpoint(meta));
-      for (const auto& d : stager.dirs_deepest_first()) fs.fsync_dir(d);
+      fs.fsync_dir(staging.dir());
       store_commit_seq(ctx, root, meta.commit_seq);
 
       std::string target = join_path(root, name);
@@ -947,7 +1007,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         if (policy->has_retention_rule()) {
           report.pruned = detail::prune_locked(ctx, root, *policy, false).removed;
         } else {
-          detail::clean_private(ctx, root, false);
+          detail::clean_private(ctx, root, false, detail::RootTemps::no);
         }
       } catch (const Error& e) {
         throw Error(e.kind(),

@@ -173,7 +173,7 @@ def kill_random_commands(c):
     persistent = []
     for i in range(3):
         d = c.src / f"set{i}"
-        write_random(d / "model.bin", rng.choice([1, 2, 3]) << 20)
+        write_random(d / "model.bin", rng.choice([1, 2, 6]) << 20)  # 6 MiB: read, hash and write overlap
         write_random(d / "optim" / "shard-0.pt", 512 << 10)
         write_random(d / "optim" / "shard-1.pt", 300_000)
         for j in range(8):
@@ -183,7 +183,7 @@ def kill_random_commands(c):
     def sources_for(mode, k):
         if mode == "--move":
             d = c.src / f"move{k}"
-            write_random(d / "model.bin", rng.choice([1, 2, 3]) << 20)
+            write_random(d / "model.bin", rng.choice([1, 2, 6]) << 20)  # 6 MiB: read, hash and write overlap
             write_random(d / "optim" / "shard-0.pt", 400 << 10)
             write_random(d / "rng.state", 5000)
             return d, [f"model.bin={d / 'model.bin'}", f"optim={d / 'optim'}", f"rng.state={d / 'rng.state'}"]

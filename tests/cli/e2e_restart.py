@@ -69,7 +69,8 @@ class Ctx(harness.RootCtx):
         self.env = child_env()
         # LeakSanitizer cannot run under ptrace: a sanitized binary is traced without it
         asan = ":".join(x for x in [self.env.get("ASAN_OPTIONS", ""), "detect_leaks=0"] if x)
-        self.traced_env = child_env({"ASAN_OPTIONS": asan})
+        # strace numbers when= per thread: one thread (--threads 1) makes "call N" one call.
+        self.traced_env = child_env({"ASAN_OPTIONS": asan, "CKPT_THREADS": "1"})
         self.kills = 0
 
     def run(self, *args, root=None, code=None, what="", json_out=False, lock_timeout="5"):

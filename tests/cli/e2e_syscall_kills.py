@@ -13,7 +13,7 @@ point the starting state is restored and the same save runs under
 `strace -e inject=NAME:signal=KILL:when=N`: SIGKILL on entering the Nth call
 of NAME, before the call takes effect. strace numbers `when=` per traced
 thread, not across the process tree, so the plan needs a save made by one
-thread; every killed run's trace must show the killed call to be the same
+thread (CKPT_THREADS=1); every killed run's trace must show the killed call to be the same
 one as the reference trace's Nth call. Then:
 
   (a) every checkpoint committed before is byte-for-byte unchanged (with
@@ -309,7 +309,12 @@ class Ctx(harness.BaseCtx):
         self.env = child_env()
         # LeakSanitizer cannot run under ptrace: a sanitized binary checks for leaks in its other runs
         asan = ":".join(x for x in [self.env.get("ASAN_OPTIONS", ""), "detect_leaks=0"] if x)
-        self.traced_env = child_env({"ASAN_OPTIONS": asan})
+        # strace numbers when= per thread: the traced save copies, hashes and
+        # fsyncs on one thread (--threads 1) so that its Nth call of a name is
+        # the same call from run to run. The threaded paths are killed at
+        # random moments by e2e_restart.py and failed at every operation by
+        # the unit tests.
+        self.traced_env = child_env({"ASAN_OPTIONS": asan, "CKPT_THREADS": "1"})
         self.points = 0
 
     def failures_title(self):

@@ -154,6 +154,7 @@ def child_env(extra=None):
     """The environment of a ckpt child: ours without CKPT_ROOT, with NO_COLOR=1, then extra."""
     e = os.environ.copy()
     e.pop("CKPT_ROOT", None)
+    e.pop("CKPT_THREADS", None)
     e["NO_COLOR"] = "1"
     e.update(extra or {})
     return e

@@ -9,6 +9,10 @@
 //    but file data only as of its last fsync (never-synced files are empty).
 // Between them they catch a missing directory fsync and a rename made before
 // the data it publishes was synced.
+//
+// Operations may come from several threads (save and verify spread files over
+// the cores): each change and its hook run under one lock, so a crash state
+// is always taken between two whole operations.
 #pragma once
 
 #include <fcntl.h>
@@ -17,6 +21,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -46,7 +51,10 @@ class CrashModelFileSystem : public ckpt::FileSystem {
   // containing this text, or every file fsync.
   void drop_dir_fsyncs_containing(std::string s) { m_drop_dir = std::move(s); }
   void drop_file_fsyncs(bool on) { m_drop_file = on; }
-  std::uint64_t ops() const { return m_ops; }
+  std::uint64_t ops() const {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
+    return m_ops;
+  }
 
   // Writes the crash state into dest (an empty existing directory).
   void materialise(State state, const std::string& dest) {
@@ -60,16 +68,20 @@ class CrashModelFileSystem : public ckpt::FileSystem {
   }
 
   int open(const std::string& path, int flags, mode_t mode = 0644) override {
+    std::unique_lock<std::recursive_mutex> lock(m_mutex, std::defer_lock);
+    if (flags & O_CREAT) lock.lock();
     int fd = m_base.open(path, flags, mode);
     if (flags & O_CREAT) after("open");
     return fd;
   }
   std::size_t read(int fd, void* buf, std::size_t n) override { return m_base.read(fd, buf, n); }
   void write(int fd, const void* buf, std::size_t n) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.write(fd, buf, n);
     after("write");
   }
   void fsync(int fd) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.fsync(fd);
     if (!m_drop_file) capture_data(fd);
     after("fsync");
@@ -78,26 +90,32 @@ class CrashModelFileSystem : public ckpt::FileSystem {
   bool clone(int, int) override { return false; }  // keep every byte a write
   void rename(const std::string& from, const std::string& to,
               ckpt::RenameMode mode = ckpt::RenameMode::replace) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.rename(from, to, mode);
     after("rename");
   }
   void mkdir(const std::string& path, mode_t mode = 0755) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.mkdir(path, mode);
     after("mkdir");
   }
   void unlink(const std::string& path) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.unlink(path);
     after("unlink");
   }
   void rmdir(const std::string& path) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.rmdir(path);
     after("rmdir");
   }
   void link(const std::string& from, const std::string& to) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.link(from, to);
     after("link");
   }
   void fsync_dir(const std::string& path) override {
+    std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.fsync_dir(path);
     if (m_drop_dir.empty() || path.find(m_drop_dir) == std::string::npos) capture_entries(path);
     after("fsync_dir");
@@ -242,6 +260,7 @@ class CrashModelFileSystem : public ckpt::FileSystem {
   }
 
   ckpt::FileSystem& m_base;
+  mutable std::recursive_mutex m_mutex;
   std::string m_anchor;
   std::map<Key, Node> m_nodes;
   Hook m_hook;

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@
 
 namespace ckpt {
 
+// Safe to use from several threads at once (the operations are counted in
+// the order they reach it).
 class FaultInjectingFileSystem : public FileSystem {
  public:
   explicit FaultInjectingFileSystem(FileSystem& base) : m_base(base) {}
@@ -21,12 +24,25 @@ class FaultInjectingFileSystem : public FileSystem {
     m_errno = err;
     m_write_errno = write_errno;
   }
-  std::uint64_t count() const { return m_count; }
-  bool fired() const { return m_fired; }
+  std::uint64_t count() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_count;
+  }
+  bool fired() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_fired;
+  }
+  // The name of the operation that was failed ("" before it fired). With
+  // threads the Nth operation is not always the same one from run to run.
+  std::string fired_op() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_fired_op;
+  }
   // The name of each operation so far ("write", "rename", ...), when recording.
   void record(bool on) { m_record = on; }
   const std::vector<std::string>& log() const { return m_log; }
   void reset() {
+    std::lock_guard<std::mutex> lock(m_mutex);
     m_count = 0;
     m_fired = false;
     m_log.clear();
@@ -36,6 +52,7 @@ class FaultInjectingFileSystem : public FileSystem {
   std::size_t read(int fd, void* buf, std::size_t n) override;
   void write(int fd, const void* buf, std::size_t n) override;
   void fsync(int fd) override;
+  void start_writeback(int fd) override { m_base.start_writeback(fd); }  // a hint: not counted
   void close(int fd) override;
   bool clone(int src_fd, int dst_fd) override;
   void rename(const std::string& from, const std::string& to,
@@ -56,11 +73,13 @@ class FaultInjectingFileSystem : public FileSystem {
   void step(const char* op, const std::string& what, bool is_write = false);
 
   FileSystem& m_base;
+  mutable std::mutex m_mutex;
   std::uint64_t m_count = 0;
   std::uint64_t m_fail_at = 0;
   int m_errno = EIO;
   int m_write_errno = 0;
   bool m_fired = false;
+  std::string m_fired_op;
   bool m_record = false;
   std::vector<std::string> m_log;
 };

@@ -23,9 +23,15 @@ inline constexpr std::uint64_t k_max_step = (std::uint64_t{1} << 63) - 1;
 inline constexpr std::uint64_t k_max_meta_bytes = 64u << 20;
 inline constexpr std::uint64_t k_max_marker_bytes = 64u << 10;
 
+// The most digits a step directory's name may have: any zero-padding up to
+// this width is read, so a step is found by trying each width, never by
+// listing the root.
+inline constexpr std::size_t k_max_step_digits = 24;
+
 // "step-000001200".
 std::string step_dir_name(std::uint64_t step);
-// The step of a "step-<digits>" name of any width; nullopt otherwise.
+// The step of a "step-<digits>" name of any width up to k_max_step_digits;
+// nullopt otherwise.
 std::optional<std::uint64_t> parse_step_dir_name(std::string_view name);
 // A decimal step 0 <= step < 2^63; nullopt otherwise.
 std::optional<std::uint64_t> parse_step(std::string_view text);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ckpt {
@@ -39,6 +40,9 @@ class FileSystem {
   // Writes all n bytes.
   virtual void write(int fd, const void* buf, std::size_t n) = 0;
   virtual void fsync(int fd) = 0;
+  // A hint: start writing fd's dirty data back now, without waiting, so a
+  // later fsync finds less to do. Never fails; the default does nothing.
+  virtual void start_writeback(int fd) { (void)fd; }
   virtual void close(int fd) = 0;
   // Makes dst share src's blocks (FICLONE); false when the file system cannot.
   virtual bool clone(int src_fd, int dst_fd) = 0;
@@ -57,6 +61,10 @@ class FileSystem {
   virtual Stat fstat(int fd) = 0;
   // Entry names without "." and "..", in no particular order.
   virtual std::vector<std::string> list_dir(const std::string& path) = 0;
+  // The same with each entry's type as lstat gives it (a link is a symlink).
+  // The default lstats each entry; the real file system takes the type from
+  // the directory itself where it can.
+  virtual std::vector<std::pair<std::string, FileType>> list_dir_types(const std::string& path);
   virtual std::string readlink(const std::string& path) = 0;
 
   // Removes a file or a whole tree without following any symbolic link; a
@@ -76,6 +84,7 @@ class PosixFileSystem : public FileSystem {
   std::size_t read(int fd, void* buf, std::size_t n) override;
   void write(int fd, const void* buf, std::size_t n) override;
   void fsync(int fd) override;
+  void start_writeback(int fd) override;
   void close(int fd) override;
   bool clone(int src_fd, int dst_fd) override;
   void rename(const std::string& from, const std::string& to,
@@ -89,6 +98,7 @@ class PosixFileSystem : public FileSystem {
   std::optional<Stat> stat(const std::string& path) override;
   Stat fstat(int fd) override;
   std::vector<std::string> list_dir(const std::string& path) override;
+  std::vector<std::pair<std::string, FileType>> list_dir_types(const std::string& path) override;
   std::string readlink(const std::string& path) override;
   void remove_tree(const std::string& path) override;
 

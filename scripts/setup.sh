@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what ckpt needs to build on Debian 12 (run as root; skipped when present).
-# --test: also what the tests need: strace (kills at exact system calls) and
-# python3-torch (the PyTorch training loop in examples/pytorch).
+# --test: also what the tests need: strace (kills at exact system calls),
+# python3-torch (the PyTorch training loop in examples/pytorch), and GNU time,
+# openssl and xfsprogs (bench/run, which the suite runs once at its --quick sizes).
 set -euo pipefail
 pkgs=(build-essential cmake python3 coreutils libcli11-dev nlohmann-json3-dev libssl-dev
       libfmt-dev doctest-dev groff-base)
 if [[ ${1:-} == --test ]]; then
-  pkgs+=(strace python3-torch)
+  pkgs+=(strace python3-torch time openssl xfsprogs)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets everything up (with the test tools: strace, python3-torch), then builds and runs every test: release, a short libFuzzer run of every
-# fuzz target (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), then the suite under ASan+UBSan.
+# Sets everything up (with the test tools: strace, python3-torch, time, openssl, xfsprogs), then builds and
+# runs every test: release (with bench/run --quick), a short libFuzzer run of every fuzz target
+# (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), the tests of the threaded paths under
+# ThreadSanitizer, then the suite under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -15,4 +17,5 @@ run_suite() {
 run_suite release
 # Every fuzz target for FUZZ_SECONDS (default 20) on a copy of its seed corpus (clang).
 scripts/fuzz.sh
+run_suite tsan
 run_suite asan

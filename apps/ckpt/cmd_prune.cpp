@@ -1,4 +1,5 @@
 // ckpt prune: the retention plan as a keep/remove table, and its execution.
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -43,13 +44,14 @@ int run_prune(Cli& cli, const PruneArgs& a) {
   std::vector<std::vector<std::string>> rows;
   std::string metric_head = r->best_key ? *r->best_key : std::string("METRIC");
   rows.push_back({"ACTION", "NAME", "CREATED", metric_head, "REASONS"});
+  std::map<std::string, const RetentionDecision*> kept;
+  for (const auto& k : r->kept) kept[k.name] = &k;
   for (const auto& c : r->checkpoints) {
     std::string action = r->dry_run ? "remove" : "removed";
     std::string reasons;
-    for (const auto& k : r->kept) {
-      if (k.name != c.name) continue;
+    if (auto it = kept.find(c.name); it != kept.end()) {
       action = "keep";
-      for (const auto& why : k.reasons) reasons += (reasons.empty() ? "" : ",") + why;
+      for (const auto& why : it->second->reasons) reasons += (reasons.empty() ? "" : ",") + why;
     }
     std::string metric = r->best_key && c.meta.metrics.count(*r->best_key)
                              ? format_metric(c.meta.metric(*r->best_key))

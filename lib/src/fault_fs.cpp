@@ -14,31 +14,46 @@ void FaultInjectingFileSystem::step(const char* op, const std::string& what, boo
   if (m_count == m_fail_at) {
     m_fired = true;
     m_fired_op = op;
+    m_fired_target = what;
     int err = is_write && m_write_errno != 0 ? m_write_errno : m_errno;
     throw io_error(err, fmt::format("injected failure of {}:", op), what);
   }
 }
 
+std::string FaultInjectingFileSystem::fd_name(int fd) const {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  auto it = m_open.find(fd);
+  return it == m_open.end() ? fmt::format("fd {}", fd) : it->second;
+}
+
 int FaultInjectingFileSystem::open(const std::string& path, int flags, mode_t mode) {
   step("open", path);
-  return m_base.open(path, flags, mode);
+  int fd = m_base.open(path, flags, mode);
+  std::lock_guard<std::mutex> lock(m_mutex);
+  m_open[fd] = path;
+  return fd;
 }
 std::size_t FaultInjectingFileSystem::read(int fd, void* buf, std::size_t n) {
-  step("read", fmt::format("fd {}", fd));
+  step("read", fd_name(fd));
   return m_base.read(fd, buf, n);
 }
 void FaultInjectingFileSystem::write(int fd, const void* buf, std::size_t n) {
-  step("write", fmt::format("fd {}", fd), true);
+  step("write", fd_name(fd), true);
   m_base.write(fd, buf, n);
 }
 void FaultInjectingFileSystem::fsync(int fd) {
-  step("fsync", fmt::format("fd {}", fd));
+  step("fsync", fd_name(fd));
   m_base.fsync(fd);
 }
 void FaultInjectingFileSystem::close(int fd) {
   // The descriptor is released whatever happens, as close(2) does on Linux.
+  std::string name = fd_name(fd);
+  {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_open.erase(fd);
+  }
   try {
-    step("close", fmt::format("fd {}", fd));
+    step("close", name);
   } catch (...) {
     m_base.close(fd);
     throw;
@@ -46,7 +61,7 @@ void FaultInjectingFileSystem::close(int fd) {
   m_base.close(fd);
 }
 bool FaultInjectingFileSystem::clone(int src_fd, int dst_fd) {
-  step("clone", fmt::format("fd {}", dst_fd), true);
+  step("clone", fd_name(dst_fd), true);
   return m_base.clone(src_fd, dst_fd);
 }
 void FaultInjectingFileSystem::rename(const std::string& from, const std::string& to,
@@ -83,7 +98,7 @@ std::optional<Stat> FaultInjectingFileSystem::stat(const std::string& path) {
   return m_base.stat(path);
 }
 Stat FaultInjectingFileSystem::fstat(int fd) {
-  step("fstat", fmt::format("fd {}", fd));
+  step("fstat", fd_name(fd));
   return m_base.fstat(fd);
 }
 std::vector<std::string> FaultInjectingFileSystem::list_dir(const std::string& path) {

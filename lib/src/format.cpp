@@ -50,30 +50,47 @@ void check_depth(std::string_view text, const char* file) {
 json parse_object(std::string_view text, const char* file) {
   check_depth(text, file);
   // A key given twice would let two readers disagree on the value: refuse it.
-  std::vector<std::set<std::string>> keys;
-  std::string duplicate;
-  json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+  // Cheaply first: an object that ends with fewer members than keys were
+  // read has one twice; only then is the text read again to name it.
+  std::vector<std::size_t> counts;
+  bool twice = false;
+  json::parser_callback_t count = [&](int, json::parse_event_t event, json& parsed) {
     switch (event) {
       case json::parse_event_t::object_start:
-        keys.emplace_back();
+        counts.push_back(0);
         break;
       case json::parse_event_t::object_end:
-        if (!keys.empty()) keys.pop_back();
+        if (!counts.empty()) {
+          if (parsed.size() != counts.back()) twice = true;
+          counts.pop_back();
+        }
         break;
       case json::parse_event_t::key:
-        if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
-            duplicate.empty()) {
-          duplicate = parsed.get<std::string>();
-        }
+        if (!counts.empty()) ++counts.back();
         break;
       default:
         break;
     }
     return true;
   };
-  json j = json::parse(text, cb, false);
+  json j = json::parse(text, count, false);
   if (j.is_discarded()) bad(file, "not valid JSON");
-  if (!duplicate.empty()) bad(file, fmt::format("key {:?} appears twice in one object", duplicate));
+  if (twice) {
+    std::vector<std::set<std::string>> keys;
+    std::string duplicate;
+    json::parser_callback_t name = [&](int, json::parse_event_t event, json& parsed) {
+      if (event == json::parse_event_t::object_start) keys.emplace_back();
+      if (event == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+      if (event == json::parse_event_t::key && !keys.empty() &&
+          !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+        duplicate = parsed.get<std::string>();
+      }
+      return true;
+    };
+    json again = json::parse(text, name, false);
+    (void)again;
+    bad(file, fmt::format("key {:?} appears twice in one object", duplicate));
+  }
   if (!j.is_object()) bad(file, "not a JSON object");
   return j;
 }

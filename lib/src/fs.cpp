@@ -267,7 +267,7 @@ std::string parent_path(const std::string& path) {
 std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max_size) {
   // Never through a symbolic link (O_NOFOLLOW), never blocking on a FIFO
   // planted in its place (O_NONBLOCK), then only a regular file: one open,
-  // one fstat and, for a small file, two reads.
+  // one fstat and, for a small file, one read.
   int raw = -1;
   try {
     raw = fs.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
@@ -296,9 +296,11 @@ std::string read_file(FileSystem& fs, const std::string& path, std::uint64_t max
       }
       out.resize(std::min<std::size_t>(out.size() * 2, max_size + 1));
     }
-    std::size_t n = fs.read(fd.get(), out.data() + used, out.size() - used);
-    if (n == 0) break;
+    std::size_t want = out.size() - used;
+    std::size_t n = fs.read(fd.get(), out.data() + used, want);
     used += n;
+    // A regular file's short read is its end: a small file takes one read.
+    if (n < want) break;
   }
   if (used > max_size) throw Error(ErrorKind::integrity, fmt::format("{} is too large", path));
   out.resize(used);

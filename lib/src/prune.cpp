@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -64,7 +65,7 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
     std::sort(names.begin(), names.end());
     for (const auto& n : names) {
       bool temp = false;
-      for (const char* base : {k_last_file, k_best_file, k_policy_file, "commit_seq"}) {
+      for (const char* base : {k_last_file, k_best_file, k_policy_file, "commit_seq", "manifests"}) {
         if (n.rfind(fmt::format(".{}.tmp.", base), 0) == 0) temp = true;
       }
       if (!temp) continue;
@@ -182,7 +183,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
       report.removed.push_back(d.name);
     }
   }
-  report.checkpoints = listing.checkpoints;
+  report.checkpoints = std::move(listing.checkpoints);
   report.best_key = key;
 
   if (!dry_run && !report.removed.empty()) {
@@ -203,11 +204,10 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   }
   report.cleaned = clean_private(ctx, root, dry_run);
   if (!dry_run) {
+    std::set<std::string> removed(report.removed.begin(), report.removed.end());
     std::vector<Checkpoint> kept;
-    for (const auto& c : listing.checkpoints) {
-      if (std::find(report.removed.begin(), report.removed.end(), c.name) == report.removed.end()) {
-        kept.push_back(c);
-      }
+    for (const auto& c : report.checkpoints) {
+      if (!removed.count(c.name)) kept.push_back(c);
     }
     refresh_markers(ctx, root, kept, key, mode);
   }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -10,6 +11,7 @@
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
+#include "manifest_cache.hpp"
 
 namespace ckpt {
 
@@ -271,13 +273,27 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
       std::optional<std::string> invalid;  // why it is no checkpoint
     };
     std::vector<Entry> entries(dirs.size());
+    // A manifest whose file is as the cache recorded it is not read again.
+    detail::ManifestCache cache = detail::ManifestCache::load(ctx, l.root);
+    std::mutex cache_mutex;
     constexpr std::size_t k_batch = 256;
     std::size_t batches = (dirs.size() + k_batch - 1) / k_batch;
     for_each_parallel(batches, worker_count(ctx.threads), [&](std::size_t b) {
       for (std::size_t i = b * k_batch; i < std::min(dirs.size(), (b + 1) * k_batch); ++i) {
-        std::string dir = join_path(l.root, dirs[i].second);
+        const std::string& name = dirs[i].second;
+        std::string dir = join_path(l.root, name);
+        std::optional<detail::ManifestKey> key;
+        if (auto st = fs.lstat(join_path(dir, k_meta_file)); st && st->type == FileType::file) {
+          key = detail::manifest_key(*st);
+          std::lock_guard<std::mutex> lock(cache_mutex);
+          if ((entries[i].meta = cache.take(name, *key))) continue;
+        }
         try {
           entries[i].meta = detail::read_meta(ctx, dir);
+          if (key) {
+            std::lock_guard<std::mutex> lock(cache_mutex);
+            cache.put(name, *key);
+          }
         } catch (const Error& e) {
           if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
           if (e.kind() == ErrorKind::not_found || e.sys_errno() == ENOENT) {
@@ -287,6 +303,7 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
         }
       }
     });
+    l.checkpoints.reserve(dirs.size());
     for (std::size_t i = 0; i < dirs.size(); ++i) {
       const std::string& name = dirs[i].second;
       if (entries[i].meta) {
@@ -296,6 +313,7 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
         l.invalid.emplace_back(name, std::move(*entries[i].invalid));
       }
     }
+    cache.store(ctx, l.root, l.checkpoints);
     try {
       if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
     } catch (const Error& e) {

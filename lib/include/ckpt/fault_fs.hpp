@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ class FaultInjectingFileSystem : public FileSystem {
     std::lock_guard<std::mutex> lock(m_mutex);
     return m_fired_op;
   }
+  // The path it was failed on (for a descriptor, the path it was opened by).
+  std::string fired_target() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_fired_target;
+  }
   // The name of each operation so far ("write", "rename", ...), when recording.
   void record(bool on) { m_record = on; }
   const std::vector<std::string>& log() const { return m_log; }
@@ -71,6 +77,7 @@ class FaultInjectingFileSystem : public FileSystem {
  private:
   // Counts one operation; throws the injected error when it is the chosen one.
   void step(const char* op, const std::string& what, bool is_write = false);
+  std::string fd_name(int fd) const;
 
   FileSystem& m_base;
   mutable std::mutex m_mutex;
@@ -80,6 +87,8 @@ class FaultInjectingFileSystem : public FileSystem {
   int m_write_errno = 0;
   bool m_fired = false;
   std::string m_fired_op;
+  std::string m_fired_target;
+  std::map<int, std::string> m_open;  // descriptor -> the path it was opened by
   bool m_record = false;
   std::vector<std::string> m_log;
 };

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,7 @@ class WrittenDuringRead : public ckpt::PosixFileSystem {
   int open(const std::string& path, int flags, mode_t mode = 0644) override {
     int fd = PosixFileSystem::open(path, flags, mode);
     bool reading = (flags & O_ACCMODE) == O_RDONLY;
+    std::lock_guard<std::mutex> lock(m_mutex);  // save opens and reads on several threads
     if (reading && path.size() >= m_victim.size() &&
         path.compare(path.size() - m_victim.size(), m_victim.size(), m_victim) == 0) {
       m_fd = fd;
@@ -105,6 +107,7 @@ class WrittenDuringRead : public ckpt::PosixFileSystem {
   }
   std::size_t read(int fd, void* buf, std::size_t n) override {
     std::size_t got = PosixFileSystem::read(fd, buf, n);
+    std::lock_guard<std::mutex> lock(m_mutex);
     if (fd == m_fd && got > 0) {
       std::ofstream(m_path, std::ios::app) << "appended by another writer\n";
       m_fd = -1;
@@ -118,6 +121,7 @@ class WrittenDuringRead : public ckpt::PosixFileSystem {
   std::string m_victim;
   std::string m_path;
   int m_fd = -1;
+  std::mutex m_mutex;
 };
 
 std::string reason_of(const ckpt::Result<ckpt::LoadReport>& r) {

@@ -50,7 +50,7 @@ _ckpt() {
     "") COMPREPLY=($(compgen -W "$commands $global" -- "$cur")); return ;;
     save)
       opts="--step --from --metric --meta --weights --best-key --mode --keep-last --keep-best
-            --keep-every --keep-within --checksum --copy --move --link --force --follow-symlinks"
+            --keep-every --keep-within --checksum --copy --move --link --force --follow-symlinks --dedup --no-dedup"
       if [[ $cur != -* ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
         return

@@ -54,6 +54,8 @@ complete -c ckpt -n '__fish_seen_subcommand_from save' -l move -d 'Move the sour
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l link -d 'Hard-link the sources'
 complete -c ckpt -n '__fish_seen_subcommand_from save promote-best' -l force -d 'Replace or force'
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l follow-symlinks -d 'Store the content behind links'
+complete -c ckpt -n '__fish_seen_subcommand_from save' -l dedup -d 'Share files unchanged since the newest checkpoint'
+complete -c ckpt -n '__fish_seen_subcommand_from save' -l no-dedup -d 'Write every file again'
 
 complete -c ckpt -n '__fish_seen_subcommand_from info' -l path -d 'Print only the path'
 complete -c ckpt -n '__fish_seen_subcommand_from verify' -l quick -d 'Sizes only'

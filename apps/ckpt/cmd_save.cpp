@@ -28,6 +28,7 @@ struct SaveArgs {
   bool copy = false, move = false, link = false;
   bool force = false;
   bool follow_symlinks = false;
+  bool dedup = false, no_dedup = false;
 };
 
 SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
@@ -69,6 +70,9 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   o.policy.keep_every = parse_count("--keep-every", a.keep_every);
   if (!a.keep_within.empty()) o.policy.keep_within = a.keep_within;
   if (!a.checksum.empty()) o.policy.checksum = a.checksum;
+  if (a.dedup && a.no_dedup) throw Error(ErrorKind::usage, "--dedup and --no-dedup exclude each other");
+  if (a.dedup) o.policy.dedup = true;
+  if (a.no_dedup) o.policy.dedup = false;
   if (int(a.copy) + int(a.move) + int(a.link) > 1) {
     throw Error(ErrorKind::usage, "--copy, --move and --link exclude each other");
   }
@@ -94,13 +98,20 @@ int run_save(Cli& cli, const SaveArgs& a) {
                     {"total_size", r->total_size},
                     {"best", best},
                     {"pruned", r->pruned},
-                    {"existing", r->existing}});
+                    {"existing", r->existing},
+                    {"shared", {{"files", r->shared_files},
+                                {"bytes", r->shared_bytes},
+                                {"with", r->shared_with ? json(*r->shared_with) : json(nullptr)}}}});
     return 0;
   }
   if (cli.global.quiet) return 0;
   fmt::print("{} {}: {} file{}, {}, commit {}\n  {}\n",
              r->existing ? "already committed with the same files:" : "saved", r->name, r->files,
              r->files == 1 ? "" : "s", human_size(r->total_size), r->commit_seq, r->path);
+  if (r->shared_files > 0) {
+    fmt::print("shared with {}: {} unchanged file{}, {} (not written again)\n", *r->shared_with,
+               r->shared_files, r->shared_files == 1 ? "" : "s", human_size(r->shared_bytes));
+  }
   if (r->best_key) {
     if (r->best_updated) {
       fmt::print("best: {} = {} (new best)\n", *r->best_key, format_metric(r->best_value));
@@ -166,6 +177,10 @@ void setup_save(CLI::App& app, Cli& cli) {
               "Replace an existing step's other content; allow switching the best key");
   c->add_flag("--follow-symlinks", a->follow_symlinks,
               "Store the content behind symbolic links instead of refusing them");
+  c->add_flag("--dedup", a->dedup,
+              "Share files unchanged since the newest checkpoint (clone or hard link); "
+              "files become read-only (policy.json)");
+  c->add_flag("--no-dedup", a->no_dedup, "Write every file again (policy.json)");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_save(cli, *a); }; });
 }
 

@@ -85,6 +85,10 @@ void FaultInjectingFileSystem::link(const std::string& from, const std::string& 
   step("link", to, true);
   m_base.link(from, to);
 }
+void FaultInjectingFileSystem::chmod(const std::string& path, mode_t mode) {
+  step("chmod", path);
+  m_base.chmod(path, mode);
+}
 void FaultInjectingFileSystem::fsync_dir(const std::string& path) {
   step("fsync_dir", path);
   m_base.fsync_dir(path);

@@ -384,6 +384,7 @@ std::string serialize_policy(const Policy& p) {
   if (p.keep_every) j["keep_every"] = *p.keep_every;
   if (p.keep_within) j["keep_within"] = *p.keep_within;
   if (p.checksum) j["checksum"] = *p.checksum;
+  if (p.dedup) j["dedup"] = *p.dedup;
   return j.dump(2) + "\n";
 }
 
@@ -413,6 +414,10 @@ Policy parse_policy(std::string_view text) {
   if (j.contains("checksum")) {
     p.checksum = get_string(j, "checksum", F);
     if (*p.checksum != "sha256" && *p.checksum != "none") bad(F, "unknown \"checksum\"");
+  }
+  if (auto it = j.find("dedup"); it != j.end()) {
+    if (!it->is_boolean()) bad(F, "\"dedup\" must be true or false");
+    p.dedup = it->get<bool>();
   }
   return p;
 }

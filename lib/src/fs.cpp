@@ -120,6 +120,12 @@ void PosixFileSystem::link(const std::string& from, const std::string& to) {
   }
 }
 
+void PosixFileSystem::chmod(const std::string& path, mode_t mode) {
+  if (::fchmodat(AT_FDCWD, path.c_str(), mode, 0) != 0) {
+    throw io_error(errno, "cannot change the mode of", path);
+  }
+}
+
 void PosixFileSystem::fsync_dir(const std::string& path) {
   if (m_no_fsync) return;
   int fd = open(path, O_RDONLY | O_DIRECTORY);

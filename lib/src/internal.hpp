@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -53,9 +54,34 @@ FileLock lock_root(const Context& ctx, const std::string& root);
 
 // One stored file against its manifest entry: presence (never through a
 // symbolic link), type, size and, with Hash::yes, its digest. nullopt when good.
+// Digests computed so far in one run, by inode: a file that several
+// checkpoints share (save --dedup hard-links it) is read once. Safe to use
+// from several threads.
+class InodeDigests {
+ public:
+  std::optional<TransferResult> find(const Stat& st) const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    auto it = m_seen.find({st.dev, st.ino});
+    if (it == m_seen.end() || it->second.first.size != st.size ||
+        it->second.second != st.mtime_ns) {
+      return std::nullopt;
+    }
+    return it->second.first;
+  }
+  void add(const Stat& st, const TransferResult& r) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_seen[{st.dev, st.ino}] = {r, st.mtime_ns};
+  }
+
+ private:
+  mutable std::mutex m_mutex;
+  std::map<std::pair<dev_t, ino_t>, std::pair<TransferResult, std::int64_t>> m_seen;
+};
+
 std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
                                          const FileEntry& f, Hash hash,
-                                         Overlap overlap = Overlap::yes);
+                                         Overlap overlap = Overlap::yes,
+                                         InodeDigests* seen = nullptr);
 
 // Indexes of files (anything with a size), the biggest first, so that the
 // longest work starts first when files are spread over threads.

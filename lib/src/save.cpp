@@ -249,6 +249,12 @@ class Staging {
   bool m_keep_moved = false;
 };
 
+// --dedup: a committed file whose bytes a save stores again.
+struct SharedFile {
+  std::string path;    // in the newest checkpoint
+  std::string sha256;  // recorded there, and the source's
+};
+
 class Stager {
  public:
   Stager(const Context& ctx, const SaveOptions& opts, const std::string& staging,
@@ -274,7 +280,23 @@ class Stager {
  private:
   FileEntry stage_file(const PlannedFile& f, Overlap overlap) {
     std::string dst = join_path(m_staging, f.dest);
+    FileEntry e = stage_content(f, dst, overlap);
+    // A dedup root's files are read-only: one may be shared by several checkpoints.
+    if (m_read_only) m_fs.chmod(dst, 0444);
+    return e;
+  }
+
+  FileEntry stage_content(const PlannedFile& f, const std::string& dst, Overlap overlap) {
     TransferResult r;
+    if (auto it = m_shared.find(f.dest); it != m_shared.end()) {
+      if (auto shared = share(f, dst, it->second)) {
+        if (m_opts.transfer == Transfer::move) copied(f.source);
+        std::lock_guard<std::mutex> lock(m_mutex);
+        ++m_shared_files;
+        m_shared_bytes += shared->size;
+        return *shared;
+      }
+    }
     if (m_opts.transfer == Transfer::move && m_moves.count(f.dest)) {
       r = move_in(f, dst, overlap);
     } else if (m_opts.transfer == Transfer::link) {
@@ -302,6 +324,33 @@ class Stager {
     e.size = r.size;
     e.sha256 = r.sha256;
     return e;
+  }
+
+  // --dedup: the source matched the newest checkpoint's file (same stored
+  // path, size and SHA-256, hashed before staging), so that file's bytes are
+  // stored: cloned where the file system can (a new inode sharing the
+  // blocks), else hard-linked. nullopt when the committed file is no longer
+  // what it was (then the source is copied as usual).
+  std::optional<FileEntry> share(const PlannedFile& f, const std::string& dst,
+                                 const SharedFile& committed) {
+    FdGuard in(m_fs, m_fs.open(committed.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+    Stat st = m_fs.fstat(in.get());
+    if (st.type != FileType::file || st.size != f.size) return std::nullopt;
+    FdGuard out(m_fs, m_fs.open(dst, O_WRONLY | O_CREAT | O_EXCL, 0444));
+    if (m_fs.clone(in.get(), out.get())) {
+      m_fs.fsync(out.get());
+      out.close();
+    } else {
+      out.close();
+      m_fs.unlink(dst);
+      try {
+        m_fs.link(committed.path, dst);
+      } catch (const Error& e) {
+        if (!link_refused(e)) throw;
+        return std::nullopt;  // too many links, say: a copy of its own
+      }
+    }
+    return FileEntry{f.dest, f.size, committed.sha256};
   }
 
   // --move: the source itself is renamed into staging, so no path the user
@@ -356,6 +405,15 @@ class Stager {
   }
   // --move: the sources that were copied, to remove once committed.
   const std::vector<std::string>& copied_sources() const { return m_copied; }
+
+  // --dedup: the files to share with the newest checkpoint (by stored path),
+  // and whether the staged files are made read-only.
+  void set_dedup(std::map<std::string, SharedFile> shared, bool read_only) {
+    m_shared = std::move(shared);
+    m_read_only = read_only;
+  }
+  std::size_t shared_files() const { return m_shared_files; }
+  std::uint64_t shared_bytes() const { return m_shared_bytes; }
 
   // Creates the directories dest needs in staging (before any stage()).
   void make_parent(const std::string& dest) {
@@ -475,6 +533,10 @@ class Stager {
   std::map<std::string, MovedFile> m_moves;
   std::vector<std::string> m_copied;
   std::vector<std::string> m_unsynced;  // staged files whose fsync sync_small() issues
+  std::map<std::string, SharedFile> m_shared;
+  bool m_read_only = false;
+  std::size_t m_shared_files = 0;
+  std::uint64_t m_shared_bytes = 0;
   std::mutex m_mutex;  // m_done, m_warned_link, m_copied and the callbacks: stage() runs on several threads
 };
 
@@ -606,6 +668,7 @@ Policy merged_policy(const std::optional<Policy>& current, const Policy& given) 
   if (given.keep_every) p.keep_every = given.keep_every;
   if (given.keep_within) p.keep_within = given.keep_within;
   if (given.checksum) p.checksum = given.checksum;
+  if (given.dedup) p.dedup = given.dedup;
   return p;
 }
 
@@ -661,6 +724,64 @@ std::vector<MovedFile> plan_moves(FileSystem& fs, const Plan& plan, const std::s
                               static_cast<std::uint64_t>(st->ino)});
   }
   return moves;
+}
+
+// --dedup: the planned files that the newest committed checkpoint holds
+// with the same stored path, size and SHA-256, each source hashed in place
+// on every core (only those of the right size are read). newest_name is set
+// to that checkpoint's name. Nothing is shared when the root has no
+// readable checkpoint yet.
+std::map<std::string, SharedFile> find_shared(const Context& ctx, const Plan& plan,
+                                              const std::string& root, std::string& newest_name) {
+  std::map<std::string, SharedFile> out;
+  FileSystem& fs = ctx.file_system();
+  Context quiet = ctx;
+  quiet.warn = nullptr;
+  std::string dir;
+  CheckpointMeta newest;
+  try {
+    dir = detail::resolve_ref_dir(quiet, root, "latest");
+    newest = detail::read_meta(quiet, dir);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+    return out;
+  }
+  std::map<std::string, const FileEntry*> by_path;
+  for (const auto& f : newest.files) by_path[f.path] = &f;
+  std::vector<const PlannedFile*> candidates;
+  for (const auto& f : plan.files) {
+    auto it = by_path.find(f.dest);
+    if (it != by_path.end() && it->second->size == f.size && it->second->sha256) {
+      candidates.push_back(&f);
+    }
+  }
+  std::vector<std::optional<std::string>> digests(candidates.size());
+  std::vector<PlannedFile> sized;
+  for (const auto* c : candidates) sized.push_back(*c);
+  auto order = detail::biggest_first(sized);
+  unsigned workers = worker_count(ctx.threads);
+  for_each_parallel(order.size(), workers, [&](std::size_t k) {
+    const PlannedFile& f = *candidates[order[k]];
+    FdGuard in(fs, fs.open(f.source, O_RDONLY | O_NONBLOCK));
+    Stat before = fs.fstat(in.get());
+    if (before.type != FileType::file) return;  // staging says why
+    TransferResult r = hash_fd(fs, in.get(), Hash::yes, {}, overlap_for(k, order.size(), workers));
+    Stat after = fs.fstat(in.get());
+    // Written while hashed: not known to be the same; copied (and checked) as usual.
+    if (r.size != f.size || after.size != before.size || after.mtime_ns != before.mtime_ns ||
+        after.ctime_ns != before.ctime_ns) {
+      return;
+    }
+    digests[order[k]] = r.sha256;
+  });
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const FileEntry* committed = by_path.at(candidates[i]->dest);
+    if (digests[i] && *digests[i] == *committed->sha256) {
+      out.emplace(candidates[i]->dest, SharedFile{join_path(dir, committed->path), *digests[i]});
+    }
+  }
+  newest_name = base_name(dir);
+  return out;
 }
 
 // What differs between a committed checkpoint's files and the files of a
@@ -872,15 +993,25 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
     meta.weights = weights;
     meta.tool = tool_version();
 
+    // --dedup (given, or recorded in policy.json): what the newest checkpoint already holds.
+    bool dedup = merged_policy(policy, opts.policy).dedup.value_or(false) &&
+                 opts.transfer != Transfer::link;
+    std::string shared_with;
+    std::map<std::string, SharedFile> shared;
+    if (dedup && hash == Hash::yes) shared = find_shared(ctx, plan, root, shared_with);
+
     Staging staging(ctx, root, name);
     std::uint64_t total = 0;
     for (const auto& f : plan.files) total += f.size;
     Stager stager(ctx, opts, staging.dir(), total, hash);
     if (opts.transfer == Transfer::move) {
       auto moves = plan_moves(fs, plan, staging.dir());
+      // A source shared with the newest checkpoint stays where it is, and goes after the commit.
+      std::erase_if(moves, [&](const MovedFile& m) { return shared.count(m.dest) > 0; });
       staging.write_journal(moves);
       stager.set_moves(moves);
     }
+    stager.set_dedup(std::move(shared), dedup);
     // The directories first, in order; then the files, the biggest first, on every core.
     for (const auto& f : plan.files) stager.make_parent(f.dest);
     meta.files.resize(plan.files.size());
@@ -958,6 +1089,9 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
       report.commit_seq = meta.commit_seq;
       report.files = meta.files.size();
       report.total_size = meta.total_size;
+      report.shared_files = stager.shared_files();
+      report.shared_bytes = stager.shared_bytes();
+      if (report.shared_files > 0) report.shared_with = shared_with;
 
       try {
         fs.fsync_dir(root);

@@ -41,7 +41,8 @@ void walk(FileSystem& fs, const std::string& dir, const std::string& prefix,
 namespace detail {
 
 std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
-                                         const FileEntry& f, Hash hash, Overlap overlap) {
+                                         const FileEntry& f, Hash hash, Overlap overlap,
+                                         InodeDigests* seen) {
   FileSystem& fs = ctx.file_system();
   auto problem = [&](const char* kind, std::string detail) {
     return Problem{f.path, kind, std::move(detail), Severity::failure};
@@ -64,13 +65,19 @@ std::optional<Problem> check_stored_file(const Context& ctx, const std::string& 
   }
   if (hash == Hash::no || !f.sha256) return std::nullopt;
   TransferResult r;
-  try {
-    ProgressFn progress;
-    if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
-    r = hash_file(fs, join_path(dir, f.path), Hash::yes, progress, overlap);
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::io) throw;
-    return problem("unreadable", e.message());
+  bool shared = seen && st->nlink > 1;
+  if (auto known = shared ? seen->find(*st) : std::nullopt) {
+    r = *known;  // read already, as another checkpoint's file
+  } else {
+    try {
+      ProgressFn progress;
+      if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
+      r = hash_file(fs, join_path(dir, f.path), Hash::yes, progress, overlap);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::io) throw;
+      return problem("unreadable", e.message());
+    }
+    if (shared) seen->add(*st, r);
   }
   if (r.size != f.size) {
     return problem("size_mismatch", fmt::format("read {} bytes, {} recorded", r.size, f.size));
@@ -87,7 +94,8 @@ std::optional<Problem> check_stored_file(const Context& ctx, const std::string& 
 namespace {
 
 CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, bool quick,
-                                 std::optional<CheckpointMeta>* meta_out) {
+                                 std::optional<CheckpointMeta>* meta_out,
+                                 detail::InodeDigests* seen = nullptr) {
   FileSystem& fs = ctx.file_system();
   CheckpointCheck c;
   c.name = base_name(dir);
@@ -111,7 +119,7 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
   for_each_parallel(order.size(), workers, [&](std::size_t k) {
     found[order[k]] = detail::check_stored_file(serial.context(), dir, meta.files[order[k]],
                                                 quick ? Hash::no : Hash::yes,
-                                                overlap_for(k, order.size(), workers));
+                                                overlap_for(k, order.size(), workers), seen);
   });
   for (std::size_t i = 0; i < meta.files.size(); ++i) {
     listed.insert(meta.files[i].path);
@@ -195,11 +203,12 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     }
 
     std::vector<Checkpoint> complete;
+    detail::InodeDigests seen;  // a file shared by checkpoints (save --dedup) is read once
     for (const auto& dir : dirs) {
       std::optional<CheckpointMeta> meta;
       CheckpointCheck c;
       try {
-        c = check_checkpoint(ctx, dir, opts.quick, &meta);
+        c = check_checkpoint(ctx, dir, opts.quick, &meta, &seen);
       } catch (const Error& e) {
         if (e.sys_errno() != ENOENT || ctx.file_system().lstat(dir)) throw;
         continue;  // pruned while we looked: no longer a checkpoint, nothing to report

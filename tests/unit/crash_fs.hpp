@@ -114,6 +114,7 @@ class CrashModelFileSystem : public ckpt::FileSystem {
     m_base.link(from, to);
     after("link");
   }
+  void chmod(const std::string& path, mode_t mode) override { m_base.chmod(path, mode); }
   void fsync_dir(const std::string& path) override {
     std::lock_guard<std::recursive_mutex> lock(m_mutex);
     m_base.fsync_dir(path);

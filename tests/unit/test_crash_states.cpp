@@ -160,6 +160,26 @@ TEST_CASE("crash states: save by copy, sha256") { save_case(ckpt::Transfer::copy
 TEST_CASE("crash states: save by copy, no checksum") { save_case(ckpt::Transfer::copy, "none", false); }
 TEST_CASE("crash states: save by hard link") { save_case(ckpt::Transfer::link, "sha256", false); }
 TEST_CASE("crash states: save by move") { save_case(ckpt::Transfer::move, "sha256", false); }
+TEST_CASE("crash states: save --dedup sharing files with the newest checkpoint") {
+  CKPT_TEMP_DIR(tmp);
+  auto before = seed(tmp.path(), 2);
+  auto opts = step_options(tmp.path(), 3, 0.01);
+  // The optimizer shard and the rng file are step 2's again: shared (hard links here).
+  write_text(tmp.path() + "/src/optim/shard-0.pt", std::string(3000 + 2, 'o'));
+  write_text(tmp.path() + "/src/optim/deep/rng.bin", "rng 2");
+  opts.policy.dedup = true;
+  std::size_t shared = 0;
+  auto ex = explore(tmp.path(), before, [&](ckpt::Context& ctx) {
+    auto r = ckpt::save(ctx, opts);
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    shared = r->shared_files;
+  });
+  CHECK(shared == 2);
+  MESSAGE("save --dedup: " << ex.states << " crash states checked");
+  CHECK_MESSAGE(ex.violations == 0, ex.first);
+  CHECK(ex.states > 20);
+}
+
 TEST_CASE("crash states: save --force replacing the best step") {
   save_case(ckpt::Transfer::copy, "sha256", true);
 }

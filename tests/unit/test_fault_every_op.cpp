@@ -209,6 +209,26 @@ TEST_CASE("every op fails once: save --copy --checksum none") {
 TEST_CASE("every op fails once: save --move") { every_op(save_command("save --move", ckpt::Transfer::move, "sha256")); }
 TEST_CASE("every op fails once: save --link") { every_op(save_command("save --link", ckpt::Transfer::link, "sha256")); }
 
+// --dedup: the optimizer shard is step 3's again (shared: a hard link here,
+// made read-only), the model is new (copied or moved).
+Command dedup_command(const std::string& name, ckpt::Transfer transfer) {
+  Command c;
+  c.name = name;
+  c.run = [transfer](const ckpt::Context& ctx, const std::string& dir) {
+    auto o = save_opts(dir, 4, 0.01);
+    write_text(dir + "/src/optim/shard-0.pt", std::string(5000, static_cast<char>('a' + 3)));
+    o.transfer = transfer;
+    o.policy.dedup = true;
+    return outcome(ckpt::save(ctx, o));
+  };
+  return c;
+}
+
+TEST_CASE("every op fails once: save --dedup") { every_op(dedup_command("save --dedup", ckpt::Transfer::copy)); }
+TEST_CASE("every op fails once: save --dedup --move") {
+  every_op(dedup_command("save --dedup --move", ckpt::Transfer::move));
+}
+
 TEST_CASE("every op fails once: save --force with retention") {
   Command c;
   c.name = "save --force --keep-last 2";

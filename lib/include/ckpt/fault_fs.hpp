@@ -67,6 +67,7 @@ class FaultInjectingFileSystem : public FileSystem {
   void unlink(const std::string& path) override;
   void rmdir(const std::string& path) override;
   void link(const std::string& from, const std::string& to) override;
+  void chmod(const std::string& path, mode_t mode) override;
   void fsync_dir(const std::string& path) override;
   std::optional<Stat> lstat(const std::string& path) override;
   std::optional<Stat> stat(const std::string& path) override;

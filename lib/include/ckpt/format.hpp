@@ -93,6 +93,9 @@ struct Policy {
   std::optional<std::uint64_t> keep_every;
   std::optional<std::string> keep_within;
   std::optional<std::string> checksum;
+  // save --dedup: a file the newest checkpoint holds at the same stored
+  // path with the same size and SHA-256 is shared with it, not written again.
+  std::optional<bool> dedup;
 
   bool has_retention_rule() const {
     return keep_last || keep_best || keep_every || keep_within;

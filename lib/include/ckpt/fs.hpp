@@ -53,6 +53,9 @@ class FileSystem {
   virtual void unlink(const std::string& path) = 0;
   virtual void rmdir(const std::string& path) = 0;
   virtual void link(const std::string& from, const std::string& to) = 0;
+  // Sets path's permission bits (never through a symbolic link: a caller
+  // names a file it created).
+  virtual void chmod(const std::string& path, mode_t mode) = 0;
   virtual void fsync_dir(const std::string& path) = 0;
 
   // nullopt when the path does not exist (ENOENT, ENOTDIR, ENAMETOOLONG).
@@ -93,6 +96,7 @@ class PosixFileSystem : public FileSystem {
   void unlink(const std::string& path) override;
   void rmdir(const std::string& path) override;
   void link(const std::string& from, const std::string& to) override;
+  void chmod(const std::string& path, mode_t mode) override;
   void fsync_dir(const std::string& path) override;
   std::optional<Stat> lstat(const std::string& path) override;
   std::optional<Stat> stat(const std::string& path) override;

@@ -104,6 +104,11 @@ struct SaveReport {
   // The step was already committed with the same files: nothing new was
   // committed (the markers, policy and retention were brought up to date).
   bool existing = false;
+  // --dedup: files stored by sharing the newest checkpoint's (clone or hard
+  // link) instead of writing them again, their bytes, and that checkpoint.
+  std::size_t shared_files = 0;
+  std::uint64_t shared_bytes = 0;
+  std::optional<std::string> shared_with;
 };
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts);
 

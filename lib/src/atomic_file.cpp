@@ -42,11 +42,16 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(std::string_view data) { m_fs.write(m_fd, data.data(), data.size()); }
 
-void AtomicFile::commit() {
+void AtomicFile::finish() {
+  if (m_fd < 0) return;
   m_fs.fsync(m_fd);
   int fd = m_fd;
   m_fd = -1;
   m_fs.close(fd);
+}
+
+void AtomicFile::commit() {
+  finish();
   m_fs.rename(m_tmp, m_path);
   m_committed = true;
   m_fs.fsync_dir(parent_path(m_path));

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -124,6 +125,42 @@ void materialise(const Context& ctx, const std::string& from, const std::string&
   out.commit();
 }
 
+// Copies a stored file to `to`, under a temporary name, hashing it in the
+// same read (full) and checking it against the manifest; the caller commits.
+std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, const Checkpoint& c,
+                                         const FileEntry& f, const std::string& to, bool full,
+                                         Overlap overlap) {
+  FileSystem& fs = ctx.file_system();
+  if (auto existing = fs.lstat(to); existing && existing->type == FileType::dir) {
+    throw Error(ErrorKind::usage, fmt::format("{} is a directory; refusing to replace it", to));
+  }
+  std::string from = join_path(c.path, f.path);
+  auto out = std::make_unique<AtomicFile>(fs, to);
+  FdGuard in(fs, fs.open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  Hash hash = full && f.sha256 ? Hash::yes : Hash::no;
+  ProgressFn progress;
+  if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
+  TransferResult r;
+  if (fs.clone(in.get(), out->fd())) {
+    r = hash == Hash::yes ? hash_fd(fs, in.get(), hash, progress, overlap)
+                          : TransferResult{fs.fstat(in.get()).size, std::nullopt};
+  } else {
+    r = copy_and_hash(fs, in.get(), out->fd(), hash, progress, overlap);
+  }
+  auto bad = [&](const char* kind, const std::string& detail) {
+    return Error(ErrorKind::integrity,
+                 fmt::format("{}/{}: {} ({})", c.name, f.path, kind, detail));
+  };
+  if (r.size != f.size) {
+    throw bad("size_mismatch", fmt::format("read {} bytes, {} recorded", r.size, f.size));
+  }
+  if (r.sha256 && r.sha256 != f.sha256) {
+    throw bad("digest_mismatch", fmt::format("sha256 {} but {} recorded", *r.sha256, *f.sha256));
+  }
+  out->finish();
+  return out;
+}
+
 }  // namespace
 
 Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
@@ -131,15 +168,16 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     std::string root = open_root(ctx, opts.root);
     Checkpoint c = resolve_ref(ctx, root, opts.ref).value();
     auto files = select_files(c.meta, opts);
-    {
-      detail::SerialCallbacks serial(ctx);
-      auto order = detail::biggest_first(files_by_size(files));
-      unsigned workers = worker_count(ctx.threads);
-      for_each_parallel(order.size(), workers, [&](std::size_t k) {
-        check_file(serial.context(), c.path, *files[order[k]], opts.verify,
-                   overlap_for(k, order.size(), workers));
-      });
-    }
+    // Copied out (--to without --link), each file is hashed as it is copied,
+    // in one read; otherwise it is hashed here.
+    bool copy_out = opts.to && !opts.link;
+    detail::SerialCallbacks serial(ctx);
+    auto order = detail::biggest_first(files_by_size(files));
+    unsigned workers = worker_count(ctx.threads);
+    for_each_parallel(order.size(), workers, [&](std::size_t k) {
+      check_file(serial.context(), c.path, *files[order[k]], opts.verify && !copy_out,
+                 overlap_for(k, order.size(), workers));
+    });
 
     LoadReport report;
     report.name = c.name;
@@ -166,11 +204,22 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
       make_parents_inside(fs, to, f->path);
       report.files.emplace_back(f->path, join_path(to, f->path));
     }
-    auto order = detail::biggest_first(files_by_size(files));
-    for_each_parallel(order.size(), worker_count(ctx.threads), [&](std::size_t k) {
-      const FileEntry* f = files[order[k]];
-      materialise(ctx, join_path(c.path, f->path), join_path(to, f->path), opts.link);
+    if (opts.link) {
+      for_each_parallel(order.size(), workers, [&](std::size_t k) {
+        const FileEntry* f = files[order[k]];
+        materialise(ctx, join_path(c.path, f->path), join_path(to, f->path), true);
+      });
+      return report;
+    }
+    // Every file is written aside and checked first; then all are renamed
+    // into place, so a damaged checkpoint puts nothing at --to.
+    std::vector<std::unique_ptr<AtomicFile>> ready(files.size());
+    for_each_parallel(order.size(), workers, [&](std::size_t k) {
+      const FileEntry& f = *files[order[k]];
+      ready[order[k]] = copy_checked(serial.context(), c, f, join_path(to, f.path), opts.verify,
+                                     overlap_for(k, order.size(), workers));
     });
+    for (auto& r : ready) r->commit();
     return report;
   });
 }

@@ -63,11 +63,17 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
     if (auto st = fs.lstat(dir); !st || st->type != FileType::dir) continue;
     auto names = fs.list_dir(dir);
     std::sort(names.begin(), names.end());
-    for (const auto& n : names) {
-      bool temp = false;
+    static const std::vector<std::string> prefixes = [] {
+      std::vector<std::string> p;
       for (const char* base : {k_last_file, k_best_file, k_policy_file, "commit_seq", "manifests"}) {
-        if (n.rfind(fmt::format(".{}.tmp.", base), 0) == 0) temp = true;
+        p.push_back(fmt::format(".{}.tmp.", base));
       }
+      return p;
+    }();
+    for (const auto& n : names) {
+      if (n.empty() || n[0] != '.') continue;  // a root of 10,000 checkpoints: skip them fast
+      bool temp = std::any_of(prefixes.begin(), prefixes.end(),
+                              [&](const std::string& p) { return n.rfind(p, 0) == 0; });
       if (!temp) continue;
       auto st = fs.lstat(join_path(dir, n));
       if (!st || st->type != FileType::file) continue;

@@ -20,6 +20,9 @@ class AtomicFile {
   void write(std::string_view data);
   // The temporary file's descriptor, for writers that fill it themselves.
   int fd() const { return m_fd; }
+  // fsync and close the temporary file; commit() then only renames. For a
+  // writer that prepares many files and commits them all or none.
+  void finish();
   // fsync the file, rename it into place, fsync the directory.
   void commit();
 

@@ -64,23 +64,6 @@ struct Root {
   std::string src;
 };
 
-class OpenCounter : public ckpt::FaultInjectingFileSystem {
- public:
-  OpenCounter(ckpt::FileSystem& base, std::string suffix)
-      : FaultInjectingFileSystem(base), m_suffix(std::move(suffix)) {}
-  int open(const std::string& path, int flags, mode_t mode = 0644) override {
-    if (path.size() >= m_suffix.size() &&
-        path.compare(path.size() - m_suffix.size(), m_suffix.size(), m_suffix) == 0) {
-      ++opens;
-    }
-    return FaultInjectingFileSystem::open(path, flags, mode);
-  }
-  std::atomic<int> opens{0};
-
- private:
-  std::string m_suffix;
-};
-
 }  // namespace
 
 TEST_CASE("dedup: unchanged files are shared with the newest checkpoint, changed ones written") {
@@ -176,7 +159,7 @@ TEST_CASE("dedup: verify reads a shared file once, and reports its damage in eve
   r.save(3);
   REQUIRE(r.stat_of(3, "base.bin").st_nlink == 3);
   {
-    OpenCounter counter(r.fs, "/base.bin");
+    ckpt_test::OpenCounter counter(r.fs, "/base.bin");
     CHECK(r.verify(&counter).ok);
     CHECK(counter.opens.load() == 1);
   }

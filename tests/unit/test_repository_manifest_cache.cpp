@@ -58,19 +58,8 @@ struct Root {
   std::string src;
 };
 
-// Counts the opens of _checkpoint.json files.
-class OpenCounter : public ckpt::FaultInjectingFileSystem {
- public:
-  using FaultInjectingFileSystem::FaultInjectingFileSystem;
-  int open(const std::string& path, int flags, mode_t mode = 0644) override {
-    if (path.size() >= 16 && path.compare(path.size() - 16, 16, "_checkpoint.json") == 0) ++opens;
-    return FaultInjectingFileSystem::open(path, flags, mode);
-  }
-  std::atomic<int> opens{0};
-};
-
 int opens_of_listing(Root& r, ckpt::Listing* out = nullptr) {
-  OpenCounter counter(r.fs);
+  ckpt_test::OpenCounter counter(r.fs, "/_checkpoint.json");
   auto l = r.list(&counter);
   if (out) *out = l;
   return counter.opens.load();

@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
+
+#include "ckpt/fault_fs.hpp"
 
 namespace ckpt_test {
 
@@ -39,6 +42,25 @@ bool exists(const std::string& path);
 bool is_dir(const std::string& path);
 // Entry names of a directory (without "." and ".."), sorted.
 std::vector<std::string> list_dir(const std::string& path);
+
+// A file system that counts the opens of paths ending in suffix (through a
+// FaultInjectingFileSystem, so it can record and fail operations as well).
+class OpenCounter : public ckpt::FaultInjectingFileSystem {
+ public:
+  OpenCounter(ckpt::FileSystem& base, std::string suffix)
+      : FaultInjectingFileSystem(base), m_suffix(std::move(suffix)) {}
+  int open(const std::string& path, int flags, mode_t mode = 0644) override {
+    if (path.size() >= m_suffix.size() &&
+        path.compare(path.size() - m_suffix.size(), m_suffix.size(), m_suffix) == 0) {
+      ++opens;
+    }
+    return FaultInjectingFileSystem::open(path, flags, mode);
+  }
+  std::atomic<int> opens{0};
+
+ private:
+  std::string m_suffix;
+};
 
 }  // namespace ckpt_test
 

@@ -49,6 +49,11 @@ std::optional<std::string> find_step_dir(const Context& ctx, const std::string& 
 // symbolic link or not a directory: ckpt never writes or deletes through one.
 void check_private_dirs(const Context& ctx, const std::string& root);
 
+// list_checkpoints without the Result. write_cache: .ckpt/manifests is
+// rewritten when out of date; only prune (not its dry run) asks, so that a
+// command that reads the root never changes it.
+Listing list_root(const Context& ctx, const std::string& root, bool write_cache);
+
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
 

@@ -138,7 +138,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   FileSystem& fs = ctx.file_system();
   PruneReport report;
   report.dry_run = dry_run;
-  Listing listing = list_checkpoints(ctx, root).value();
+  Listing listing = list_root(ctx, root, !dry_run);
   for (const auto& [name, why] : listing.invalid) {
     ctx.warning(fmt::format("{} is not a valid checkpoint ({}); prune leaves it alone", name, why));
   }

@@ -256,7 +256,14 @@ std::string format_number(double v) { return fmt::format("{}", v); }
 }  // namespace detail
 
 Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg) {
-  return capture([&]() -> Listing {
+  // A reading command changes nothing, not even the cache.
+  return capture([&]() -> Listing { return detail::list_root(ctx, root_arg, false); });
+}
+
+namespace detail {
+
+Listing list_root(const Context& ctx, const std::string& root_arg, bool write_cache) {
+  {
     FileSystem& fs = ctx.file_system();
     Listing l;
     l.root = open_root(ctx, root_arg);
@@ -313,7 +320,7 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
         l.invalid.emplace_back(name, std::move(*entries[i].invalid));
       }
     }
-    cache.store(ctx, l.root, l.checkpoints);
+    if (write_cache) cache.store(ctx, l.root, l.checkpoints);
     try {
       if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
     } catch (const Error& e) {
@@ -340,8 +347,10 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
       if (l.best && l.best->path == c.name) c.markers.push_back("best");
     }
     return l;
-  });
+  }
 }
+
+}  // namespace detail
 
 namespace {
 

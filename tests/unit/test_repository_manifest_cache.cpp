@@ -13,6 +13,7 @@
 #include "ckpt/fault_fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
+#include "internal.hpp"
 #include "manifest_cache.hpp"
 #include "test_support.hpp"
 
@@ -40,12 +41,11 @@ struct Root {
     REQUIRE_MESSAGE(r.ok(), (r.ok() ? std::string() : r.error().message()));
   }
 
+  // A listing that writes the cache, as prune's does.
   ckpt::Listing list(ckpt::FileSystem* through = nullptr) {
     ckpt::Context c = ctx;
     if (through) c.fs = through;
-    auto l = ckpt::list_checkpoints(c, root);
-    REQUIRE_MESSAGE(l.ok(), (l.ok() ? std::string() : l.error().message()));
-    return l.value();
+    return ckpt::detail::list_root(c, root, true);
   }
 
   std::string manifest(std::uint64_t step) {
@@ -73,6 +73,25 @@ double loss_of(const ckpt::Listing& l, std::uint64_t step) {
 }
 
 }  // namespace
+
+TEST_CASE("manifest cache: a reading command's listing never writes it") {
+  CKPT_TEMP_DIR(tmp);
+  Root r(tmp);
+  r.save(1, 1.0);
+  r.save(2, 2.0);
+  auto l = ckpt::list_checkpoints(r.ctx, r.root);
+  REQUIRE(l.ok());
+  CHECK(l.value().checkpoints.size() == 2);
+  CHECK_FALSE(exists(r.root + "/.ckpt/manifests"));
+  // ... but reads one that prune wrote.
+  r.list();
+  REQUIRE(exists(r.root + "/.ckpt/manifests"));
+  ckpt_test::OpenCounter counter(r.fs, "/_checkpoint.json");
+  ckpt::Context c = r.ctx;
+  c.fs = &counter;
+  REQUIRE(ckpt::list_checkpoints(c, r.root).ok());
+  CHECK(counter.opens.load() == 0);
+}
 
 TEST_CASE("manifest cache: a second listing reads no manifest, and gives the same checkpoints") {
   CKPT_TEMP_DIR(tmp);
@@ -202,7 +221,7 @@ TEST_CASE("manifest cache: a pruned checkpoint's entry goes, and a failing cache
     fault.fail_at(n);
     ckpt::Context c = r.ctx;
     c.fs = &fault;
-    auto l = ckpt::list_checkpoints(c, r.root);
+    auto l = ckpt::capture([&] { return ckpt::detail::list_root(c, r.root, true); });
     INFO("operation " << n << ": " << fault.fired_op() << " " << fault.fired_target());
     if (fault.fired_target().find("manifests") != std::string::npos) {
       CHECK(l.ok());

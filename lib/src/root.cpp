@@ -263,91 +263,89 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg
 namespace detail {
 
 Listing list_root(const Context& ctx, const std::string& root_arg, bool write_cache) {
-  {
-    FileSystem& fs = ctx.file_system();
-    Listing l;
-    l.root = open_root(ctx, root_arg);
-    std::vector<std::pair<std::uint64_t, std::string>> dirs;
-    for (const auto& [n, type] : fs.list_dir_types(l.root)) {
-      if (type != FileType::dir) continue;
-      if (auto step = parse_step_dir_name(n)) dirs.emplace_back(*step, n);
-    }
-    std::sort(dirs.begin(), dirs.end());
-    // Each manifest read once, straight away, in batches over the cores:
-    // 10,000 checkpoints are 10,000 small files to parse.
-    struct Entry {
-      std::optional<CheckpointMeta> meta;
-      std::optional<std::string> invalid;  // why it is no checkpoint
-    };
-    std::vector<Entry> entries(dirs.size());
-    // A manifest whose file is as the cache recorded it is not read again.
-    detail::ManifestCache cache = detail::ManifestCache::load(ctx, l.root);
-    std::mutex cache_mutex;
-    constexpr std::size_t k_batch = 256;
-    std::size_t batches = (dirs.size() + k_batch - 1) / k_batch;
-    for_each_parallel(batches, worker_count(ctx.threads), [&](std::size_t b) {
-      for (std::size_t i = b * k_batch; i < std::min(dirs.size(), (b + 1) * k_batch); ++i) {
-        const std::string& name = dirs[i].second;
-        std::string dir = join_path(l.root, name);
-        std::optional<detail::ManifestKey> key;
-        if (auto st = fs.lstat(join_path(dir, k_meta_file)); st && st->type == FileType::file) {
-          key = detail::manifest_key(*st);
-          std::lock_guard<std::mutex> lock(cache_mutex);
-          if ((entries[i].meta = cache.take(name, *key))) continue;
-        }
-        try {
-          entries[i].meta = detail::read_meta(ctx, dir);
-          if (key) {
-            std::lock_guard<std::mutex> lock(cache_mutex);
-            cache.put(name, *key);
-          }
-        } catch (const Error& e) {
-          if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
-          if (e.kind() == ErrorKind::not_found || e.sys_errno() == ENOENT) {
-            if (!fs.lstat(dir)) continue;  // pruned while we looked
-          }
-          entries[i].invalid = e.message();
-        }
-      }
-    });
-    l.checkpoints.reserve(dirs.size());
-    for (std::size_t i = 0; i < dirs.size(); ++i) {
-      const std::string& name = dirs[i].second;
-      if (entries[i].meta) {
-        l.checkpoints.push_back(
-            Checkpoint{name, join_path(l.root, name), std::move(*entries[i].meta), {}});
-      } else if (entries[i].invalid) {
-        l.invalid.emplace_back(name, std::move(*entries[i].invalid));
-      }
-    }
-    if (write_cache) cache.store(ctx, l.root, l.checkpoints);
-    try {
-      if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-      ctx.warning(e.message());
-    }
-    // What `latest` means: the newest committed, whatever a crash left in `last`.
-    const Checkpoint* n = detail::newest(l.checkpoints);
-    l.last = n ? std::optional<std::string>(n->name) : l.last_marker;
-    try {
-      l.best = detail::read_best(ctx, l.root);
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-      ctx.warning(e.message());
-    }
-    try {
-      l.policy = detail::read_policy(ctx, l.root);
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-      ctx.warning(e.message());
-    }
-    for (auto& c : l.checkpoints) {
-      if (l.last && *l.last == c.name) c.markers.push_back("last");
-      if (l.best && l.best->path == c.name) c.markers.push_back("best");
-    }
-    return l;
+  FileSystem& fs = ctx.file_system();
+  Listing l;
+  l.root = open_root(ctx, root_arg);
+  std::vector<std::pair<std::uint64_t, std::string>> dirs;
+  for (const auto& [n, type] : fs.list_dir_types(l.root)) {
+    if (type != FileType::dir) continue;
+    if (auto step = parse_step_dir_name(n)) dirs.emplace_back(*step, n);
   }
+  std::sort(dirs.begin(), dirs.end());
+  // Each manifest read once, straight away, in batches over the cores:
+  // 10,000 checkpoints are 10,000 small files to parse.
+  struct Entry {
+    std::optional<CheckpointMeta> meta;
+    std::optional<std::string> invalid;  // why it is no checkpoint
+  };
+  std::vector<Entry> entries(dirs.size());
+  // A manifest whose file is as the cache recorded it is not read again.
+  detail::ManifestCache cache = detail::ManifestCache::load(ctx, l.root);
+  std::mutex cache_mutex;
+  constexpr std::size_t k_batch = 256;
+  std::size_t batches = (dirs.size() + k_batch - 1) / k_batch;
+  for_each_parallel(batches, worker_count(ctx.threads), [&](std::size_t b) {
+    for (std::size_t i = b * k_batch; i < std::min(dirs.size(), (b + 1) * k_batch); ++i) {
+      const std::string& name = dirs[i].second;
+      std::string dir = join_path(l.root, name);
+      std::optional<detail::ManifestKey> key;
+      if (auto st = fs.lstat(join_path(dir, k_meta_file)); st && st->type == FileType::file) {
+        key = detail::manifest_key(*st);
+        std::lock_guard<std::mutex> lock(cache_mutex);
+        if ((entries[i].meta = cache.take(name, *key))) continue;
+      }
+      try {
+        entries[i].meta = detail::read_meta(ctx, dir);
+        if (key) {
+          std::lock_guard<std::mutex> lock(cache_mutex);
+          cache.put(name, *key);
+        }
+      } catch (const Error& e) {
+        if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+        if (e.kind() == ErrorKind::not_found || e.sys_errno() == ENOENT) {
+          if (!fs.lstat(dir)) continue;  // pruned while we looked
+        }
+        entries[i].invalid = e.message();
+      }
+    }
+  });
+  l.checkpoints.reserve(dirs.size());
+  for (std::size_t i = 0; i < dirs.size(); ++i) {
+    const std::string& name = dirs[i].second;
+    if (entries[i].meta) {
+      l.checkpoints.push_back(
+          Checkpoint{name, join_path(l.root, name), std::move(*entries[i].meta), {}});
+    } else if (entries[i].invalid) {
+      l.invalid.emplace_back(name, std::move(*entries[i].invalid));
+    }
+  }
+  if (write_cache) cache.store(ctx, l.root, l.checkpoints);
+  try {
+    if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    ctx.warning(e.message());
+  }
+  // What `latest` means: the newest committed, whatever a crash left in `last`.
+  const Checkpoint* n = detail::newest(l.checkpoints);
+  l.last = n ? std::optional<std::string>(n->name) : l.last_marker;
+  try {
+    l.best = detail::read_best(ctx, l.root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    ctx.warning(e.message());
+  }
+  try {
+    l.policy = detail::read_policy(ctx, l.root);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    ctx.warning(e.message());
+  }
+  for (auto& c : l.checkpoints) {
+    if (l.last && *l.last == c.name) c.markers.push_back("last");
+    if (l.best && l.best->path == c.name) c.markers.push_back("best");
+  }
+  return l;
 }
 
 }  // namespace detail

@@ -213,11 +213,14 @@ std::string serialize_checkpoint(const CheckpointMeta& m) {
     e["path"] = f.path;
     e["size"] = f.size;
     if (f.sha256) e["sha256"] = *f.sha256;
+    if (f.shard) e["shard"] = *f.shard;
     files.push_back(std::move(e));
   }
   j["files"] = files;
   j["total_size"] = m.total_size;
   j["tool"] = m.tool;
+  if (m.shards) j["shards"] = *m.shards;
+  if (m.shard_group) j["shard_group"] = *m.shard_group;
   return j.dump(2) + "\n";
 }
 
@@ -283,8 +286,20 @@ CheckpointMeta parse_checkpoint(std::string_view text) {
       bad(F, fmt::format("{:?} has no sha256", f.path));
     }
     if (f.size > UINT64_MAX - total) bad(F, "the file sizes add up to more than 2^64");
+    if (e.contains("shard")) f.shard = get_uint(e, "shard", F, k_max_shards - 1);
     total += f.size;
     m.files.push_back(std::move(f));
+  }
+  if (j.contains("shards")) {
+    m.shards = get_uint(j, "shards", F, k_max_shards);
+    for (const auto& f : m.files) {
+      if (!f.shard || *f.shard >= *m.shards) {
+        bad(F, fmt::format("{:?} names no shard below \"shards\"", f.path));
+      }
+    }
+  }
+  if (auto it = j.find("shard_group"); it != j.end() && it->is_string()) {
+    m.shard_group = it->get<std::string>();
   }
   if (auto it = j.find("weights"); it != j.end()) {
     if (!it->is_array()) bad(F, "\"weights\" must be an array");
@@ -374,9 +389,10 @@ BestMarker parse_best(std::string_view text) {
   return b;
 }
 
-std::string serialize_policy(const Policy& p) {
-  ordered_json j;
-  j["schema_version"] = k_schema_version;
+namespace {
+
+ordered_json policy_json(const Policy& p) {
+  ordered_json j = ordered_json::object();
   if (p.best_key) j["best_key"] = *p.best_key;
   if (p.best_mode) j["best_mode"] = mode_name(*p.best_mode);
   if (p.keep_last) j["keep_last"] = *p.keep_last;
@@ -385,13 +401,11 @@ std::string serialize_policy(const Policy& p) {
   if (p.keep_within) j["keep_within"] = *p.keep_within;
   if (p.checksum) j["checksum"] = *p.checksum;
   if (p.dedup) j["dedup"] = *p.dedup;
-  return j.dump(2) + "\n";
+  if (p.pending_expiry) j["pending_expiry"] = *p.pending_expiry;
+  return j;
 }
 
-Policy parse_policy(std::string_view text) {
-  const char* F = k_policy_file;
-  json j = parse_object(text, F);
-  check_schema(j, F);
+Policy policy_from_json(const json& j, const char* F) {
   Policy p;
   if (j.contains("best_key")) {
     p.best_key = get_string(j, "best_key", F);
@@ -419,7 +433,185 @@ Policy parse_policy(std::string_view text) {
     if (!it->is_boolean()) bad(F, "\"dedup\" must be true or false");
     p.dedup = it->get<bool>();
   }
+  if (j.contains("pending_expiry")) {
+    p.pending_expiry = get_string(j, "pending_expiry", F);
+    if (!parse_duration(*p.pending_expiry)) bad(F, "\"pending_expiry\" is not a duration");
+  }
   return p;
+}
+
+}  // namespace
+
+std::string serialize_policy(const Policy& p) {
+  ordered_json j;
+  j["schema_version"] = k_schema_version;
+  j.update(policy_json(p));
+  return j.dump(2) + "\n";
+}
+
+Policy parse_policy(std::string_view text) {
+  const char* F = k_policy_file;
+  json j = parse_object(text, F);
+  check_schema(j, F);
+  return policy_from_json(j, F);
+}
+
+std::optional<std::string> group_problem(std::string_view group) {
+  if (group.empty()) return "it is empty";
+  if (group.size() > k_max_group_bytes) {
+    return fmt::format("it is longer than {} bytes", k_max_group_bytes);
+  }
+  for (char c : group) {
+    if (c < 0x20 || c > 0x7e) return "it holds a character that is not printable ASCII";
+  }
+  return std::nullopt;
+}
+
+std::string serialize_shard_set(const ShardSet& s) {
+  ordered_json j;
+  j["schema_version"] = k_schema_version;
+  j["step"] = s.step;
+  j["group"] = s.group;
+  j["count"] = s.count;
+  j["force"] = s.force;
+  j["retired"] = s.retired;
+  j["created"] = s.created;
+  return j.dump() + "\n";
+}
+
+ShardSet parse_shard_set(std::string_view text) {
+  const char* F = "shard set";
+  json j = parse_object(text, F);
+  check_schema(j, F);
+  ShardSet s;
+  s.step = get_uint(j, "step", F, k_max_step);
+  s.group = get_string(j, "group", F);
+  if (auto why = group_problem(s.group)) bad(F, fmt::format("group: {}", *why));
+  s.count = get_uint(j, "count", F, k_max_shards);
+  if (s.count < 2) bad(F, "\"count\" must be at least 2");
+  if (auto it = j.find("force"); it != j.end()) {
+    if (!it->is_boolean()) bad(F, "\"force\" must be true or false");
+    s.force = it->get<bool>();
+  }
+  if (auto it = j.find("retired"); it != j.end()) {
+    if (!it->is_array()) bad(F, "\"retired\" must be an array");
+    for (const auto& g : *it) {
+      if (!g.is_string()) bad(F, "\"retired\" entries must be strings");
+      s.retired.push_back(g.get<std::string>());
+    }
+  }
+  if (auto it = j.find("created"); it != j.end() && it->is_string()) {
+    s.created = it->get<std::string>();
+  }
+  return s;
+}
+
+std::string serialize_shard_record(const ShardRecord& r) {
+  ordered_json j;
+  j["schema_version"] = k_schema_version;
+  j["step"] = r.step;
+  j["group"] = r.group;
+  j["shard"] = r.index;
+  j["count"] = r.count;
+  j["dir"] = r.dir;
+  j["checksum"] = r.checksum;
+  ordered_json files = ordered_json::array();
+  for (const auto& f : r.files) {
+    ordered_json e;
+    e["path"] = f.path;
+    e["size"] = f.size;
+    if (f.sha256) e["sha256"] = *f.sha256;
+    files.push_back(std::move(e));
+  }
+  j["files"] = std::move(files);
+  ordered_json metrics = ordered_json::object();
+  for (const auto& [k, v] : r.metrics) {
+    metrics[k] = v && std::isfinite(*v) ? ordered_json(*v) : ordered_json(nullptr);
+  }
+  j["metrics"] = std::move(metrics);
+  j["meta"] = r.meta;
+  j["weights"] = r.weights;
+  j["policy"] = policy_json(r.policy);
+  j["updated"] = r.updated;
+  return j.dump() + "\n";
+}
+
+ShardRecord parse_shard_record(std::string_view text) {
+  const char* F = "shard record";
+  json j = parse_object(text, F);
+  check_schema(j, F);
+  ShardRecord r;
+  r.step = get_uint(j, "step", F, k_max_step);
+  r.group = get_string(j, "group", F);
+  if (auto why = group_problem(r.group)) bad(F, fmt::format("group: {}", *why));
+  r.count = get_uint(j, "count", F, k_max_shards);
+  if (r.count < 2) bad(F, "\"count\" must be at least 2");
+  r.index = get_uint(j, "shard", F, r.count - 1);
+  r.dir = get_string(j, "dir", F);
+  if (r.dir.empty() || r.dir.find('/') != std::string::npos || r.dir == "." || r.dir == "..") {
+    bad(F, "\"dir\" must be a plain name");
+  }
+  r.checksum = get_string(j, "checksum", F);
+  if (r.checksum != "sha256" && r.checksum != "none") bad(F, "unknown \"checksum\"");
+  const json& files = field(j, "files", F);
+  if (!files.is_array()) bad(F, "\"files\" must be an array");
+  std::set<std::string> seen;
+  for (const auto& e : files) {
+    if (!e.is_object()) bad(F, "a \"files\" entry is not an object");
+    FileEntry f;
+    f.path = get_string(e, "path", F);
+    if (stored_path_problem(f.path) || f.path == k_meta_file || f.path == k_sums_file) {
+      bad(F, fmt::format("bad stored path {:?}", f.path));
+    }
+    if (!seen.insert(f.path).second) bad(F, fmt::format("{:?} is listed twice", f.path));
+    f.size = get_uint(e, "size", F);
+    if (auto it = e.find("sha256"); it != e.end()) {
+      if (!it->is_string() || !is_sha256_hex(it->get<std::string>())) {
+        bad(F, fmt::format("sha256 of {:?} is not 64 lowercase hex digits", f.path));
+      }
+      f.sha256 = it->get<std::string>();
+    } else if (r.checksum == "sha256") {
+      bad(F, fmt::format("{:?} has no sha256", f.path));
+    }
+    f.shard = r.index;
+    r.files.push_back(std::move(f));
+  }
+  if (auto it = j.find("metrics"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"metrics\" must be an object");
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_null()) {
+        r.metrics[k] = std::nullopt;
+      } else if (v.is_number()) {
+        r.metrics[k] = v.get<double>();
+      } else {
+        bad(F, fmt::format("metric {:?} must be a number or null", k));
+      }
+    }
+  }
+  if (auto it = j.find("meta"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"meta\" must be an object");
+    for (const auto& [k, v] : it->items()) {
+      if (!v.is_string()) bad(F, fmt::format("meta {:?} must be a string", k));
+      r.meta[k] = v.get<std::string>();
+    }
+  }
+  if (auto it = j.find("weights"); it != j.end()) {
+    if (!it->is_array()) bad(F, "\"weights\" must be an array");
+    for (const auto& w : *it) {
+      if (!w.is_string() || !seen.count(w.get<std::string>())) {
+        bad(F, "a \"weights\" entry is not a stored file of this shard");
+      }
+      r.weights.push_back(w.get<std::string>());
+    }
+  }
+  if (auto it = j.find("policy"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"policy\" must be an object");
+    r.policy = policy_from_json(*it, F);
+  }
+  if (auto it = j.find("updated"); it != j.end() && it->is_string()) {
+    r.updated = it->get<std::string>();
+  }
+  return r;
 }
 
 std::string serialize_move_journal(const std::vector<MovedFile>& files) {

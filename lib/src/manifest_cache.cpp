@@ -29,7 +29,7 @@ namespace ckpt::detail {
 
 namespace {
 
-constexpr std::string_view k_magic = "ckpt manifest cache 1\n";
+constexpr std::string_view k_magic = "ckpt manifest cache 2\n";
 std::atomic<std::int64_t> g_settle_ns{2'000'000'000};
 constexpr std::uint64_t k_max_cache_bytes = 1ull << 30;
 
@@ -140,9 +140,13 @@ void put_meta(Writer& w, const CheckpointMeta& m) {
     w.u64(f.size);
     w.u64(f.sha256 ? 1 : 0);
     w.str(f.sha256.value_or(""));
+    w.u64(f.shard ? *f.shard + 1 : 0);
   }
   w.u64(m.total_size);
   w.str(m.tool);
+  w.u64(m.shards ? *m.shards + 1 : 0);
+  w.u64(m.shard_group ? 1 : 0);
+  w.str(m.shard_group.value_or(""));
 }
 
 CheckpointMeta get_meta(Reader& r) {
@@ -170,10 +174,15 @@ CheckpointMeta get_meta(Reader& r) {
     bool has = r.u64() != 0;
     std::string sha = r.str();
     if (has) f.sha256 = std::move(sha);
+    if (std::uint64_t shard = r.u64()) f.shard = shard - 1;
     m.files.push_back(std::move(f));
   }
   m.total_size = r.u64();
   m.tool = r.str();
+  if (std::uint64_t shards = r.u64()) m.shards = shards - 1;
+  bool has_group = r.u64() != 0;
+  std::string group = r.str();
+  if (has_group) m.shard_group = std::move(group);
   return m;
 }
 

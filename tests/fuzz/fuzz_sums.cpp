@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& [path, digest] : sums) {
     check(!ckpt::stored_path_problem(path), "bad stored path accepted: \"" + escaped(path) + "\"");
     check(ckpt::is_sha256_hex(digest), "bad digest accepted: \"" + escaped(digest) + "\"");
-    files.push_back(ckpt::FileEntry{path, 0, digest});
+    files.push_back(ckpt::FileEntry{path, 0, digest, std::nullopt});
   }
   const std::string out = ckpt::serialize_sums(files);
   std::map<std::string, std::string> again;

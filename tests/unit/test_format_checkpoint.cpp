@@ -88,9 +88,9 @@ ckpt::CheckpointMeta full_meta() {
   m.meta["note"] = "quotes \" and \\ and unicode \xc3\xa9";
   m.checksum = "sha256";
   m.weights = {"model.safetensors", "optim/shard-0.pt"};
-  m.files = {{"model.safetensors", 4096, k_hex_a},
-             {"optim/shard-0.pt", 100, k_hex_b},
-             {"rng.bin", 0, std::string(64, '0')}};
+  m.files = {{"model.safetensors", 4096, k_hex_a, std::nullopt},
+             {"optim/shard-0.pt", 100, k_hex_b, std::nullopt},
+             {"rng.bin", 0, std::string(64, '0'), std::nullopt}};
   m.total_size = 4196;
   m.tool = "ckpt 0.1.0";
   return m;
@@ -179,7 +179,7 @@ TEST_CASE("format_checkpoint: round trip of checksum none carries no sha256") {
   m.commit_seq = 1;
   m.created = "2026-01-02T03:04:05.678Z";
   m.checksum = "none";
-  m.files = {{"a.bin", 3, std::nullopt}, {"dir/b.bin", 5, std::nullopt}};
+  m.files = {{"a.bin", 3, std::nullopt, std::nullopt}, {"dir/b.bin", 5, std::nullopt, std::nullopt}};
   m.total_size = 8;
   m.tool = "ckpt 0.1.0";
   std::string text = ckpt::serialize_checkpoint(m);

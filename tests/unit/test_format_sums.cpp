@@ -33,7 +33,7 @@ void expect_integrity(const std::string& text) {
 
 TEST_CASE("format_sums: serialize_sums writes sha256sum lines in the order given") {
   std::vector<ckpt::FileEntry> files = {
-      {"a.bin", 5, k_a}, {"model.safetensors", 6, k_b}, {"optim/shard-0.pt", 0, k_c}};
+      {"a.bin", 5, k_a, std::nullopt}, {"model.safetensors", 6, k_b, std::nullopt}, {"optim/shard-0.pt", 0, k_c, std::nullopt}};
   std::string text = ckpt::serialize_sums(files);
   CHECK(text == k_a + "  a.bin\n" + k_b + "  model.safetensors\n" + k_c + "  optim/shard-0.pt\n");
 
@@ -46,7 +46,7 @@ TEST_CASE("format_sums: serialize_sums writes sha256sum lines in the order given
 
 TEST_CASE("format_sums: parse_sums round trip") {
   std::vector<ckpt::FileEntry> files = {
-      {"a.bin", 5, k_a}, {"dir with space/x y.pt", 6, k_b}, {"optim/shard-0.pt", 0, k_c}};
+      {"a.bin", 5, k_a, std::nullopt}, {"dir with space/x y.pt", 6, k_b, std::nullopt}, {"optim/shard-0.pt", 0, k_c, std::nullopt}};
   auto parsed = ckpt::parse_sums(ckpt::serialize_sums(files));
   std::map<std::string, std::string> expected = {
       {"a.bin", k_a}, {"dir with space/x y.pt", k_b}, {"optim/shard-0.pt", k_c}};

@@ -159,7 +159,7 @@ TEST_CASE("manifest cache: a damaged, foreign or unreadable cache is ignored and
       "",                                        // empty (a crash before the data reached the disk)
       good.substr(0, good.size() / 2),           // torn
       std::string(good.size(), '\0'),            // zeros
-      "ckpt manifest cache 2\n" + good.substr(22),  // another version
+      "ckpt manifest cache 9\n" + good.substr(22),  // another version
   };
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0x20;  // one bit in the body: the digest no longer matches

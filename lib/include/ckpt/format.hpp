@@ -46,6 +46,8 @@ struct FileEntry {
   std::string path;
   std::uint64_t size = 0;
   std::optional<std::string> sha256;
+  // Sharded checkpoints (SPEC §10): the shard that wrote the file.
+  std::optional<std::uint64_t> shard;
 };
 
 struct CheckpointMeta {
@@ -61,6 +63,11 @@ struct CheckpointMeta {
   std::vector<FileEntry> files;  // sorted by path
   std::uint64_t total_size = 0;
   std::string tool;
+  // Sharded checkpoints (SPEC §10): how many shards wrote it, and their
+  // attempt group (an extra field: a late shard of another group is told
+  // it was superseded).
+  std::optional<std::uint64_t> shards;
+  std::optional<std::string> shard_group;
 
   std::optional<double> metric(const std::string& key) const;
 };
@@ -96,6 +103,9 @@ struct Policy {
   // save --dedup: a file the newest checkpoint holds at the same stored
   // path with the same size and SHA-256 is shared with it, not written again.
   std::optional<bool> dedup;
+  // Pending sharded steps idle longer than this are removed by prune
+  // (a duration, like keep_within; default 24h).
+  std::optional<std::string> pending_expiry;
 
   bool has_retention_rule() const {
     return keep_last || keep_best || keep_every || keep_within;
@@ -117,6 +127,46 @@ struct MovedFile {
 std::string serialize_move_journal(const std::vector<MovedFile>& files);
 // Throws Error(integrity) when malformed.
 std::vector<MovedFile> parse_move_journal(std::string_view text);
+
+// ---- sharded saves (private files under .ckpt/pending/STEP/) ----------------
+
+// The longest attempt group name, and the most shards a step may have.
+inline constexpr std::size_t k_max_group_bytes = 256;
+inline constexpr std::uint64_t k_max_shards = 1u << 20;
+
+// set.json: the attempt group a pending step's shards belong to.
+struct ShardSet {
+  std::uint64_t step = 0;
+  std::string group;
+  std::uint64_t count = 0;
+  bool force = false;                // a shard asked to replace a committed step
+  std::vector<std::string> retired;  // groups this one superseded, oldest first
+  std::string created;
+};
+std::string serialize_shard_set(const ShardSet& s);
+ShardSet parse_shard_set(std::string_view text);
+
+// shard-IIIII.json: one recorded shard, written atomically once its files
+// are durable in the directory it names.
+struct ShardRecord {
+  std::uint64_t step = 0;
+  std::string group;
+  std::uint64_t index = 0;
+  std::uint64_t count = 0;
+  std::string dir;  // the shard's data directory, beside the record
+  std::string checksum = "sha256";
+  std::vector<FileEntry> files;  // sorted by path
+  std::map<std::string, std::optional<double>> metrics;
+  std::map<std::string, std::string> meta;
+  std::vector<std::string> weights;
+  Policy policy;  // the policy options this shard was given
+  std::string updated;
+};
+std::string serialize_shard_record(const ShardRecord& r);
+ShardRecord parse_shard_record(std::string_view text);
+
+// A group name: 1 to k_max_group_bytes printable ASCII characters.
+std::optional<std::string> group_problem(std::string_view group);
 
 // The first line of a `last` file, without its newline; throws when empty
 // or not text.

@@ -535,6 +535,147 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
   }
 }
 
+bool no_atomic_rename(const Error& e) {
+  return e.sys_errno() == EINVAL || e.sys_errno() == ENOSYS || e.sys_errno() == EOPNOTSUPP;
+}
+
+void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to) {
+  try {
+    fs.rename(from, to, RenameMode::noreplace);
+  } catch (const Error& e) {
+    if (!no_atomic_rename(e)) throw;
+    // The caller holds the root lock and every writer of the root's entries
+    // takes it, so a checked plain rename cannot replace anything.
+    if (fs.lstat(to)) {
+      throw Error(ErrorKind::io, fmt::format("cannot rename {} to {}: it exists", from, to),
+                  EEXIST);
+    }
+    fs.rename(from, to, RenameMode::replace);
+  }
+}
+
+void commit_staged(const Context& ctx, const SaveOptions& opts, const std::string& root,
+                   const std::string& staging_dir, CheckpointMeta& meta,
+                   const std::optional<std::string>& existing, std::optional<Policy> policy,
+                   std::optional<BestMarker> best, const std::function<void()>& on_visible,
+                   const std::function<void()>& before_retention, SaveReport& report) {
+  FileSystem& fs = ctx.file_system();
+  const std::string& name = meta.name;
+  NextSeq seq = next_commit_seq(ctx, root);
+  meta.commit_seq = seq.seq;
+  write_and_sync(fs, join_path(staging_dir, k_meta_file), serialize_checkpoint(meta));
+  fs.fsync_dir(staging_dir);
+  store_commit_seq(ctx, root, meta.commit_seq);
+
+  std::string target = join_path(root, name);
+  bool replaced_best = false;
+  std::optional<std::string> old_width;  // the replaced step under another zero-padding
+  if (existing) {
+    replaced_best = best && best->path == base_name(*existing);
+    std::optional<BestMarker> dropped;
+    if (replaced_best) {
+      // best.json would disagree with the replacement's metrics until it is
+      // rebuilt below; absent is the state a crash may leave instead.
+      fs.unlink(join_path(root, k_best_file));
+      fs.fsync_dir(root);
+      dropped = best;
+      best.reset();
+    }
+    try {
+      if (*existing == target) {
+        // Swap atomically; the old checkpoint lands in staging and goes with it.
+        try {
+          fs.rename(staging_dir, target, RenameMode::exchange);
+        } catch (const Error& e) {
+          if (!no_atomic_rename(e)) throw;
+          // No exchange on this file system (ceph-fuse): the old one goes to
+          // trash first, so for a moment the step is absent, never partial.
+          std::string retired = join_path(detail::trash_dir(root),
+                                          fmt::format("{}.{}", name, unique_suffix()));
+          fs.rename(target, retired, RenameMode::replace);
+          rename_into_place(fs, staging_dir, target);
+          fs.rename(retired, staging_dir, RenameMode::replace);
+        }
+      } else {
+        // Another zero-padding: commit the new one first, then retire the old.
+        rename_into_place(fs, staging_dir, target);
+        old_width = *existing;
+      }
+    } catch (const Error&) {
+      // Nothing was replaced: put the old best.json back.
+      if (dropped) write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*dropped));
+      throw;
+    }
+  } else {
+    rename_into_place(fs, staging_dir, target);
+  }
+  // From here on the checkpoint is visible: a failure must say so.
+  on_visible();
+
+  report.name = name;
+  report.path = target;
+  report.step = opts.step;
+  report.commit_seq = meta.commit_seq;
+  report.files = meta.files.size();
+  report.total_size = meta.total_size;
+
+  try {
+    fs.fsync_dir(root);
+    // `last` moves to the new checkpoint before the old one goes, so it never dangles.
+    write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
+    if (old_width) {
+      std::string retired = join_path(
+          detail::trash_dir(root), fmt::format("{}.{}", base_name(*old_width), unique_suffix()));
+      fs.rename(*old_width, retired, RenameMode::noreplace);
+      fs.fsync_dir(root);
+      remove_tree(fs, retired);
+    }
+
+    detail::BestRule rule = best_rule(opts, policy, best);
+    if (rule.key) {
+      report.best_key = rule.key;
+      report.best_value = meta.metric(*rule.key);
+      bool key_changed = best && (best->key != *rule.key || best->mode != rule.mode);
+      std::optional<BestMarker> next;
+      if (!best || key_changed || replaced_best || seq.markers_stale) {
+        auto listing = list_checkpoints(ctx, root).value();
+        next = detail::compute_best(listing.checkpoints, *rule.key, rule.mode);
+      } else if (report.best_value && improves(rule.mode, *report.best_value, best->value)) {
+        next = BestMarker{*rule.key, rule.mode, *report.best_value, opts.step, name,
+                          now_rfc3339()};
+      }
+      if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
+        write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*next));
+        report.best_updated = next->path == name;
+      }
+    }
+
+    Policy merged = merged_policy(policy, opts.policy);
+    if (policy ? !(merged == *policy) : !(merged == Policy{})) {
+      write_file_atomic(fs, join_path(root, k_policy_file), serialize_policy(merged));
+    }
+    policy = merged;
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("{} is committed, but updating the markers failed: {}; "
+                            "`ckpt verify --repair` brings them up to date",
+                            name, e.message()),
+                e.sys_errno());
+  }
+  before_retention();
+  try {
+    if (policy->has_retention_rule()) {
+      report.pruned = detail::prune_locked(ctx, root, *policy, false).removed;
+    } else {
+      detail::clean_private(ctx, root, false, detail::RootTemps::no);
+    }
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("{} is committed, but retention failed: {}", name, e.message()),
+                e.sys_errno());
+  }
+}
+
 }  // namespace
 
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
@@ -687,111 +828,17 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
         if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
         return report;
       }
-      NextSeq seq = next_commit_seq(ctx, root);
-      meta.commit_seq = seq.seq;
-      write_and_sync(fs, join_path(staging.dir(), k_meta_file), serialize_checkpoint(meta));
-      fs.fsync_dir(staging.dir());
-      store_commit_seq(ctx, root, meta.commit_seq);
-
-      std::string target = join_path(root, name);
-      bool replaced_best = false;
-      std::optional<std::string> old_width;  // the replaced step under another zero-padding
-      if (existing) {
-        replaced_best = best && best->path == base_name(*existing);
-        std::optional<BestMarker> dropped;
-        if (replaced_best) {
-          // best.json would disagree with the replacement's metrics until it is
-          // rebuilt below; absent is the state a crash may leave instead.
-          fs.unlink(join_path(root, k_best_file));
-          fs.fsync_dir(root);
-          dropped = best;
-          best.reset();
-        }
-        try {
-          if (*existing == target) {
-            // Swap atomically; the old checkpoint lands in staging and goes with it.
-            fs.rename(staging.dir(), target, RenameMode::exchange);
-          } else {
-            // Another zero-padding: commit the new one first, then retire the old.
-            fs.rename(staging.dir(), target, RenameMode::noreplace);
-            old_width = *existing;
-          }
-        } catch (const Error&) {
-          // Nothing was replaced: put the old best.json back.
-          if (dropped) write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*dropped));
-          throw;
-        }
-      } else {
-        fs.rename(staging.dir(), target, RenameMode::noreplace);
-      }
-      // From here on the checkpoint is visible: a failure must say so.
-      staging.keep_moved();
-
-      report.name = name;
-      report.path = target;
-      report.step = opts.step;
-      report.commit_seq = meta.commit_seq;
-      report.files = meta.files.size();
-      report.total_size = meta.total_size;
+      commit_staged(ctx, opts, root, staging.dir(), meta, existing, policy, best,
+                    [&] { staging.keep_moved(); },
+                    [&] {
+                      if (opts.transfer == Transfer::move) {
+                        finish_move(ctx, plan, stager.copied_sources());
+                      }
+                    },
+                    report);
       report.shared_files = stager.shared_files();
       report.shared_bytes = stager.shared_bytes();
       if (report.shared_files > 0) report.shared_with = shared_with;
-
-      try {
-        fs.fsync_dir(root);
-        // `last` moves to the new checkpoint before the old one goes, so it never dangles.
-        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(name));
-        if (old_width) {
-          std::string retired = join_path(
-              detail::trash_dir(root), fmt::format("{}.{}", base_name(*old_width), unique_suffix()));
-          fs.rename(*old_width, retired, RenameMode::noreplace);
-          fs.fsync_dir(root);
-          remove_tree(fs, retired);
-        }
-
-        detail::BestRule rule = best_rule(opts, policy, best);
-        if (rule.key) {
-          report.best_key = rule.key;
-          report.best_value = meta.metric(*rule.key);
-          bool key_changed = best && (best->key != *rule.key || best->mode != rule.mode);
-          std::optional<BestMarker> next;
-          if (!best || key_changed || replaced_best || seq.markers_stale) {
-            auto listing = list_checkpoints(ctx, root).value();
-            next = detail::compute_best(listing.checkpoints, *rule.key, rule.mode);
-          } else if (report.best_value && improves(rule.mode, *report.best_value, best->value)) {
-            next = BestMarker{*rule.key, rule.mode, *report.best_value, opts.step, name,
-                              now_rfc3339()};
-          }
-          if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
-            write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*next));
-            report.best_updated = next->path == name;
-          }
-        }
-
-        Policy merged = merged_policy(policy, opts.policy);
-        if (policy ? !(merged == *policy) : !(merged == Policy{})) {
-          write_file_atomic(fs, join_path(root, k_policy_file), serialize_policy(merged));
-        }
-        policy = merged;
-      } catch (const Error& e) {
-        throw Error(e.kind(),
-                    fmt::format("{} is committed, but updating the markers failed: {}; "
-                                "`ckpt verify --repair` brings them up to date",
-                                name, e.message()),
-                    e.sys_errno());
-      }
-      if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
-      try {
-        if (policy->has_retention_rule()) {
-          report.pruned = detail::prune_locked(ctx, root, *policy, false).removed;
-        } else {
-          detail::clean_private(ctx, root, false, detail::RootTemps::no);
-        }
-      } catch (const Error& e) {
-        throw Error(e.kind(),
-                    fmt::format("{} is committed, but retention failed: {}", name, e.message()),
-                    e.sys_errno());
-      }
     }
     return report;
   });

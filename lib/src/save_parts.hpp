@@ -416,4 +416,21 @@ std::optional<std::string> content_difference(const CheckpointMeta& committed,
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why);
 CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const std::string& dir);
 
+// Renames a directory to a name that must not exist: RENAME_NOREPLACE, or
+// where the file system has none (ceph-fuse: EINVAL) a plain rename after
+// checking. Call under the root lock.
+void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to);
+bool no_atomic_rename(const Error& e);
+
+// The commit of a staged checkpoint, under the root lock: _checkpoint.json
+// (meta gets its commit_seq) and the commit_seq counter, the rename into
+// place (replacing `existing`, with --force), then `last`, best.json,
+// policy.json and retention, as SPEC §7 orders them. on_visible runs as soon
+// as the checkpoint is visible, before_retention after the markers.
+void commit_staged(const Context& ctx, const SaveOptions& opts, const std::string& root,
+                   const std::string& staging_dir, CheckpointMeta& meta,
+                   const std::optional<std::string>& existing, std::optional<Policy> policy,
+                   std::optional<BestMarker> best, const std::function<void()>& on_visible,
+                   const std::function<void()>& before_retention, SaveReport& report);
+
 }  // namespace ckpt::detail::saving

@@ -20,11 +20,6 @@ std::string format_utc(std::int64_t ms, bool with_ms) {
   return s + "Z";
 }
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
   if (pos + n > s.size()) return false;
   out = 0;
@@ -36,6 +31,13 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
 }
 
 }  // namespace
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string format_rfc3339_ms(std::int64_t ms) { return format_utc(ms, true); }
 
 std::string now_rfc3339_ms() { return format_utc(now_ms(), true); }
 std::string now_rfc3339() { return format_utc(now_ms(), false); }

@@ -20,6 +20,8 @@ std::string private_dir(const std::string& root);
 std::string staging_dir(const std::string& root);
 std::string trash_dir(const std::string& root);
 std::string lock_path(const std::string& root);
+// .ckpt/pending: one directory per pending sharded step (shard.cpp).
+std::string pending_dir(const std::string& root);
 
 // The `last` marker as read: the checkpoint name it designates, and whether
 // it was in a legacy form (a symlink or a path) that the next change rewrites.
@@ -53,6 +55,13 @@ void check_private_dirs(const Context& ctx, const std::string& root);
 // rewritten when out of date; only prune (not its dry run) asks, so that a
 // command that reads the root never changes it.
 Listing list_root(const Context& ctx, const std::string& root, bool write_cache);
+
+// Renames to a name that must not exist: RENAME_NOREPLACE, or where the file
+// system has none (ceph-fuse: EINVAL) a plain rename after checking. Call
+// under the root lock (every writer of the names it guards takes it).
+void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to);
+// The error of a rename flag the file system does not implement.
+bool no_atomic_rename(const Error& e);
 
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
@@ -174,6 +183,12 @@ enum class RootTemps { no, yes };
 std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run,
                                        RootTemps root_temps = RootTemps::yes);
 
+// How long a pending sharded step may stay idle before prune removes it:
+// policy.pending_expiry, else k_default_pending_expiry; Error(usage) when
+// it is not a duration.
+inline constexpr const char* k_default_pending_expiry = "24h";
+std::int64_t pending_expiry_seconds(const Policy& policy);
+
 // Applies the retention rules of policy to the root; the caller holds the
 // root lock unless dry_run.
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
@@ -186,5 +201,22 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
 void refresh_markers(const Context& ctx, const std::string& root,
                      const std::vector<Checkpoint>& checkpoints,
                      const std::optional<std::string>& key, Mode mode);
+
+}  // namespace ckpt::detail
+
+namespace ckpt::detail {
+
+// save() of one shard of a sharded save (count > 1).
+SaveReport save_shard(const Context& ctx, const SaveOptions& opts);
+
+// The pending sharded steps, read without the lock (a snapshot; a step
+// being changed meanwhile may be left out).
+std::vector<PendingStep> read_pending(const Context& ctx, const std::string& root);
+
+// Removes (dry_run: lists) the pending steps idle for longer than
+// max_idle_seconds, and the leftovers of committed ones. Call under the root
+// lock unless dry_run.
+std::vector<PendingStep> expire_pending(const Context& ctx, const std::string& root,
+                                        std::int64_t max_idle_seconds, bool dry_run);
 
 }  // namespace ckpt::detail

@@ -23,6 +23,17 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
+std::int64_t pending_expiry_seconds(const Policy& policy) {
+  const std::string text = policy.pending_expiry.value_or(k_default_pending_expiry);
+  auto seconds = parse_duration(text);
+  if (!seconds) {
+    throw Error(ErrorKind::usage,
+                fmt::format("--pending-expiry {:?} is not a duration (30m, 12h, 7d, 2w, 1d12h)",
+                            text));
+  }
+  return *seconds;
+}
+
 std::vector<std::string> clean_private(const Context& ctx, const std::string& root, bool dry_run,
                                        RootTemps root_temps) {
   FileSystem& fs = ctx.file_system();
@@ -209,6 +220,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
     for (const auto& t : unlisted) remove_tree(fs, t);
   }
   report.cleaned = clean_private(ctx, root, dry_run);
+  report.expired = expire_pending(ctx, root, pending_expiry_seconds(policy), dry_run);
   if (!dry_run) {
     std::set<std::string> removed(report.removed.begin(), report.removed.end());
     std::vector<Checkpoint> kept;
@@ -235,6 +247,27 @@ Result<PruneReport> prune(const Context& ctx, const PruneOptions& opts) {
       }
     } else if (recorded) {
       effective = *recorded;
+    }
+    if (opts.pending_expiry) {
+      effective.pending_expiry = opts.pending_expiry;
+    } else if (recorded && recorded->pending_expiry) {
+      effective.pending_expiry = recorded->pending_expiry;
+    }
+    detail::pending_expiry_seconds(effective);  // a bad duration is refused before the lock
+    if (!effective.has_retention_rule() && opts.pending_expiry) {
+      // Only the pending steps and the private leftovers.
+      PruneReport report;
+      report.dry_run = opts.dry_run;
+      std::optional<FileLock> lock;
+      if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
+      report.cleaned = detail::clean_private(ctx, root, opts.dry_run);
+      report.expired = detail::expire_pending(
+          ctx, root, detail::pending_expiry_seconds(effective), opts.dry_run);
+      report.checkpoints = detail::list_root(ctx, root, false).checkpoints;
+      for (const auto& c : report.checkpoints) {
+        report.kept.push_back(RetentionDecision{c.name, true, {"no-rule"}});
+      }
+      return report;
     }
     if (!effective.has_retention_rule()) {
       throw Error(ErrorKind::usage,

@@ -186,7 +186,7 @@ std::optional<std::string> find_step_dir(const Context& ctx, const std::string& 
 }
 
 void check_private_dirs(const Context& ctx, const std::string& root) {
-  for (const auto& p : {private_dir(root), staging_dir(root), trash_dir(root)}) {
+  for (const auto& p : {private_dir(root), staging_dir(root), trash_dir(root), pending_dir(root)}) {
     auto st = ctx.file_system().lstat(p);
     if (st && st->type != FileType::dir) {
       throw Error(ErrorKind::unsupported,
@@ -194,6 +194,25 @@ void check_private_dirs(const Context& ctx, const std::string& root) {
                               st->type == FileType::symlink ? "a symbolic link"
                                                             : "not a directory"));
     }
+  }
+}
+
+bool no_atomic_rename(const Error& e) {
+  return e.sys_errno() == EINVAL || e.sys_errno() == ENOSYS || e.sys_errno() == EOPNOTSUPP;
+}
+
+void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to) {
+  try {
+    fs.rename(from, to, RenameMode::noreplace);
+  } catch (const Error& e) {
+    if (!no_atomic_rename(e)) throw;
+    // The caller holds the root lock and every writer of the root's entries
+    // takes it, so a checked plain rename cannot replace anything.
+    if (fs.lstat(to)) {
+      throw Error(ErrorKind::io, fmt::format("cannot rename {} to {}: it exists", from, to),
+                  EEXIST);
+    }
+    fs.rename(from, to, RenameMode::replace);
   }
 }
 
@@ -345,6 +364,7 @@ Listing list_root(const Context& ctx, const std::string& root_arg, bool write_ca
     if (l.last && *l.last == c.name) c.markers.push_back("last");
     if (l.best && l.best->path == c.name) c.markers.push_back("best");
   }
+  l.pending = detail::read_pending(ctx, l.root);
   return l;
 }
 

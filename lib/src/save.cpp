@@ -312,6 +312,7 @@ Policy merged_policy(const std::optional<Policy>& current, const Policy& given) 
   if (given.keep_within) p.keep_within = given.keep_within;
   if (given.checksum) p.checksum = given.checksum;
   if (given.dedup) p.dedup = given.dedup;
+  if (given.pending_expiry) p.pending_expiry = given.pending_expiry;
   return p;
 }
 
@@ -535,22 +536,26 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
   }
 }
 
-bool no_atomic_rename(const Error& e) {
-  return e.sys_errno() == EINVAL || e.sys_errno() == ENOSYS || e.sys_errno() == EOPNOTSUPP;
-}
-
-void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to) {
-  try {
-    fs.rename(from, to, RenameMode::noreplace);
-  } catch (const Error& e) {
-    if (!no_atomic_rename(e)) throw;
-    // The caller holds the root lock and every writer of the root's entries
-    // takes it, so a checked plain rename cannot replace anything.
-    if (fs.lstat(to)) {
-      throw Error(ErrorKind::io, fmt::format("cannot rename {} to {}: it exists", from, to),
-                  EEXIST);
+void check_save_options(const Context& ctx, const SaveOptions& opts) {
+  if (opts.step > k_max_step) throw Error(ErrorKind::usage, "step must be below 2^63");
+  if (opts.policy.keep_within && !parse_duration(*opts.policy.keep_within)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("--keep-within {:?} is not a duration (30m, 12h, 7d, 2w, 1d12h)",
+                            *opts.policy.keep_within));
+  }
+  if (opts.policy.keep_every && *opts.policy.keep_every == 0) {
+    throw Error(ErrorKind::usage, "--keep-every must be at least 1");
+  }
+  if (opts.policy.pending_expiry && !parse_duration(*opts.policy.pending_expiry)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("--pending-expiry {:?} is not a duration (30m, 12h, 7d, 2w, 1d12h)",
+                            *opts.policy.pending_expiry));
+  }
+  for (const auto& [k, v] : opts.metrics) {
+    if (k.empty()) throw Error(ErrorKind::usage, "a metric needs a name (KEY=VALUE)");
+    if (!std::isfinite(v)) {
+      ctx.warning(fmt::format("metric {} is not finite ({}); stored as null, never best", k, v));
     }
-    fs.rename(from, to, RenameMode::replace);
   }
 }
 
@@ -678,167 +683,167 @@ void commit_staged(const Context& ctx, const SaveOptions& opts, const std::strin
 
 }  // namespace
 
+namespace detail::saving {
+
+SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
+  FileSystem& fs = ctx.file_system();
+  check_save_options(ctx, opts);
+  if (opts.shard && opts.shard->count > 1) return detail::save_shard(ctx, opts);
+  std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
+  if (auto st = fs.lstat(root); st && st->type == FileType::dir) {
+    // An interrupted --move's files go back to their sources first, as if
+    // that save had copied them.
+    detail::check_private_dirs(ctx, root);
+    detail::recover_interrupted_moves(ctx, root, false);
+  }
+  Plan plan = make_plan(fs, opts, root);
+  std::vector<std::string> weights = match_weights(opts, plan);
+  std::string name = step_dir_name(opts.step);
+
+  if (auto st = fs.stat(root); st && st->type != FileType::dir) {
+    throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
+                ENOTDIR);
+  }
+  detail::check_private_dirs(ctx, root);
+  make_dirs(fs, detail::staging_dir(root), Durable::yes);
+  make_dirs(fs, detail::trash_dir(root), Durable::yes);
+
+  auto policy = detail::read_policy(ctx, root);
+  auto best = read_best_tolerant(ctx, root);
+  check_best_conflict(opts, best);
+  if (auto st = fs.lstat(join_path(root, name)); st && st->type != FileType::dir) {
+    throw Error(ErrorKind::conflict,
+                fmt::format("{} exists and is not a checkpoint directory; move it away first",
+                            join_path(root, name)));
+  }
+  check_keep_best_key(opts, policy, best);
+  if (auto existing = opts.force ? std::nullopt : detail::find_step_dir(ctx, root, opts.step)) {
+    CheckpointMeta committed = read_committed(ctx, opts, *existing);
+    // Sizes first: a different save is refused without reading its files.
+    std::vector<FileEntry> sized;
+    for (const auto& f : plan.files) sized.push_back(FileEntry{f.dest, f.size, std::string(), std::nullopt});
+    for (auto& e : sized) {
+      auto c = std::find_if(committed.files.begin(), committed.files.end(),
+                            [&](const FileEntry& x) { return x.path == e.path; });
+      if (c != committed.files.end()) e.sha256 = c->sha256;
+    }
+    if (auto why = content_difference(committed, sized)) {
+      throw step_exists(opts, base_name(*existing), *why);
+    }
+    std::vector<FileEntry> hashed = hash_sources(ctx, plan);
+    if (auto why = content_difference(committed, hashed)) {
+      throw step_exists(opts, base_name(*existing), *why);
+    }
+    SaveReport report;
+    FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
+    auto again = detail::find_step_dir(ctx, root, opts.step);
+    if (!again) {
+      throw Error(ErrorKind::conflict,
+                  fmt::format("step {} was removed while it was being saved again; retry",
+                              opts.step));
+    }
+    committed = detail::read_meta(ctx, *again);
+    if (auto why = content_difference(committed, hashed)) {
+      throw step_exists(opts, base_name(*again), *why);
+    }
+    complete_existing(ctx, opts, *again, committed, policy, best, report);
+    if (opts.transfer == Transfer::move) {
+      std::vector<std::string> sources;
+      for (const auto& f : plan.files) sources.push_back(f.source);
+      finish_move(ctx, plan, sources);
+    }
+    return report;
+  }
+  std::string checksum = opts.policy.checksum.value_or(
+      policy && policy->checksum ? *policy->checksum : std::string("sha256"));
+  Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
+
+  CheckpointMeta meta;
+  meta.name = name;
+  meta.step = opts.step;
+  meta.created = now_rfc3339_ms();
+  for (const auto& [k, v] : opts.metrics) {
+    meta.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+  }
+  meta.meta = opts.meta;
+  meta.checksum = checksum;
+  meta.weights = weights;
+  meta.tool = tool_version();
+
+  // --dedup (given, or recorded in policy.json): what the newest checkpoint already holds.
+  bool dedup = merged_policy(policy, opts.policy).dedup.value_or(false) &&
+               opts.transfer != Transfer::link;
+  std::string shared_with;
+  std::map<std::string, SharedFile> shared;
+  if (dedup && hash == Hash::yes) shared = find_shared(ctx, plan, root, shared_with);
+
+  Staging staging(ctx, root, name);
+  std::uint64_t total = 0;
+  for (const auto& f : plan.files) total += f.size;
+  Stager stager(ctx, opts, staging.dir(), total, hash);
+  if (opts.transfer == Transfer::move) {
+    auto moves = plan_moves(fs, plan, staging.dir());
+    // A source shared with the newest checkpoint stays where it is, and goes after the commit.
+    std::erase_if(moves, [&](const MovedFile& m) { return shared.count(m.dest) > 0; });
+    staging.write_journal(moves);
+    stager.set_moves(moves);
+  }
+  stager.set_dedup(std::move(shared), dedup);
+  // The directories first, in order; then the files, the biggest first, on every core.
+  for (const auto& f : plan.files) stager.make_parent(f.dest);
+  meta.files.resize(plan.files.size());
+  auto order = detail::biggest_first(plan.files);
+  unsigned workers = worker_count(ctx.threads);
+  for_each_parallel(order.size(), workers, [&](std::size_t k) {
+    meta.files[order[k]] =
+        stager.stage(plan.files[order[k]], overlap_for(k, order.size(), workers));
+  });
+  stager.sync_small();
+  stager.sync_subdirs();
+  for (const auto& e : meta.files) meta.total_size += e.size;
+  if (hash == Hash::yes) {
+    write_and_sync(fs, join_path(staging.dir(), k_sums_file), serialize_sums(meta.files));
+  }
+
+  SaveReport report;
+  {
+    FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
+    auto existing = detail::find_step_dir(ctx, root, opts.step);
+    if (existing && !opts.force) {
+      // Committed by another writer while we copied: the same files are a success.
+      CheckpointMeta committed = read_committed(ctx, opts, *existing);
+      if (auto why = content_difference(committed, meta.files)) {
+        throw step_exists(opts, base_name(*existing), *why);
+      }
+      staging.keep_moved();  // the same content is committed: nothing to put back
+      complete_existing(ctx, opts, *existing, committed, policy, best, report);
+      if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
+      return report;
+    }
+    commit_staged(ctx, opts, root, staging.dir(), meta, existing, policy, best,
+                  [&] { staging.keep_moved(); },
+                  [&] {
+                    if (opts.transfer == Transfer::move) {
+                      finish_move(ctx, plan, stager.copied_sources());
+                    }
+                  },
+                  report);
+    report.shared_files = stager.shared_files();
+    report.shared_bytes = stager.shared_bytes();
+    if (report.shared_files > 0) report.shared_with = shared_with;
+  }
+  return report;
+}
+
+}  // namespace detail::saving
+
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
   using namespace detail::saving;
   return capture([&]() -> SaveReport {
-    FileSystem& fs = ctx.file_system();
-    if (opts.step > k_max_step) throw Error(ErrorKind::usage, "step must be below 2^63");
-    if (opts.policy.keep_within && !parse_duration(*opts.policy.keep_within)) {
-      throw Error(ErrorKind::usage,
-                  fmt::format("--keep-within {:?} is not a duration (30m, 12h, 7d, 2w, 1d12h)",
-                              *opts.policy.keep_within));
-    }
-    if (opts.policy.keep_every && *opts.policy.keep_every == 0) {
-      throw Error(ErrorKind::usage, "--keep-every must be at least 1");
-    }
-    for (const auto& [k, v] : opts.metrics) {
-      if (k.empty()) throw Error(ErrorKind::usage, "a metric needs a name (KEY=VALUE)");
-      if (!std::isfinite(v)) {
-        ctx.warning(fmt::format("metric {} is not finite ({}); stored as null, never best", k, v));
-      }
-    }
-    std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
-    if (auto st = fs.lstat(root); st && st->type == FileType::dir) {
-      // An interrupted --move's files go back to their sources first, as if
-      // that save had copied them.
-      detail::check_private_dirs(ctx, root);
-      detail::recover_interrupted_moves(ctx, root, false);
-    }
-    Plan plan = make_plan(fs, opts, root);
-    std::vector<std::string> weights = match_weights(opts, plan);
-    std::string name = step_dir_name(opts.step);
-
-    if (auto st = fs.stat(root); st && st->type != FileType::dir) {
-      throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
-                  ENOTDIR);
-    }
-    detail::check_private_dirs(ctx, root);
-    make_dirs(fs, detail::staging_dir(root), Durable::yes);
-    make_dirs(fs, detail::trash_dir(root), Durable::yes);
-
-    auto policy = detail::read_policy(ctx, root);
-    auto best = read_best_tolerant(ctx, root);
-    check_best_conflict(opts, best);
-    if (auto st = fs.lstat(join_path(root, name)); st && st->type != FileType::dir) {
-      throw Error(ErrorKind::conflict,
-                  fmt::format("{} exists and is not a checkpoint directory; move it away first",
-                              join_path(root, name)));
-    }
-    check_keep_best_key(opts, policy, best);
-    if (auto existing = opts.force ? std::nullopt : detail::find_step_dir(ctx, root, opts.step)) {
-      CheckpointMeta committed = read_committed(ctx, opts, *existing);
-      // Sizes first: a different save is refused without reading its files.
-      std::vector<FileEntry> sized;
-      for (const auto& f : plan.files) sized.push_back(FileEntry{f.dest, f.size, std::string(), std::nullopt});
-      for (auto& e : sized) {
-        auto c = std::find_if(committed.files.begin(), committed.files.end(),
-                              [&](const FileEntry& x) { return x.path == e.path; });
-        if (c != committed.files.end()) e.sha256 = c->sha256;
-      }
-      if (auto why = content_difference(committed, sized)) {
-        throw step_exists(opts, base_name(*existing), *why);
-      }
-      std::vector<FileEntry> hashed = hash_sources(ctx, plan);
-      if (auto why = content_difference(committed, hashed)) {
-        throw step_exists(opts, base_name(*existing), *why);
-      }
-      SaveReport report;
-      FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
-      auto again = detail::find_step_dir(ctx, root, opts.step);
-      if (!again) {
-        throw Error(ErrorKind::conflict,
-                    fmt::format("step {} was removed while it was being saved again; retry",
-                                opts.step));
-      }
-      committed = detail::read_meta(ctx, *again);
-      if (auto why = content_difference(committed, hashed)) {
-        throw step_exists(opts, base_name(*again), *why);
-      }
-      complete_existing(ctx, opts, *again, committed, policy, best, report);
-      if (opts.transfer == Transfer::move) {
-        std::vector<std::string> sources;
-        for (const auto& f : plan.files) sources.push_back(f.source);
-        finish_move(ctx, plan, sources);
-      }
-      return report;
-    }
-    std::string checksum = opts.policy.checksum.value_or(
-        policy && policy->checksum ? *policy->checksum : std::string("sha256"));
-    Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
-
-    CheckpointMeta meta;
-    meta.name = name;
-    meta.step = opts.step;
-    meta.created = now_rfc3339_ms();
-    for (const auto& [k, v] : opts.metrics) {
-      meta.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
-    }
-    meta.meta = opts.meta;
-    meta.checksum = checksum;
-    meta.weights = weights;
-    meta.tool = tool_version();
-
-    // --dedup (given, or recorded in policy.json): what the newest checkpoint already holds.
-    bool dedup = merged_policy(policy, opts.policy).dedup.value_or(false) &&
-                 opts.transfer != Transfer::link;
-    std::string shared_with;
-    std::map<std::string, SharedFile> shared;
-    if (dedup && hash == Hash::yes) shared = find_shared(ctx, plan, root, shared_with);
-
-    Staging staging(ctx, root, name);
-    std::uint64_t total = 0;
-    for (const auto& f : plan.files) total += f.size;
-    Stager stager(ctx, opts, staging.dir(), total, hash);
-    if (opts.transfer == Transfer::move) {
-      auto moves = plan_moves(fs, plan, staging.dir());
-      // A source shared with the newest checkpoint stays where it is, and goes after the commit.
-      std::erase_if(moves, [&](const MovedFile& m) { return shared.count(m.dest) > 0; });
-      staging.write_journal(moves);
-      stager.set_moves(moves);
-    }
-    stager.set_dedup(std::move(shared), dedup);
-    // The directories first, in order; then the files, the biggest first, on every core.
-    for (const auto& f : plan.files) stager.make_parent(f.dest);
-    meta.files.resize(plan.files.size());
-    auto order = detail::biggest_first(plan.files);
-    unsigned workers = worker_count(ctx.threads);
-    for_each_parallel(order.size(), workers, [&](std::size_t k) {
-      meta.files[order[k]] =
-          stager.stage(plan.files[order[k]], overlap_for(k, order.size(), workers));
-    });
-    stager.sync_small();
-    stager.sync_subdirs();
-    for (const auto& e : meta.files) meta.total_size += e.size;
-    if (hash == Hash::yes) {
-      write_and_sync(fs, join_path(staging.dir(), k_sums_file), serialize_sums(meta.files));
-    }
-
-    SaveReport report;
-    {
-      FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
-      auto existing = detail::find_step_dir(ctx, root, opts.step);
-      if (existing && !opts.force) {
-        // Committed by another writer while we copied: the same files are a success.
-        CheckpointMeta committed = read_committed(ctx, opts, *existing);
-        if (auto why = content_difference(committed, meta.files)) {
-          throw step_exists(opts, base_name(*existing), *why);
-        }
-        staging.keep_moved();  // the same content is committed: nothing to put back
-        complete_existing(ctx, opts, *existing, committed, policy, best, report);
-        if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
-        return report;
-      }
-      commit_staged(ctx, opts, root, staging.dir(), meta, existing, policy, best,
-                    [&] { staging.keep_moved(); },
-                    [&] {
-                      if (opts.transfer == Transfer::move) {
-                        finish_move(ctx, plan, stager.copied_sources());
-                      }
-                    },
-                    report);
-      report.shared_files = stager.shared_files();
-      report.shared_bytes = stager.shared_bytes();
-      if (report.shared_files > 0) report.shared_with = shared_with;
+    SaveReport report = save_one(ctx, opts);
+    if (opts.shard && !report.shards) {
+      // --shard 0/1: a plain save, reported as a set of one.
+      report.shards = ShardStatus{opts.shard->group, 1, {0}, {}};
     }
     return report;
   });

@@ -69,7 +69,7 @@ class Staging {
       }
     }
     try {
-      remove_tree(m_fs, m_dir);
+      if (!m_adopted) remove_tree(m_fs, m_dir);
       if (!m_journal.empty()) m_fs.unlink(detail::move_journal_path(m_dir));
     } catch (const Error&) {
       // Left for the next prune; it is private and invisible.
@@ -89,6 +89,12 @@ class Staging {
   }
   // The moved files now belong to a committed checkpoint: never put them back.
   void keep_moved() { m_keep_moved = true; }
+  // The directory was renamed away (a recorded shard owns it now): only the
+  // lock file and the journal are left to remove.
+  void adopted() {
+    m_keep_moved = true;
+    m_adopted = true;
+  }
 
  private:
   const Context& m_ctx;
@@ -98,6 +104,7 @@ class Staging {
   FileLock m_lock;
   std::vector<MovedFile> m_journal;
   bool m_keep_moved = false;
+  bool m_adopted = false;
 };
 
 // --dedup: a committed file whose bytes a save stores again.
@@ -392,6 +399,10 @@ class Stager {
 };
 
 
+// The checks every save makes before reading a source: step range, durations,
+// metric names (non-finite metrics are warned about).
+void check_save_options(const Context& ctx, const SaveOptions& opts);
+
 void write_and_sync(FileSystem& fs, const std::string& path, const std::string& data);
 
 struct NextSeq {
@@ -415,12 +426,6 @@ std::optional<std::string> content_difference(const CheckpointMeta& committed,
                                               const std::vector<FileEntry>& files);
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why);
 CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const std::string& dir);
-
-// Renames a directory to a name that must not exist: RENAME_NOREPLACE, or
-// where the file system has none (ceph-fuse: EINVAL) a plain rename after
-// checking. Call under the root lock.
-void rename_into_place(FileSystem& fs, const std::string& from, const std::string& to);
-bool no_atomic_rename(const Error& e);
 
 // The commit of a staged checkpoint, under the root lock: _checkpoint.json
 // (meta gets its commit_seq) and the commit_seq counter, the rename into

@@ -8,6 +8,10 @@
 
 namespace ckpt {
 
+// Milliseconds since the epoch, now.
+std::int64_t now_ms();
+// "2026-11-28T12:00:00.123Z" for a time in milliseconds since the epoch.
+std::string format_rfc3339_ms(std::int64_t ms);
 // "2026-11-28T12:00:00.123Z" for now.
 std::string now_rfc3339_ms();
 // "2026-11-28T12:00:00Z" for now.

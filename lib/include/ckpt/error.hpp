@@ -52,6 +52,11 @@ inline constexpr const char* k_reason_empty_root = "empty_root";  // it holds no
 inline constexpr const char* k_reason_no_checkpoint = "no_checkpoint";  // the ref names none
 inline constexpr const char* k_reason_no_match = "no_match";  // --only/--weights-only: no file
 inline constexpr const char* k_reason_no_source = "no_source";  // a save source is missing
+// The reasons of conflict errors of sharded saves.
+inline constexpr const char* k_reason_superseded = "superseded";  // a newer attempt group took over
+inline constexpr const char* k_reason_step_exists = "step_exists";  // the step is committed
+inline constexpr const char* k_reason_shard_mismatch = "shard_mismatch";  // N, paths or values clash
+inline constexpr const char* k_reason_no_pending = "no_pending";  // abort: no such pending step
 
 // Builds an io Error from errno, naming the operation and the path.
 Error io_error(int err, const std::string& what, const std::string& path);

@@ -41,6 +41,23 @@ struct Context {
 // Returns the absolute path.
 std::string open_root(const Context& ctx, const std::string& path);
 
+// Where a sharded step stands: which shards of how many are recorded.
+struct ShardStatus {
+  std::string group;
+  std::uint64_t count = 0;
+  std::vector<std::uint64_t> present;
+  std::vector<std::uint64_t> missing;
+};
+
+// A sharded step whose shards are not all in yet (SPEC §10).
+struct PendingStep {
+  std::string name;  // the checkpoint's name once committed
+  std::uint64_t step = 0;
+  ShardStatus shards;
+  bool force = false;   // the set replaces a committed step
+  std::string updated;  // RFC 3339: the newest shard activity
+  std::optional<std::int64_t> updated_ms;
+};
 struct Checkpoint {
   std::string name;
   std::string path;  // absolute
@@ -58,6 +75,7 @@ struct Listing {
   std::optional<BestMarker> best;
   std::optional<Policy> policy;
   std::vector<Checkpoint> checkpoints;  // by step
+  std::vector<PendingStep> pending;     // sharded steps not yet committed, by step
   // step-* directories that are not valid checkpoints, with the reason.
   std::vector<std::pair<std::string, std::string>> invalid;
 };
@@ -77,6 +95,27 @@ struct Source {
   bool contents = false;            // --from DIR: the contents at the top level
 };
 
+// Sharded saves (SPEC §10): this writer is shard `index` of `count`, in the
+// attempt group `group`.
+struct ShardSpec {
+  std::uint64_t index = 0;
+  std::uint64_t count = 1;
+  std::string group = "default";
+};
+
+// Reads an environment variable; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const char*)>;
+// The process environment.
+std::optional<std::string> process_env(const char* name);
+
+// "I/N", or "env": I and N from RANK/WORLD_SIZE (torchrun), else
+// SLURM_PROCID/SLURM_NTASKS. group: the one given, else the default from the
+// environment (TORCHELASTIC_RUN_ID:TORCHELASTIC_RESTART_COUNT, else
+// SLURM_JOB_ID:SLURM_RESTART_COUNT, else "default"). Error(usage) when
+// malformed, out of range or the variables are missing.
+Result<ShardSpec> parse_shard(const std::string& text, const std::optional<std::string>& group,
+                              const EnvLookup& env = process_env);
+
 struct SaveOptions {
   std::string root;
   std::uint64_t step = 0;
@@ -88,6 +127,9 @@ struct SaveOptions {
   Transfer transfer = Transfer::copy;
   bool force = false;
   bool follow_symlinks = false;
+  // Set: one shard of a sharded save. Its files are recorded in the pending
+  // step; the writer that records the last missing shard commits them all.
+  std::optional<ShardSpec> shard;
 };
 
 struct SaveReport {
@@ -109,8 +151,21 @@ struct SaveReport {
   std::size_t shared_files = 0;
   std::uint64_t shared_bytes = 0;
   std::optional<std::string> shared_with;
+  // False for a shard that was recorded but did not complete the step (the
+  // step stays pending; commit_seq is 0, files and total_size are the shard's).
+  bool committed = true;
+  std::optional<ShardStatus> shards;  // sharded saves only
 };
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts);
+
+// ---- pending sharded steps ----------------------------------------------------
+
+// The pending steps of a root, by step (no lock: a snapshot).
+Result<std::vector<PendingStep>> list_pending(const Context& ctx, const std::string& root);
+
+// Removes a pending step and every shard recorded for it (not_found when none).
+Result<PendingStep> abort_pending(const Context& ctx, const std::string& root,
+                                  std::uint64_t step);
 
 // ---- verify ---------------------------------------------------------------
 

@@ -54,6 +54,9 @@ RetentionRules rules_from_policy(const Policy& p);
 struct PruneOptions {
   std::string root;
   Policy rules;  // retention fields given on the command line; else policy.json's
+  // Pending sharded steps idle longer than this go (default: policy.json's
+  // pending_expiry, else 24h). Given alone, prune only expires and cleans.
+  std::optional<std::string> pending_expiry;
   bool dry_run = false;
 };
 
@@ -62,6 +65,7 @@ struct PruneReport {
   std::vector<RetentionDecision> kept;
   std::vector<std::string> removed;
   std::vector<std::string> cleaned;  // abandoned staging and trash leftovers (root-relative)
+  std::vector<PendingStep> expired;  // pending sharded steps removed as idle
   std::vector<Checkpoint> checkpoints;  // what the plan was made from
   std::optional<std::string> best_key;
 };

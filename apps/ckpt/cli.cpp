@@ -252,6 +252,19 @@ void print_table(const std::vector<std::vector<std::string>>& rows,
   }
 }
 
+// "0-3,5": shard indexes as ranges ("-" when none).
+std::string shard_ranges(const std::vector<std::uint64_t>& v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    if (!out.empty()) out += ",";
+    out += j == i ? fmt::format("{}", v[i]) : fmt::format("{}-{}", v[i], v[j]);
+    i = j + 1;
+  }
+  return out.empty() ? "-" : out;
+}
+
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"save", "Commit files as one checkpoint, atomically, with a SHA-256 manifest", setup_save},
@@ -260,6 +273,7 @@ const std::vector<CommandSpec>& commands() {
       {"load", "Verify a checkpoint and print (or materialise) its file paths", setup_load},
       {"prune", "Apply the retention policy; last and best are always kept", setup_prune},
       {"promote-best", "Offer a checkpoint as best, or rebuild best.json", setup_promote},
+      {"abort", "Remove a pending sharded step and the shards recorded for it", setup_abort},
   };
   return table;
 }

@@ -62,7 +62,10 @@ void setup_verify(CLI::App& app, Cli& cli);
 void setup_load(CLI::App& app, Cli& cli);
 void setup_prune(CLI::App& app, Cli& cli);
 void setup_promote(CLI::App& app, Cli& cli);
+void setup_abort(CLI::App& app, Cli& cli);
 
+// "0-3,5": shard indexes as ranges ("-" when none).
+std::string shard_ranges(const std::vector<std::uint64_t>& v);
 // "4.0 KiB".
 std::string human_size(std::uint64_t bytes);
 std::string format_metric(const std::optional<double>& v);

@@ -24,6 +24,7 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
+
 std::string metrics_text(const CheckpointMeta& m) {
   std::vector<std::string> parts;
   for (const auto& [k, v] : m.metrics) parts.push_back(fmt::format("{}={}", k, format_metric(v)));
@@ -74,11 +75,23 @@ int show_table(Cli& cli) {
                      {"total_size", c.meta.total_size},
                      {"markers", c.markers}});
     }
+    json pending = json::array();
+    for (const auto& p : l->pending) {
+      pending.push_back({{"name", p.name},
+                         {"step", p.step},
+                         {"group", p.shards.group},
+                         {"count", p.shards.count},
+                         {"present", p.shards.present},
+                         {"missing", p.shards.missing},
+                         {"updated", p.updated},
+                         {"replaces", p.force}});
+    }
     cli.print_json({{"root", l->root},
                     {"last", l->last ? json(*l->last) : json(nullptr)},
                     {"best", l->best ? best_json(*l->best) : json(nullptr)},
                     {"policy", l->policy ? policy_json(*l->policy) : json(nullptr)},
-                    {"checkpoints", cps}});
+                    {"checkpoints", cps},
+                    {"pending", pending}});
     return 0;
   }
   if (cli.global.quiet) return 0;
@@ -91,6 +104,18 @@ int show_table(Cli& cli) {
   print_table(rows, {1, 3});
   fmt::print("\n{} checkpoint{} in {}\n", l->checkpoints.size(),
              l->checkpoints.size() == 1 ? "" : "s", l->root);
+  if (!l->pending.empty()) {
+    // Steps whose shards are not all in: never a checkpoint until the last one is.
+    fmt::print("\npending (sharded steps not yet committed):\n");
+    std::vector<std::vector<std::string>> prow;
+    prow.push_back({"NAME", "STEP", "GROUP", "SHARDS", "MISSING", "UPDATED"});
+    for (const auto& p : l->pending) {
+      prow.push_back({p.name, fmt::format("{}", p.step), p.shards.group,
+                      fmt::format("{}/{}", p.shards.present.size(), p.shards.count),
+                      shard_ranges(p.shards.missing), p.updated.empty() ? "-" : p.updated});
+    }
+    print_table(prow, {1});
+  }
   fmt::print("policy: {}\n", l->policy ? policy_text(*l->policy) : std::string("none"));
   return 0;
 }
@@ -128,6 +153,9 @@ int show_one(Cli& cli, const InfoArgs& a) {
   for (const auto& [k, v] : m.meta) meta.push_back(fmt::format("{}={}", k, v));
   fmt::print("meta:       {}\n", meta.empty() ? "-" : join(meta, " "));
   fmt::print("weights:    {}\n", m.weights.empty() ? "-" : join(m.weights, ", "));
+  if (m.shards) {
+    fmt::print("shards:     {} (group {})\n", *m.shards, m.shard_group.value_or("-"));
+  }
   fmt::print("files:\n");
   for (const auto& f : m.files) fmt::print("  {:>12}  {}\n", f.size, f.path);
   return 0;

@@ -13,6 +13,7 @@ namespace {
 
 struct PruneArgs {
   std::string keep_last, keep_best, keep_every, keep_within;
+  std::string pending_expiry;
   bool dry_run = false;
 };
 
@@ -23,19 +24,28 @@ int run_prune(Cli& cli, const PruneArgs& a) {
   o.rules.keep_best = parse_count("--keep-best", a.keep_best);
   o.rules.keep_every = parse_count("--keep-every", a.keep_every);
   if (!a.keep_within.empty()) o.rules.keep_within = a.keep_within;
+  if (!a.pending_expiry.empty()) o.pending_expiry = a.pending_expiry;
   o.dry_run = a.dry_run;
   auto r = prune(cli.context(), o);
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
+    json expired = json::array();
+    for (const auto& p : r->expired) expired.push_back(p.name);
     json kept = json::array();
     for (const auto& k : r->kept) kept.push_back({{"name", k.name}, {"reasons", k.reasons}});
     cli.print_json({{"dry_run", r->dry_run},
                     {"kept", kept},
                     {"removed", r->removed},
-                    {"cleaned", r->cleaned}});
+                    {"cleaned", r->cleaned},
+                    {"expired", expired}});
     return 0;
   }
   if (cli.global.quiet) return 0;
+  for (const auto& p : r->expired) {
+    fmt::print("{} pending {} (group {}, {} of {} shards in, idle since {})\n",
+               r->dry_run ? "would remove" : "removed", p.name, p.shards.group,
+               p.shards.present.size(), p.shards.count, p.updated.empty() ? "-" : p.updated);
+  }
   if (r->checkpoints.empty()) {
     fmt::print("no checkpoints: nothing to prune\n");
     return 0;
@@ -86,6 +96,10 @@ void setup_prune(CLI::App& app, Cli& cli) {
       ->type_name("S");
   c->add_option("--keep-within", a->keep_within,
                 "Keep those created within DUR of the newest (30m, 12h, 7d, 2w, 1d12h)")
+      ->type_name("DUR");
+  c->add_option("--pending-expiry", a->pending_expiry,
+                "Remove pending sharded steps idle longer than DUR (default: policy.json's, "
+                "else 24h); alone, prune only does this and the cleanup")
       ->type_name("DUR");
   c->add_flag("-n,--dry-run", a->dry_run, "Show the plan; change nothing");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_prune(cli, *a); }; });

@@ -29,6 +29,9 @@ struct SaveArgs {
   bool force = false;
   bool follow_symlinks = false;
   bool dedup = false, no_dedup = false;
+  std::string shard;
+  std::string group;
+  std::string pending_expiry;
 };
 
 SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
@@ -79,8 +82,23 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   o.transfer = a.move ? Transfer::move : a.link ? Transfer::link : Transfer::copy;
   o.force = a.force;
   o.follow_symlinks = a.follow_symlinks;
+  if (!a.pending_expiry.empty()) o.policy.pending_expiry = a.pending_expiry;
+  if (!a.group.empty() && a.shard.empty()) {
+    throw Error(ErrorKind::usage, "--group names the attempt group of a sharded save: give --shard");
+  }
+  if (!a.shard.empty()) {
+    auto spec = parse_shard(a.shard, a.group.empty() ? std::nullopt
+                                                     : std::optional<std::string>(a.group));
+    if (!spec) throw spec.error();
+    o.shard = *spec;
+  }
   return o;
 }
+
+json shards_json(const ShardStatus& s) {
+  return {{"count", s.count}, {"present", s.present}, {"missing", s.missing}, {"group", s.group}};
+}
+
 
 int run_save(Cli& cli, const SaveArgs& a) {
   SaveOptions opts = to_options(cli, a);
@@ -90,10 +108,10 @@ int run_save(Cli& cli, const SaveArgs& a) {
     json best = {{"updated", r->best_updated}};
     best["key"] = r->best_key ? json(*r->best_key) : json(nullptr);
     best["value"] = r->best_value ? json(*r->best_value) : json(nullptr);
-    cli.print_json({{"name", r->name},
+    json j = {{"name", r->name},
                     {"path", r->path},
                     {"step", r->step},
-                    {"commit_seq", r->commit_seq},
+                    {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
                     {"files", r->files},
                     {"total_size", r->total_size},
                     {"best", best},
@@ -101,10 +119,29 @@ int run_save(Cli& cli, const SaveArgs& a) {
                     {"existing", r->existing},
                     {"shared", {{"files", r->shared_files},
                                 {"bytes", r->shared_bytes},
-                                {"with", r->shared_with ? json(*r->shared_with) : json(nullptr)}}}});
+                                {"with", r->shared_with ? json(*r->shared_with) : json(nullptr)}}},
+              {"committed", r->committed}};
+    if (r->shards) j["shards"] = shards_json(*r->shards);
+    cli.print_json(j);
     return 0;
   }
   if (cli.global.quiet) return 0;
+  if (r->shards && r->shards->count > 1) {
+    const ShardStatus& s = *r->shards;
+    std::string who = fmt::format("shard {}/{}", opts.shard->index, s.count);
+    if (r->existing) {
+      fmt::print("{} of {} is already committed with the same files (commit {})\n  {}\n", who,
+                 r->name, r->commit_seq, r->path);
+      return 0;
+    }
+    if (!r->committed) {
+      fmt::print("staged {} of {} ({} of {} in; missing {}): {} file{}, {}\n", who, r->name,
+                 s.present.size(), s.count, shard_ranges(s.missing), r->files,
+                 r->files == 1 ? "" : "s", human_size(r->total_size));
+      return 0;
+    }
+    fmt::print("{} was the last of {} in; ", who, s.count);
+  }
   fmt::print("{} {}: {} file{}, {}, commit {}\n  {}\n",
              r->existing ? "already committed with the same files:" : "saved", r->name, r->files,
              r->files == 1 ? "" : "s", human_size(r->total_size), r->commit_seq, r->path);
@@ -133,7 +170,9 @@ void setup_save(CLI::App& app, Cli& cli) {
       "SOURCE is PATH (stored under its base name) or DEST=PATH. A directory is stored\n"
       "as the tree DEST/...; --from DIR stores DIR's contents at the top level.\n"
       "Example: ckpt -C runs/exp1 save --step 1200 model.safetensors optim/ \\\n"
-      "           --metric val_loss=1.23 --best-key val_loss --weights model.safetensors");
+      "           --metric val_loss=1.23 --best-key val_loss --weights model.safetensors\n"
+      "Sharded (every rank, no barrier; the last one in commits the step):\n"
+      "  torchrun ... -- sh -c 'ckpt -C /shared/ckpt save --step 1200 --shard env rank$RANK.pt'");
   c->add_option("--step", a->step, "The training step (0 <= N < 2^63)")->required()
       ->type_name("N");
   c->add_option("SOURCE", a->sources, "Files or directories to store: PATH or DEST=PATH")
@@ -181,6 +220,17 @@ void setup_save(CLI::App& app, Cli& cli) {
               "Share files unchanged since the newest checkpoint (clone or hard link); "
               "files become read-only (policy.json)");
   c->add_flag("--no-dedup", a->no_dedup, "Write every file again (policy.json)");
+  c->add_option("--shard", a->shard,
+                "Sharded save: this writer is shard I of N (0 <= I < N), or env (RANK/WORLD_SIZE, "
+                "else SLURM_PROCID/SLURM_NTASKS); the last shard in commits")
+      ->type_name("I/N|env");
+  c->add_option("--group", a->group,
+                "Attempt group of the shards (default: from TORCHELASTIC_RUN_ID or SLURM_JOB_ID "
+                "and the restart count, else \"default\")")
+      ->type_name("ID");
+  c->add_option("--pending-expiry", a->pending_expiry,
+                "Prune removes pending sharded steps idle this long (default 24h; policy.json)")
+      ->type_name("DUR");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_save(cli, *a); }; });
 }
 

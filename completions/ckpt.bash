@@ -21,11 +21,20 @@ _ckpt_refs() {
   printf '%s\n' "$refs"
 }
 
+_ckpt_pending() {
+  local root d steps=""
+  root=$(_ckpt_root)
+  for d in "$root"/.ckpt/pending/step-*/; do
+    [[ -d $d ]] && steps+=" $(basename "$d")"
+  done
+  printf '%s\n' "$steps"
+}
+
 _ckpt() {
   local cur prev cmd="" i
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="save info verify load prune promote-best help"
+  local commands="save info verify load prune promote-best abort help"
   local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress --version -h --help"
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
@@ -40,8 +49,10 @@ _ckpt() {
     --progress) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W "min max" -- "$cur")); return ;;
     --checksum) COMPREPLY=($(compgen -W "sha256 none" -- "$cur")); return ;;
+    --shard) COMPREPLY=($(compgen -W "env" -- "$cur")); return ;;
     --step | --metric | --meta | --weights | --best-key | --keep-last | --keep-best | \
-      --keep-every | --keep-within | --lock-timeout | --threads | --key | --value | --only)
+      --keep-every | --keep-within | --lock-timeout | --threads | --key | --value | --only | \
+      --group | --pending-expiry)
       return ;;
   esac
 
@@ -50,7 +61,8 @@ _ckpt() {
     "") COMPREPLY=($(compgen -W "$commands $global" -- "$cur")); return ;;
     save)
       opts="--step --from --metric --meta --weights --best-key --mode --keep-last --keep-best
-            --keep-every --keep-within --checksum --copy --move --link --force --follow-symlinks --dedup --no-dedup"
+            --keep-every --keep-within --checksum --copy --move --link --force --follow-symlinks --dedup --no-dedup
+            --shard --group --pending-expiry"
       if [[ $cur != -* ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
         return
@@ -59,7 +71,8 @@ _ckpt() {
     info) opts="--path" ;;
     verify) opts="--quick --strict --repair -v --verbose" ;;
     load) opts="--only --weights-only --to --link --dir --no-verify" ;;
-    prune) opts="--keep-last --keep-best --keep-every --keep-within -n --dry-run" ;;
+    prune) opts="--keep-last --keep-best --keep-every --keep-within --pending-expiry -n --dry-run" ;;
+    abort) opts="" ;;
     promote-best) opts="--key --mode --value --force" ;;
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
   esac
@@ -68,6 +81,7 @@ _ckpt() {
   else
     case "$cmd" in
       info | verify | load | promote-best) COMPREPLY=($(compgen -W "$(_ckpt_refs)" -- "$cur")) ;;
+      abort) COMPREPLY=($(compgen -W "$(_ckpt_pending)" -- "$cur")) ;;
     esac
   fi
 }

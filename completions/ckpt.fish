@@ -1,6 +1,6 @@
 # fish completion for ckpt. Install: copy to ~/.config/fish/completions/ckpt.fish
 
-set -l commands save info verify load prune promote-best help
+set -l commands save info verify load prune promote-best abort help
 
 function __ckpt_refs
     set -l root $CKPT_ROOT
@@ -14,6 +14,21 @@ function __ckpt_refs
     end
     printf '%s\n' latest last best
     for d in $root/step-*/
+        basename $d
+    end
+end
+
+function __ckpt_pending
+    set -l root $CKPT_ROOT
+    test -n "$root"; or set root .
+    set -l tokens (commandline -opc)
+    for i in (seq (count $tokens))
+        if contains -- $tokens[$i] -C --root
+            set -l j (math $i + 1)
+            set root $tokens[$j]
+        end
+    end
+    for d in $root/.ckpt/pending/step-*/
         basename $d
     end
 end
@@ -34,6 +49,7 @@ complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a verify -d 'Ch
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a load -d 'Print verified file paths'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a prune -d 'Apply the retention policy'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a promote-best -d 'Offer a checkpoint as best'
+complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a abort -d 'Remove a pending sharded step'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a help -d 'Show help for a command'
 
 complete -c ckpt -n '__fish_seen_subcommand_from save' -F
@@ -56,6 +72,9 @@ complete -c ckpt -n '__fish_seen_subcommand_from save promote-best' -l force -d 
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l follow-symlinks -d 'Store the content behind links'
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l dedup -d 'Share files unchanged since the newest checkpoint'
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l no-dedup -d 'Write every file again'
+complete -c ckpt -n '__fish_seen_subcommand_from save' -l shard -x -a env -d 'Shard I/N of a sharded save, or env'
+complete -c ckpt -n '__fish_seen_subcommand_from save' -l group -x -d 'Attempt group of the shards'
+complete -c ckpt -n '__fish_seen_subcommand_from save prune' -l pending-expiry -x -d 'Idle time before prune removes a pending step'
 
 complete -c ckpt -n '__fish_seen_subcommand_from info' -l path -d 'Print only the path'
 complete -c ckpt -n '__fish_seen_subcommand_from verify' -l quick -d 'Sizes only'
@@ -72,4 +91,5 @@ complete -c ckpt -n '__fish_seen_subcommand_from prune' -s n -l dry-run -d 'Show
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l key -x -d 'The metric'
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l value -x -d 'The value'
 complete -c ckpt -n '__fish_seen_subcommand_from info verify load promote-best' -a '(__ckpt_refs)'
+complete -c ckpt -n '__fish_seen_subcommand_from abort' -a '(__ckpt_pending)'
 complete -c ckpt -n '__fish_seen_subcommand_from help' -a "$commands"

@@ -253,6 +253,7 @@ bool committed_from(const Context& ctx, const std::string& root, const PendingSt
 
 // Unlists a pending step (one rename into trash), then deletes it.
 void remove_pending(FileSystem& fs, const std::string& root, const std::string& dir) {
+  if (!fs.lstat(dir)) return;  // removed already (retention after the commit does)
   make_dirs(fs, trash_dir(root), Durable::yes);
   std::string to = join_path(trash_dir(root), fmt::format("pending-{}.{}", base_name(dir),
                                                           unique_suffix()));

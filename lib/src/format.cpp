@@ -221,6 +221,7 @@ std::string serialize_checkpoint(const CheckpointMeta& m) {
   j["tool"] = m.tool;
   if (m.shards) j["shards"] = *m.shards;
   if (m.shard_group) j["shard_group"] = *m.shard_group;
+  if (!m.shard_retired.empty()) j["shard_retired"] = m.shard_retired;
   return j.dump(2) + "\n";
 }
 
@@ -300,6 +301,11 @@ CheckpointMeta parse_checkpoint(std::string_view text) {
   }
   if (auto it = j.find("shard_group"); it != j.end() && it->is_string()) {
     m.shard_group = it->get<std::string>();
+  }
+  if (auto it = j.find("shard_retired"); it != j.end() && it->is_array()) {
+    for (const auto& g : *it) {
+      if (g.is_string()) m.shard_retired.push_back(g.get<std::string>());
+    }
   }
   if (auto it = j.find("weights"); it != j.end()) {
     if (!it->is_array()) bad(F, "\"weights\" must be an array");
@@ -476,6 +482,7 @@ std::string serialize_shard_set(const ShardSet& s) {
   j["force"] = s.force;
   j["retired"] = s.retired;
   j["created"] = s.created;
+  j["id"] = s.id;
   return j.dump() + "\n";
 }
 
@@ -502,6 +509,10 @@ ShardSet parse_shard_set(std::string_view text) {
   }
   if (auto it = j.find("created"); it != j.end() && it->is_string()) {
     s.created = it->get<std::string>();
+  }
+  s.id = get_string(j, "id", F);
+  if (s.id.empty() || s.id.find('/') != std::string::npos || s.id[0] == '.') {
+    bad(F, "\"id\" must be a plain name");
   }
   return s;
 }

@@ -209,6 +209,12 @@ namespace ckpt::detail {
 // save() of one shard of a sharded save (count > 1).
 SaveReport save_shard(const Context& ctx, const SaveOptions& opts);
 
+// The pending sharded step of that step, if any; refuse_if_pending throws
+// the conflict a plain save of such a step is (its shards would never commit).
+std::optional<PendingStep> pending_step(const Context& ctx, const std::string& root,
+                                        std::uint64_t step);
+void refuse_if_pending(const Context& ctx, const std::string& root, std::uint64_t step);
+
 // The pending sharded steps, read without the lock (a snapshot; a step
 // being changed meanwhile may be left out).
 std::vector<PendingStep> read_pending(const Context& ctx, const std::string& root);

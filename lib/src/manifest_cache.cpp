@@ -147,6 +147,8 @@ void put_meta(Writer& w, const CheckpointMeta& m) {
   w.u64(m.shards ? *m.shards + 1 : 0);
   w.u64(m.shard_group ? 1 : 0);
   w.str(m.shard_group.value_or(""));
+  w.u64(m.shard_retired.size());
+  for (const auto& g : m.shard_retired) w.str(g);
 }
 
 CheckpointMeta get_meta(Reader& r) {
@@ -183,6 +185,7 @@ CheckpointMeta get_meta(Reader& r) {
   bool has_group = r.u64() != 0;
   std::string group = r.str();
   if (has_group) m.shard_group = std::move(group);
+  for (std::uint64_t i = 0, n = r.count(); i < n && r.ok(); ++i) m.shard_retired.push_back(r.str());
   return m;
 }
 

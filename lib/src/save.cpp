@@ -711,6 +711,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   auto policy = detail::read_policy(ctx, root);
   auto best = read_best_tolerant(ctx, root);
   check_best_conflict(opts, best);
+  detail::refuse_if_pending(ctx, root, opts.step);
   if (auto st = fs.lstat(join_path(root, name)); st && st->type != FileType::dir) {
     throw Error(ErrorKind::conflict,
                 fmt::format("{} exists and is not a checkpoint directory; move it away first",
@@ -736,6 +737,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
     }
     SaveReport report;
     FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
+    detail::refuse_if_pending(ctx, root, opts.step);
     auto again = detail::find_step_dir(ctx, root, opts.step);
     if (!again) {
       throw Error(ErrorKind::conflict,
@@ -808,6 +810,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   SaveReport report;
   {
     FileLock lock = lock_for_commit(ctx, opts, root, policy, best);
+    detail::refuse_if_pending(ctx, root, opts.step);
     auto existing = detail::find_step_dir(ctx, root, opts.step);
     if (existing && !opts.force) {
       // Committed by another writer while we copied: the same files are a success.

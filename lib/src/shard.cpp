@@ -6,7 +6,8 @@
 //     set.json                         its attempt group, shard count, retired groups
 //     shard-IIIII.json                 one recorded shard: its files, metrics, policy
 //     IIIII.SUFFIX/                    that shard's files, at their stored paths
-//     merge/                           the checkpoint being assembled by the committer
+//     merge-ID/                        the checkpoint being assembled by the committer
+//                                      (ID: the set's, from set.json)
 //
 // A writer copies, hashes and fsyncs its files in its own staging directory
 // (.ckpt/staging, outside the lock, in parallel with every other writer).
@@ -140,7 +141,9 @@ std::string pending_dir(const std::string& root) { return join_path(private_dir(
 namespace {
 
 constexpr const char* k_set_file = "set.json";
-constexpr const char* k_merge_dir = "merge";
+// The directory the committer assembles the checkpoint in; named after the
+// set, so that nothing of a retired set's merge is ever taken into another.
+std::string merge_name(const ShardSet& set) { return "merge-" + set.id; }
 
 std::string record_name(std::uint64_t index) { return fmt::format("shard-{:05}.json", index); }
 
@@ -186,7 +189,8 @@ PendingState read_state(FileSystem& fs, const std::string& dir) {
   }
   std::set<std::string> names;
   for (const auto& [n, t] : entries) names.insert(n);
-  std::set<std::string> used = {k_set_file, k_merge_dir};
+  std::set<std::string> used = {k_set_file};
+  if (st.set) used.insert(merge_name(*st.set));
   for (const auto& [n, t] : entries) {
     auto index = record_index(n);
     if (!index) continue;
@@ -200,7 +204,6 @@ PendingState read_state(FileSystem& fs, const std::string& dir) {
     st.updated_ms = std::max(st.updated_ms, parse_rfc3339_ms(r->updated).value_or(0));
     st.records.emplace(*index, std::move(*r));
   }
-  if (!st.set) used.erase(k_merge_dir);
   for (const auto& [n, t] : entries) {
     if (!used.count(n)) st.garbage.push_back(n);
   }
@@ -243,7 +246,8 @@ bool committed_from(const Context& ctx, const std::string& root, const PendingSt
   try {
     CheckpointMeta m = read_meta(ctx, *dir);
     return m.shard_group && *m.shard_group == st.set->group && m.shards &&
-           *m.shards == st.set->count && !ctx.file_system().lstat(join_path(st.dir, k_merge_dir)) &&
+           *m.shards == st.set->count &&
+           !ctx.file_system().lstat(join_path(st.dir, merge_name(*st.set))) &&
            !st.set->force;
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
@@ -300,6 +304,28 @@ void check_against(const ShardRecord& mine, const std::map<std::uint64_t, ShardR
       }
       if (c < 0) ++a; else ++b;
     }
+    // A file of one shard where another stores a directory ("d/sub" and "d/sub/x").
+    auto names_dir_of = [](const std::vector<FileEntry>& files, const std::string& path) {
+      std::string prefix = path + "/";
+      auto it = std::lower_bound(files.begin(), files.end(), prefix,
+                                 [](const FileEntry& f, const std::string& p) { return f.path < p; });
+      return it != files.end() && it->path.compare(0, prefix.size(), prefix) == 0;
+    };
+    for (const auto& f : mine.files) {
+      if (names_dir_of(r.files, f.path)) {
+        throw mismatch(fmt::format("shard {} would store a file at {:?}, where shard {} stores a "
+                                   "directory; the shards of one step must store disjoint paths",
+                                   mine.index, f.path, i));
+      }
+    }
+    for (const auto& f : r.files) {
+      if (names_dir_of(mine.files, f.path)) {
+        throw mismatch(fmt::format("shard {} would store a directory at {:?}, where shard {} "
+                                   "stores a file; the shards of one step must store disjoint "
+                                   "paths",
+                                   mine.index, f.path, i));
+      }
+    }
     if (r.checksum != mine.checksum) {
       throw mismatch(fmt::format("shard {} uses --checksum {} but shard {} used {}", mine.index,
                                  mine.checksum, i, r.checksum));
@@ -353,9 +379,6 @@ void merge_policy(Policy& into, const Policy& p) {
 // nothing; anything else is refused.
 bool same_as_committed(const CheckpointMeta& committed, const ShardSpec& s,
                        const std::vector<FileEntry>* files, std::uint64_t step) {
-  if (committed.shard_group && *committed.shard_group != s.group) {
-    throw superseded(s, step, *committed.shard_group);
-  }
   auto exists = [&](const std::string& why) {
     return Error(ErrorKind::conflict,
                  fmt::format("{} is already committed ({}); use --force to replace it with a new, "
@@ -364,6 +387,13 @@ bool same_as_committed(const CheckpointMeta& committed, const ShardSpec& s,
         .with_reason(k_reason_step_exists);
   };
   if (!committed.shards) throw exists("by a save that was not sharded");
+  if (committed.shard_group && *committed.shard_group != s.group) {
+    const auto& retired = committed.shard_retired;
+    if (std::find(retired.begin(), retired.end(), s.group) != retired.end()) {
+      throw superseded(s, step, *committed.shard_group);
+    }
+    throw exists(fmt::format("by the shards of group {:?}", *committed.shard_group));
+  }
   if (*committed.shards != s.count) {
     throw exists(fmt::format("from {} shards, not {}", *committed.shards, s.count));
   }
@@ -439,6 +469,27 @@ std::vector<FileEntry> assemble(const Context& ctx, const PendingState& st,
 }
 
 }  // namespace
+
+std::optional<PendingStep> pending_step(const Context& ctx, const std::string& root,
+                                        std::uint64_t step) {
+  FileSystem& fs = ctx.file_system();
+  std::string dir = join_path(pending_dir(root), step_dir_name(step));
+  if (!fs.lstat(dir)) return std::nullopt;
+  PendingState st = read_state(fs, dir);
+  if (!st.set || st.set->step != step || committed_from(ctx, root, st)) return std::nullopt;
+  return pending_of(st);
+}
+
+void refuse_if_pending(const Context& ctx, const std::string& root, std::uint64_t step) {
+  if (auto p = pending_step(ctx, root, step)) {
+    throw Error(ErrorKind::conflict,
+                fmt::format("{} is pending as a sharded save ({} of {} shards of group {:?} in); "
+                            "save it with --shard, or remove it first with `ckpt abort {}`",
+                            p->name, p->shards.present.size(), p->shards.count, p->shards.group,
+                            step))
+        .with_reason(k_reason_shard_mismatch);
+  }
+}
 
 std::vector<PendingStep> read_pending(const Context& ctx, const std::string& root) {
   FileSystem& fs = ctx.file_system();
@@ -525,14 +576,17 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
   std::string pdir = join_path(pending_dir(root), name);
 
-  // Refusals that need no copy first (made again under the lock).
-  if (!opts.force) {
+  // Refusals that need no copy first (made again under the lock). A shard
+  // joining a pending --force set of its group replaces the step with it.
+  auto pending_set = read_json_file<ShardSet>(fs, join_path(pdir, k_set_file), parse_shard_set);
+  bool joins_force = pending_set && pending_set->force && pending_set->group == spec.group;
+  if (!opts.force && !joins_force) {
     if (auto existing = find_step_dir(ctx, root, opts.step)) {
       CheckpointMeta committed = read_committed(ctx, opts, *existing);
       same_as_committed(committed, spec, nullptr, opts.step);
     }
   }
-  if (auto set = read_json_file<ShardSet>(fs, join_path(pdir, k_set_file), parse_shard_set)) {
+  if (const auto& set = pending_set) {
     if (std::find(set->retired.begin(), set->retired.end(), spec.group) != set->retired.end()) {
       throw superseded(spec, opts.step, set->group);
     }
@@ -596,10 +650,26 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   best = read_best_tolerant(ctx, root);
   check_best_conflict(opts, best);
   auto existing = find_step_dir(ctx, root, opts.step);
-  if (existing && !opts.force) {
+  pending_set = read_json_file<ShardSet>(fs, join_path(pdir, k_set_file), parse_shard_set);
+  joins_force = pending_set && pending_set->force && pending_set->group == spec.group;
+  if (existing && !opts.force && !joins_force) {
     CheckpointMeta committed = read_committed(ctx, opts, *existing);
     if (same_as_committed(committed, spec, &mine.files, opts.step)) {
       // A rerun of a shard of a step that is committed with its files.
+      bool other = false;
+      for (const auto& [k, v] : mine.metrics) {
+        auto it = committed.metrics.find(k);
+        other = other || it == committed.metrics.end() || it->second != v;
+      }
+      for (const auto& [k, v] : mine.meta) {
+        auto it = committed.meta.find(k);
+        other = other || it == committed.meta.end() || it->second != v;
+      }
+      if (other) {
+        ctx.warning(fmt::format("{} is already committed with the files of shard {}; its "
+                                "recorded metrics and meta are kept",
+                                name, spec.index));
+      }
       staging.keep_moved();
       if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
       report.existing = true;
@@ -621,7 +691,8 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   ShardSet set;
   bool write_set = false;
   if (!st.set) {
-    set = ShardSet{opts.step, spec.group, spec.count, opts.force, {}, now_rfc3339_ms()};
+    set = ShardSet{opts.step, spec.group, spec.count, opts.force, {}, now_rfc3339_ms(),
+                   unique_suffix()};
     write_set = true;
   } else if (st.set->group != spec.group) {
     if (std::find(st.set->retired.begin(), st.set->retired.end(), spec.group) !=
@@ -630,7 +701,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     }
     // A new attempt: the old group's shards will never be mixed with it.
     set = ShardSet{opts.step, spec.group, spec.count, opts.force, st.set->retired,
-                   now_rfc3339_ms()};
+                   now_rfc3339_ms(), unique_suffix()};
     set.retired.push_back(st.set->group);
     if (!st.records.empty() || st.set->count != 0) {
       ctx.warning(fmt::format("{}: group {:?} retires the pending shards of group {:?} ({} of "
@@ -653,7 +724,15 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   if (write_set) {
     // Another group's records stop counting the moment set.json names this one.
     write_file_atomic(fs, join_path(pdir, k_set_file), serialize_shard_set(set));
-    st = read_state(fs, pdir);
+    if (st.set && st.set->id != set.id) {
+      for (const auto& [i, r] : st.records) {
+        st.garbage.push_back(record_name(i));
+        st.garbage.push_back(r.dir);
+      }
+      st.records.clear();
+      if (fs.lstat(join_path(pdir, merge_name(*st.set)))) st.garbage.push_back(merge_name(*st.set));
+    }
+    st.set = set;
   }
   check_against(mine, st.records);
 
@@ -669,7 +748,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   fs.fsync_dir(staging_dir(root));
   if (replaced) {
     // A retried writer: the earlier attempt's files go, from merge/ too.
-    std::string merge = join_path(pdir, k_merge_dir);
+    std::string merge = join_path(pdir, merge_name(*st.set));
     if (fs.lstat(merge)) {
       for (const auto& f : replaced->files) {
         if (auto s = fs.lstat(join_path(merge, f.path)); s && s->type == FileType::file) {
@@ -679,7 +758,12 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     }
   }
   if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
-  st = read_state(fs, pdir);
+  // The state as it is now, without reading every record again (a step of
+  // 1,024 shards would read a million records in all).
+  std::string mine_name = record_name(spec.index);
+  std::erase_if(st.garbage, [&](const std::string& n) { return n == mine_name || n == mine.dir; });
+  if (replaced) st.garbage.push_back(replaced->dir);
+  st.records[spec.index] = mine;
   remove_garbage(fs, st);
   report.shards = status_of(st);
   if (!report.shards->missing.empty()) return report;
@@ -700,6 +784,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     meta.tool = tool_version();
     meta.shards = spec.count;
     meta.shard_group = spec.group;
+  meta.shard_retired = st.set->retired;
     std::set<std::string> all_weights;
     for (const auto& [i, r] : st.records) {
       for (const auto& [k, v] : r.metrics) {
@@ -715,7 +800,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     check_best_conflict(merged, best);
     check_keep_best_key(merged, policy, best);
 
-    std::string merge = join_path(pdir, k_merge_dir);
+    std::string merge = join_path(pdir, merge_name(*st.set));
     meta.files = assemble(ctx, st, merge);
     for (const auto& f : meta.files) meta.total_size += f.size;
     if (hash == Hash::yes) {

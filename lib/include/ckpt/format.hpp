@@ -68,6 +68,8 @@ struct CheckpointMeta {
   // it was superseded).
   std::optional<std::uint64_t> shards;
   std::optional<std::string> shard_group;
+  // The attempt groups its group retired: a late shard of one is superseded.
+  std::vector<std::string> shard_retired;
 
   std::optional<double> metric(const std::string& key) const;
 };
@@ -142,6 +144,7 @@ struct ShardSet {
   bool force = false;                // a shard asked to replace a committed step
   std::vector<std::string> retired;  // groups this one superseded, oldest first
   std::string created;
+  std::string id;  // unique to this set: names its merge directory
 };
 std::string serialize_shard_set(const ShardSet& s);
 ShardSet parse_shard_set(std::string_view text);

@@ -1,5 +1,6 @@
 // Every-operation fault injection: each command is run once per file-system operation with that
-// operation failing (EIO; ENOSPC for writes), and the root must stay sound every time.
+// operation failing (EIO; ENOSPC for writes), and the root must stay sound every time. Sharded
+// saves are run the same way, each failure followed by the user's next step (the writer again).
 #include <doctest/doctest.h>
 
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"
+#include "shard_support.hpp"
 #include "test_support.hpp"
 
 using ckpt_test::is_dir;
@@ -301,4 +303,260 @@ TEST_CASE("every op fails once: verify --repair") {
     return std::nullopt;
   };
   every_op(c);
+}
+
+// ---- sharded saves (SPEC §10) -------------------------------------------------
+
+namespace {
+
+// One writer of a sharded save of step 3 into a root holding steps 1 and 2:
+// the shards in `recorded` are in (recorded cleanly) before shard `faulty`
+// runs with the fault; `after` are the job's writers still to come.
+struct ShardPhase {
+  std::string name;
+  std::uint64_t count = 3;
+  std::vector<std::uint64_t> recorded;
+  std::uint64_t faulty = 0;
+  std::vector<std::uint64_t> after;
+  bool completes() const { return after.empty(); }
+};
+
+constexpr std::uint64_t k_shard_step = 3;
+const char* const k_shard_name = "step-000000003";
+
+ckpt::SaveOptions shard_save(const std::string& dir, const ShardPhase& ph, std::uint64_t index) {
+  return ckpt_test::shard_options(dir, k_shard_step, index, ph.count, "g1", "", false);
+}
+
+// Steps 1 and 2 committed, every shard's sources written, and the shards of
+// `recorded` in.
+void prepare_shards(const std::string& dir, const ShardPhase& ph) {
+  seed(dir, 2);
+  for (std::uint64_t i = 0; i < ph.count; ++i) ckpt_test::shard_options(dir, k_shard_step, i, ph.count);
+  ckpt::PosixFileSystem fs(true);
+  auto ctx = context(fs);
+  for (auto i : ph.recorded) {
+    auto r = ckpt::save(ctx, shard_save(dir, ph, i));
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    REQUIRE_FALSE(r->committed);
+  }
+}
+
+// "" when the root is sound right after the faulty writer stopped: no stray
+// entry, every checkpoint verifies, the markers name complete checkpoints,
+// steps 1 and 2 intact; step 3 either committed whole (and then no longer
+// pending) or pending with every shard recorded before still recorded.
+std::string judge_shard_state(const std::string& root, const ShardPhase& ph, bool& visible,
+                              std::uint64_t& seq) {
+  ckpt::PosixFileSystem fs(true);
+  auto ctx = context(fs);
+  std::string out;
+  for (const auto& name : list_dir(root)) {
+    bool dir = is_dir(root + "/" + name);
+    bool ok = dir ? (name == ".ckpt" || ckpt::parse_step_dir_name(name).has_value())
+                  : (name == "last" || name == "best.json" || name == "policy.json");
+    if (!ok) out += "stray entry " + name + "; ";
+  }
+  ckpt::VerifyOptions vo;
+  vo.root = root;
+  auto v = ckpt::verify(ctx, vo);
+  if (!v.ok()) return out + "verify failed to run: " + v.error().message();
+  std::set<std::string> good;
+  for (const auto& c : v->checkpoints) {
+    if (c.ok) good.insert(c.name);
+    for (const auto& p : c.problems) {
+      if (p.severity == ckpt::Severity::failure) out += c.name + "/" + p.path + " " + p.kind + "; ";
+    }
+  }
+  for (const auto& p : v->marker_problems) {
+    if (p.severity == ckpt::Severity::failure) out += p.path + " " + p.kind + ": " + p.detail + "; ";
+  }
+  for (const char* s : {"step-000000001", "step-000000002"}) {
+    if (!good.count(s)) out += std::string(s) + " lost; ";
+  }
+  auto l = ckpt::list_checkpoints(ctx, root);
+  if (!l.ok()) return out + "list_checkpoints failed: " + l.error().message();
+  visible = false;
+  for (const auto& c : l->checkpoints) {
+    if (c.meta.step == k_shard_step) {
+      visible = true;
+      seq = c.meta.commit_seq;
+    }
+  }
+  bool listed_pending = false;
+  for (const auto& p : l->pending) listed_pending = listed_pending || p.step == k_shard_step;
+  std::string err;
+  auto p = ckpt_test::pending_step(ctx, root, k_shard_step, err);
+  out += err;
+  if (listed_pending != p.has_value()) out += "list_checkpoints and list_pending disagree; ";
+  if (visible) {
+    if (!ph.completes()) out += std::string(k_shard_name) + " is visible with shards missing; ";
+    out += ckpt_test::check_complete(ctx, root, k_shard_step, ph.count);
+    if (p) out += std::string(k_shard_name) + " is committed and still listed as pending; ";
+  } else if (!p) {
+    out += std::string(k_shard_name) + " is neither committed nor pending; ";
+  } else {
+    if (p->shards.group != "g1" || p->shards.count != ph.count) out += "the pending set changed; ";
+    for (auto i : ph.recorded) {
+      if (!ckpt_test::has_shard(p->shards.present, i)) {
+        out += "shard " + std::to_string(i) + " was recorded and is gone (present " +
+               ckpt_test::join_numbers(p->shards.present) + "); ";
+      }
+    }
+    for (auto i : ph.after) {
+      if (!ckpt_test::has_shard(p->shards.missing, i)) out += "a shard never run is present; ";
+    }
+    if (p->shards.present.size() + p->shards.missing.size() != ph.count) {
+      out += "present and missing do not add up to N; ";
+    }
+  }
+  return out;
+}
+
+// The user's next step: the failed writer runs again on the real file
+// system, then the writers still to come. "" when the step ends committed
+// exactly once, whole, `last` names it, nothing is pending and a prune
+// leaves nothing private behind. stale_last: the rerun left `last` behind.
+std::string recover_shards(const std::string& dir, const ShardPhase& ph, bool visible,
+                           std::uint64_t seq, bool& stale_last) {
+  ckpt::PosixFileSystem fs(true);
+  auto ctx = context(fs);
+  const std::string root = dir + "/root";
+  std::string out;
+  int commits = visible ? 1 : 0;
+  auto r = ckpt::save(ctx, shard_save(dir, ph, ph.faulty));
+  if (!r.ok()) return "the rerun of shard " + std::to_string(ph.faulty) + " failed: " + r.error().message();
+  if (visible) {
+    if (!r->existing) out += "the rerun did not find the committed step; ";
+    if (r->commit_seq != seq) out += "the rerun changed commit_seq; ";
+  } else {
+    if (r->committed) ++commits;
+    if (ph.completes() && !r->committed) out += "the rerun of the last shard did not commit; ";
+    if (!ph.completes() && r->committed) out += "a non-last shard committed; ";
+  }
+  for (std::size_t k = 0; k < ph.after.size(); ++k) {
+    auto a = ckpt::save(ctx, shard_save(dir, ph, ph.after[k]));
+    if (!a.ok()) return out + "shard " + std::to_string(ph.after[k]) + " failed: " + a.error().message();
+    if (a->committed) ++commits;
+    if (k + 1 == ph.after.size() && !a->committed) out += "the last shard did not commit; ";
+  }
+  if (commits != 1) out += "committed " + std::to_string(commits) + " times; ";
+  out += ckpt_test::check_complete(ctx, root, k_shard_step, ph.count);
+  std::string last;
+  stale_last = !ckpt_test::read_whole(root + "/last", last) || last != std::string(k_shard_name) + "\n";
+  // Once more: a writer restarted after the commit changes nothing.
+  auto again = ckpt::save(ctx, shard_save(dir, ph, ph.faulty));
+  if (!again.ok()) {
+    out += "a rerun after the commit failed: " + again.error().message() + "; ";
+  } else if (!again->existing) {
+    out += "a rerun after the commit did not report the existing step; ";
+  }
+  std::string err;
+  if (ckpt_test::pending_step(ctx, root, k_shard_step, err)) out += "still pending after the commit; ";
+  out += err;
+  ckpt::PruneOptions po;
+  po.root = root;
+  po.rules.keep_last = 1000;
+  auto p = ckpt::prune(ctx, po);
+  if (!p.ok()) return out + "clean-up prune failed: " + p.error().message();
+  out += ckpt_test::private_leftovers(root);
+  ckpt::VerifyOptions vo;
+  vo.root = root;
+  vo.strict = true;
+  auto v = ckpt::verify(ctx, vo);
+  if (!v.ok() || !v->ok) out += "verify --strict fails after the prune; ";
+  return out;
+}
+
+void every_op_sharded(const ShardPhase& ph) {
+  CKPT_TEMP_DIR(tmp);
+  INFO(ph.name);
+  std::vector<std::string> ops;
+  {
+    const std::string dir = tmp.sub("count");
+    prepare_shards(dir, ph);
+    ckpt::PosixFileSystem base(true);
+    ckpt::FaultInjectingFileSystem fault(base);
+    fault.record(true);
+    auto r = ckpt::save(context(fault), shard_save(dir, ph, ph.faulty));
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    REQUIRE(r->committed == ph.completes());
+    ops = fault.log();
+  }
+  REQUIRE(ops.size() > 5);
+
+  std::uint64_t runs = 0, clean_failures = 0, tolerated = 0, committed_by_fault_run = 0;
+  std::uint64_t stale_last_runs = 0;
+  std::string first_stale;
+  for (std::size_t n = 1; n <= ops.size(); ++n) {
+    for (int write_errno : {0, ENOSPC}) {
+      if (write_errno != 0 && !is_write_op(ops[n - 1])) continue;
+      const std::string dir = tmp.sub("run");
+      std::filesystem::remove_all(dir);
+      prepare_shards(dir, ph);
+      ckpt::PosixFileSystem base(true);
+      ckpt::FaultInjectingFileSystem fault(base);
+      fault.fail_at(n, EIO, write_errno);
+      auto r = ckpt::save(context(fault), shard_save(dir, ph, ph.faulty));
+      ++runs;
+      const std::string op = fault.fired_op();
+      const std::string injected = write_errno && is_write_op(op) ? "ENOSPC" : "EIO";
+      INFO(ph.name << ": operation " << n << " (" << op << " on " << fault.fired_target() << "; "
+                   << ops[n - 1] << " in the counting run) failing with " << injected);
+      CHECK(fault.fired());
+      bool visible = false;
+      std::uint64_t seq = 0;
+      std::string why = judge_shard_state(dir + "/root", ph, visible, seq);
+      CHECK_MESSAGE(why.empty(), why);
+      if (!r.ok()) {
+        ++clean_failures;
+        INFO("error: " << r.error().message());
+        CHECK(r.error().kind() == ckpt::ErrorKind::io);  // exit 6
+        CHECK(r.error().message().find("injected") != std::string::npos);
+        if (injected == "ENOSPC") CHECK(r.error().message().find("disk full") != std::string::npos);
+      } else {
+        ++tolerated;
+        CHECK(r->committed == ph.completes());
+        CHECK(visible == ph.completes());
+        // A failure of a durable step may be absorbed only in the clean-up
+        // after the commit (the pending step, trash, staging leftovers).
+        if (op == "fsync" || op == "fsync_dir" || op == "write" || op == "rename") {
+          CHECK(visible);
+          CHECK(fault.fired_target().find("/.ckpt/") != std::string::npos);
+        }
+      }
+      if (visible) ++committed_by_fault_run;
+      bool stale = false;
+      why = recover_shards(dir, ph, visible, seq, stale);
+      CHECK_MESSAGE(why.empty(), why);
+      if (stale) {
+        ++stale_last_runs;
+        if (first_stale.empty()) {
+          first_stale = "operation " + std::to_string(n) + " (" + op + " on " + fault.fired_target() + ")";
+          if (!r.ok()) first_stale += ": " + r.error().message();
+        }
+      }
+    }
+  }
+  MESSAGE(ph.name << ": " << ops.size() << " injection points, " << runs << " runs ("
+                  << clean_failures << " reported an I/O error, " << tolerated
+                  << " absorbed a non-essential failure, " << committed_by_fault_run
+                  << " left the step committed)");
+  CHECK(clean_failures > 0);
+  // A rerun of a shard of a committed step brings the markers up to date
+  // (SaveReport::existing), as a rerun of a plain save does.
+  CHECK_MESSAGE(stale_last_runs == 0, stale_last_runs << " runs left `last` stale after the rerun; first: "
+                                                       << first_stale);
+}
+
+}  // namespace
+
+TEST_CASE("every op fails once: sharded save, recording a middle shard") {
+  // Shard 0 of 3 is in; shard 1 records with the fault; shard 2 completes later.
+  every_op_sharded(ShardPhase{"shard 1/3 records (0 in, 2 to come)", 3, {0}, 1, {2}});
+}
+
+TEST_CASE("every op fails once: sharded save, the last shard merges and commits") {
+  // Shards 0 and 1 of 3 are in; shard 2 records, merges and commits with the fault.
+  every_op_sharded(ShardPhase{"shard 2/3 merges and commits (0 and 1 in)", 3, {0, 1}, 2, {}});
 }

@@ -427,6 +427,13 @@ std::optional<std::string> content_difference(const CheckpointMeta& committed,
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why);
 CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const std::string& dir);
 
+// A save of a step that is committed with the same files: brings the
+// markers, policy.json and retention up to date (what an interrupted save of
+// it may have left undone) and fills report. Call under the root lock.
+void complete_existing(const Context& ctx, const SaveOptions& opts, const std::string& dir,
+                       const CheckpointMeta& committed, const std::optional<Policy>& policy,
+                       const std::optional<BestMarker>& best, SaveReport& report);
+
 // The commit of a staged checkpoint, under the root lock: _checkpoint.json
 // (meta gets its commit_seq) and the commit_seq counter, the rename into
 // place (replacing `existing`, with --force), then `last`, best.json,

@@ -671,7 +671,19 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
                                 name, spec.index));
       }
       staging.keep_moved();
+      // Finish what a committer stopped after its commit left undone: the
+      // pending leftover, the markers, policy.json and retention.
+      {
+        PendingState left = read_state(fs, pdir);
+        if (left.set && committed_from(ctx, root, left)) remove_pending(fs, root, pdir);
+      }
+      SaveOptions as_committed = opts;
+      as_committed.metrics.clear();
+      for (const auto& [k, v] : committed.metrics) as_committed.metrics[k] = v ? *v : std::nan("");
+      as_committed.meta = committed.meta;
+      complete_existing(ctx, as_committed, *existing, committed, policy, best, report);
       if (opts.transfer == Transfer::move) finish_move(ctx, plan, stager.copied_sources());
+      report.committed = false;
       report.existing = true;
       report.commit_seq = committed.commit_seq;
       report.shards = ShardStatus{spec.group, spec.count, {}, {}};

@@ -1,8 +1,10 @@
 // Crash-state exploration: after every operation of save, prune, promote-best and verify --repair,
-// the disk a power cut would leave must hold only complete checkpoints and sane markers.
+// the disk a power cut would leave must hold only complete checkpoints and sane markers. For
+// sharded saves each crash state is also recovered the way a job would: the killed writer again.
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "crash_fs.hpp"
+#include "shard_support.hpp"
 #include "test_support.hpp"
 
 using ckpt_test::CrashModelFileSystem;
@@ -64,6 +67,9 @@ struct Explorer {
   std::uint64_t states = 0;
   std::uint64_t violations = 0;
   std::string first;
+  // More checks of a sound crash state (given its root), and what a user
+  // does next on it: "" when all is well.
+  std::function<std::string(const std::string& root)> then;
 
   void check(CrashModelFileSystem& model, const std::set<std::string>& survive,
              std::uint64_t op, const std::string& name) {
@@ -74,6 +80,7 @@ struct Explorer {
       model.materialise(state, dir + "/root");
       ++states;
       std::string why = judge(dir + "/root", survive);
+      if (why.empty() && then) why = then(dir + "/root");
       if (!why.empty()) {
         ++violations;
         if (first.empty()) {
@@ -118,9 +125,11 @@ std::set<std::string> seed(const std::string& tmp, int n) {
 // Runs op through the crash model and checks every state it passes through.
 template <class Op>
 Explorer explore(const std::string& tmp, const std::set<std::string>& survive, Op op,
-                 const std::function<void(CrashModelFileSystem&)>& sabotage = {}) {
+                 const std::function<void(CrashModelFileSystem&)>& sabotage = {},
+                 std::function<std::string(const std::string&)> then = {}) {
   Explorer ex;
   ex.tmp = tmp;
+  ex.then = std::move(then);
   ckpt::PosixFileSystem base(true);  // the model, not the disk, decides what is durable
   CrashModelFileSystem model(base, tmp + "/root");
   if (sabotage) sabotage(model);
@@ -249,4 +258,118 @@ TEST_CASE("crash states: the check fails on a protocol without file fsyncs") {
   MESSAGE("sabotaged save (no file fsync): " << ex.violations << " unsound states; first: "
                                              << ex.first);
   CHECK(ex.violations > 0);
+}
+
+// ---- sharded saves (SPEC §10) -------------------------------------------------
+
+namespace {
+
+// A writer of a sharded save of step 3 (N = 3) into a root holding steps 1
+// and 2 is killed at every operation: the shards of `recorded` were in
+// before it started. Each crash state must hold step 3 either committed
+// whole or pending with those shards still recorded; then the killed writer
+// runs again, the writers still to come (`after`) run, and the step must end
+// committed exactly once, whole, with nothing pending or left behind.
+Explorer shard_crash_case(const std::string& label, std::vector<std::uint64_t> recorded,
+                          std::uint64_t killed, std::vector<std::uint64_t> after,
+                          const std::function<void(CrashModelFileSystem&)>& sabotage = {}) {
+  CKPT_TEMP_DIR(tmp);
+  auto before = seed(tmp.path(), 2);
+  ckpt_test::ShardJob job;
+  job.root = tmp.sub("root");
+  job.src_dir = tmp.path();
+  job.step = 3;
+  job.count = 3;
+  job.recorded = std::move(recorded);
+  job.rerun = killed;
+  job.after = std::move(after);
+  for (std::uint64_t i = 0; i < job.count; ++i) {
+    ckpt_test::shard_options(tmp.path(), job.step, i, job.count);
+  }
+  {
+    ckpt::PosixFileSystem fs(true);
+    ckpt::Context ctx;
+    ctx.fs = &fs;
+    for (auto i : job.recorded) {
+      auto r = ckpt::save(ctx, job.options(i));
+      REQUIRE_MESSAGE(r.ok(), r.error().message());
+      REQUIRE_FALSE(r->committed);
+    }
+  }
+  std::uint64_t committed_states = 0, pending_states = 0, rerun_recorded = 0, stale_last = 0;
+  bool returned = false;  // the writer's save has returned: what it reported must be durable
+  auto then = [&](const std::string& root) -> std::string {
+    ckpt::PosixFileSystem fs(true);
+    ckpt::Context ctx;
+    ctx.fs = &fs;
+    ctx.lock_timeout = 0;
+    ctx.threads = 1;  // the recovery, not the code under test: quick
+    ckpt_test::ShardJob j = job;
+    j.root = root;
+    bool visible = false;
+    std::uint64_t seq = 0;
+    std::string why = ckpt_test::check_committed_or_pending(ctx, j, visible, seq);
+    if (!why.empty()) return why;
+    ++(visible ? committed_states : pending_states);
+    if (!visible) {
+      std::string err;
+      auto p = ckpt_test::pending_step(ctx, root, j.step, err);
+      bool in = p && ckpt_test::has_shard(p->shards.present, killed);
+      if (in) ++rerun_recorded;
+      if (returned && j.completes()) {
+        return "the save returned committed; the crash lost the commit";
+      }
+      if (returned && !in) {
+        return "the save returned recorded; the crash lost shard " + std::to_string(killed);
+      }
+    }
+    bool stale = false;
+    why = ckpt_test::rerun_and_finish(ctx, j, visible, seq, stale);
+    if (stale) ++stale_last;
+    return why.empty() ? "" : "recovery: " + why;
+  };
+  auto ex = explore(
+      tmp.path(), before,
+      [&](ckpt::Context& ctx) {
+        auto r = ckpt::save(ctx, job.options(killed));
+        returned = true;
+        REQUIRE_MESSAGE(r.ok(), r.error().message());
+        CHECK(r->committed == job.completes());
+      },
+      sabotage, then);
+  if (sabotage) return ex;
+  MESSAGE(label << ": " << ex.states << " crash states checked (" << pending_states
+                << " with the step pending, " << rerun_recorded << " of them with the killed shard "
+                << "already recorded; " << committed_states << " with it committed)");
+  CHECK_MESSAGE(ex.violations == 0, ex.first);
+  CHECK(ex.states > 20);
+  CHECK(pending_states > 0);
+  if (job.completes()) CHECK(committed_states > 0);
+  // The writers of the recovery leave `last` naming the step (before any prune).
+  CHECK_MESSAGE(stale_last == 0, stale_last << " recoveries left `last` stale");
+  return ex;
+}
+
+}  // namespace
+
+TEST_CASE("crash states: sharded save, recording a middle shard") {
+  // Shard 0 of 3 is in; shard 1 is killed anywhere while recording; shard 2 comes later.
+  shard_crash_case("shard 1/3 records", {0}, 1, {2});
+}
+
+TEST_CASE("crash states: sharded save, the last shard merges and commits") {
+  // Shards 0 and 1 of 3 are in; shard 2 is killed anywhere while recording, merging, committing.
+  shard_crash_case("shard 2/3 merges and commits", {0, 1}, 2, {});
+}
+
+TEST_CASE("crash states: the shard check fails when a recorded shard's entries are not fsynced") {
+  // Without the fsyncs of .ckpt/pending/STEP, a shard that returned "recorded"
+  // can be lost by a crash: the check must see it.
+  auto ex = shard_crash_case("sabotaged record", {0}, 1, {2}, [](CrashModelFileSystem& m) {
+    m.drop_dir_fsyncs_containing("/.ckpt/pending/");
+  });
+  MESSAGE("sabotaged shard record (no pending fsync): " << ex.violations
+                                                        << " unsound states; first: " << ex.first);
+  CHECK(ex.violations > 0);
+  CHECK(ex.first.find("shard 1") != std::string::npos);
 }

@@ -319,24 +319,40 @@ struct ShardPhase {
   std::uint64_t faulty = 0;
   std::vector<std::uint64_t> after;
   bool completes() const { return after.empty(); }
+  ckpt_test::ShardJob job(const std::string& dir) const {
+    ckpt_test::ShardJob j;
+    j.root = dir + "/root";
+    j.src_dir = dir;
+    j.step = 3;
+    j.count = count;
+    j.recorded = recorded;
+    j.rerun = faulty;
+    j.after = after;
+    return j;
+  }
 };
 
-constexpr std::uint64_t k_shard_step = 3;
-const char* const k_shard_name = "step-000000003";
-
-ckpt::SaveOptions shard_save(const std::string& dir, const ShardPhase& ph, std::uint64_t index) {
-  return ckpt_test::shard_options(dir, k_shard_step, index, ph.count, "g1", "", false);
+// The context of the runs around the one under test (preparing, judging,
+// recovering): one thread keeps them quick. The run under test has the
+// default threads, as every other command here.
+ckpt::Context shard_context(ckpt::FileSystem& fs) {
+  auto ctx = context(fs);
+  ctx.threads = 1;
+  return ctx;
 }
 
 // Steps 1 and 2 committed, every shard's sources written, and the shards of
 // `recorded` in.
 void prepare_shards(const std::string& dir, const ShardPhase& ph) {
   seed(dir, 2);
-  for (std::uint64_t i = 0; i < ph.count; ++i) ckpt_test::shard_options(dir, k_shard_step, i, ph.count);
+  auto job = ph.job(dir);
+  for (std::uint64_t i = 0; i < ph.count; ++i) {
+    ckpt_test::shard_options(dir, job.step, i, ph.count);
+  }
   ckpt::PosixFileSystem fs(true);
-  auto ctx = context(fs);
+  auto ctx = shard_context(fs);
   for (auto i : ph.recorded) {
-    auto r = ckpt::save(ctx, shard_save(dir, ph, i));
+    auto r = ckpt::save(ctx, job.options(i));
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     REQUIRE_FALSE(r->committed);
   }
@@ -346,10 +362,10 @@ void prepare_shards(const std::string& dir, const ShardPhase& ph) {
 // entry, every checkpoint verifies, the markers name complete checkpoints,
 // steps 1 and 2 intact; step 3 either committed whole (and then no longer
 // pending) or pending with every shard recorded before still recorded.
-std::string judge_shard_state(const std::string& root, const ShardPhase& ph, bool& visible,
-                              std::uint64_t& seq) {
+std::string judge_shard_state(const ckpt_test::ShardJob& job, bool& visible, std::uint64_t& seq) {
   ckpt::PosixFileSystem fs(true);
-  auto ctx = context(fs);
+  auto ctx = shard_context(fs);
+  const std::string& root = job.root;
   std::string out;
   for (const auto& name : list_dir(root)) {
     bool dir = is_dir(root + "/" + name);
@@ -369,103 +385,14 @@ std::string judge_shard_state(const std::string& root, const ShardPhase& ph, boo
     }
   }
   for (const auto& p : v->marker_problems) {
-    if (p.severity == ckpt::Severity::failure) out += p.path + " " + p.kind + ": " + p.detail + "; ";
+    if (p.severity == ckpt::Severity::failure) {
+      out += p.path + " " + p.kind + ": " + p.detail + "; ";
+    }
   }
   for (const char* s : {"step-000000001", "step-000000002"}) {
     if (!good.count(s)) out += std::string(s) + " lost; ";
   }
-  auto l = ckpt::list_checkpoints(ctx, root);
-  if (!l.ok()) return out + "list_checkpoints failed: " + l.error().message();
-  visible = false;
-  for (const auto& c : l->checkpoints) {
-    if (c.meta.step == k_shard_step) {
-      visible = true;
-      seq = c.meta.commit_seq;
-    }
-  }
-  bool listed_pending = false;
-  for (const auto& p : l->pending) listed_pending = listed_pending || p.step == k_shard_step;
-  std::string err;
-  auto p = ckpt_test::pending_step(ctx, root, k_shard_step, err);
-  out += err;
-  if (listed_pending != p.has_value()) out += "list_checkpoints and list_pending disagree; ";
-  if (visible) {
-    if (!ph.completes()) out += std::string(k_shard_name) + " is visible with shards missing; ";
-    out += ckpt_test::check_complete(ctx, root, k_shard_step, ph.count);
-    if (p) out += std::string(k_shard_name) + " is committed and still listed as pending; ";
-  } else if (!p) {
-    out += std::string(k_shard_name) + " is neither committed nor pending; ";
-  } else {
-    if (p->shards.group != "g1" || p->shards.count != ph.count) out += "the pending set changed; ";
-    for (auto i : ph.recorded) {
-      if (!ckpt_test::has_shard(p->shards.present, i)) {
-        out += "shard " + std::to_string(i) + " was recorded and is gone (present " +
-               ckpt_test::join_numbers(p->shards.present) + "); ";
-      }
-    }
-    for (auto i : ph.after) {
-      if (!ckpt_test::has_shard(p->shards.missing, i)) out += "a shard never run is present; ";
-    }
-    if (p->shards.present.size() + p->shards.missing.size() != ph.count) {
-      out += "present and missing do not add up to N; ";
-    }
-  }
-  return out;
-}
-
-// The user's next step: the failed writer runs again on the real file
-// system, then the writers still to come. "" when the step ends committed
-// exactly once, whole, `last` names it, nothing is pending and a prune
-// leaves nothing private behind. stale_last: the rerun left `last` behind.
-std::string recover_shards(const std::string& dir, const ShardPhase& ph, bool visible,
-                           std::uint64_t seq, bool& stale_last) {
-  ckpt::PosixFileSystem fs(true);
-  auto ctx = context(fs);
-  const std::string root = dir + "/root";
-  std::string out;
-  int commits = visible ? 1 : 0;
-  auto r = ckpt::save(ctx, shard_save(dir, ph, ph.faulty));
-  if (!r.ok()) return "the rerun of shard " + std::to_string(ph.faulty) + " failed: " + r.error().message();
-  if (visible) {
-    if (!r->existing) out += "the rerun did not find the committed step; ";
-    if (r->commit_seq != seq) out += "the rerun changed commit_seq; ";
-  } else {
-    if (r->committed) ++commits;
-    if (ph.completes() && !r->committed) out += "the rerun of the last shard did not commit; ";
-    if (!ph.completes() && r->committed) out += "a non-last shard committed; ";
-  }
-  for (std::size_t k = 0; k < ph.after.size(); ++k) {
-    auto a = ckpt::save(ctx, shard_save(dir, ph, ph.after[k]));
-    if (!a.ok()) return out + "shard " + std::to_string(ph.after[k]) + " failed: " + a.error().message();
-    if (a->committed) ++commits;
-    if (k + 1 == ph.after.size() && !a->committed) out += "the last shard did not commit; ";
-  }
-  if (commits != 1) out += "committed " + std::to_string(commits) + " times; ";
-  out += ckpt_test::check_complete(ctx, root, k_shard_step, ph.count);
-  std::string last;
-  stale_last = !ckpt_test::read_whole(root + "/last", last) || last != std::string(k_shard_name) + "\n";
-  // Once more: a writer restarted after the commit changes nothing.
-  auto again = ckpt::save(ctx, shard_save(dir, ph, ph.faulty));
-  if (!again.ok()) {
-    out += "a rerun after the commit failed: " + again.error().message() + "; ";
-  } else if (!again->existing) {
-    out += "a rerun after the commit did not report the existing step; ";
-  }
-  std::string err;
-  if (ckpt_test::pending_step(ctx, root, k_shard_step, err)) out += "still pending after the commit; ";
-  out += err;
-  ckpt::PruneOptions po;
-  po.root = root;
-  po.rules.keep_last = 1000;
-  auto p = ckpt::prune(ctx, po);
-  if (!p.ok()) return out + "clean-up prune failed: " + p.error().message();
-  out += ckpt_test::private_leftovers(root);
-  ckpt::VerifyOptions vo;
-  vo.root = root;
-  vo.strict = true;
-  auto v = ckpt::verify(ctx, vo);
-  if (!v.ok() || !v->ok) out += "verify --strict fails after the prune; ";
-  return out;
+  return out + ckpt_test::check_committed_or_pending(ctx, job, visible, seq);
 }
 
 void every_op_sharded(const ShardPhase& ph) {
@@ -478,7 +405,7 @@ void every_op_sharded(const ShardPhase& ph) {
     ckpt::PosixFileSystem base(true);
     ckpt::FaultInjectingFileSystem fault(base);
     fault.record(true);
-    auto r = ckpt::save(context(fault), shard_save(dir, ph, ph.faulty));
+    auto r = ckpt::save(context(fault), ph.job(dir).options(ph.faulty));
     REQUIRE_MESSAGE(r.ok(), r.error().message());
     REQUIRE(r->committed == ph.completes());
     ops = fault.log();
@@ -494,10 +421,11 @@ void every_op_sharded(const ShardPhase& ph) {
       const std::string dir = tmp.sub("run");
       std::filesystem::remove_all(dir);
       prepare_shards(dir, ph);
+      const auto job = ph.job(dir);
       ckpt::PosixFileSystem base(true);
       ckpt::FaultInjectingFileSystem fault(base);
       fault.fail_at(n, EIO, write_errno);
-      auto r = ckpt::save(context(fault), shard_save(dir, ph, ph.faulty));
+      auto r = ckpt::save(context(fault), job.options(ph.faulty));
       ++runs;
       const std::string op = fault.fired_op();
       const std::string injected = write_errno && is_write_op(op) ? "ENOSPC" : "EIO";
@@ -506,7 +434,7 @@ void every_op_sharded(const ShardPhase& ph) {
       CHECK(fault.fired());
       bool visible = false;
       std::uint64_t seq = 0;
-      std::string why = judge_shard_state(dir + "/root", ph, visible, seq);
+      std::string why = judge_shard_state(job, visible, seq);
       CHECK_MESSAGE(why.empty(), why);
       if (!r.ok()) {
         ++clean_failures;
@@ -526,13 +454,16 @@ void every_op_sharded(const ShardPhase& ph) {
         }
       }
       if (visible) ++committed_by_fault_run;
+      // The user's next step: the failed writer again, without faults.
+      ckpt::PosixFileSystem real(true);
       bool stale = false;
-      why = recover_shards(dir, ph, visible, seq, stale);
+      why = ckpt_test::rerun_and_finish(shard_context(real), job, visible, seq, stale);
       CHECK_MESSAGE(why.empty(), why);
       if (stale) {
         ++stale_last_runs;
         if (first_stale.empty()) {
-          first_stale = "operation " + std::to_string(n) + " (" + op + " on " + fault.fired_target() + ")";
+          first_stale = "operation " + std::to_string(n) + " (" + op + " on " +
+                        fault.fired_target() + ")";
           if (!r.ok()) first_stale += ": " + r.error().message();
         }
       }
@@ -545,8 +476,9 @@ void every_op_sharded(const ShardPhase& ph) {
   CHECK(clean_failures > 0);
   // A rerun of a shard of a committed step brings the markers up to date
   // (SaveReport::existing), as a rerun of a plain save does.
-  CHECK_MESSAGE(stale_last_runs == 0, stale_last_runs << " runs left `last` stale after the rerun; first: "
-                                                       << first_stale);
+  CHECK_MESSAGE(stale_last_runs == 0, stale_last_runs
+                                          << " runs left `last` stale after the rerun; first: "
+                                          << first_stale);
 }
 
 }  // namespace

@@ -373,7 +373,8 @@ Listing list_root(const Context& ctx, const std::string& root_arg, bool write_ca
 namespace {
 
 std::string latest_dir(const Context& ctx, const std::string& root);
-Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message);
+Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message,
+                    std::optional<std::uint64_t> step = std::nullopt);
 
 Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const std::string& dir,
                            bool is_latest) {
@@ -404,7 +405,8 @@ std::string dir_by_name(const Context& ctx, const std::string& root, const std::
   std::string dir = join_path(root, name);
   auto st = ctx.file_system().lstat(dir);
   if (!st || st->type != FileType::dir) {
-    throw ref_not_found(ctx, root, fmt::format("no checkpoint {} ({})", name, ref));
+    throw ref_not_found(ctx, root, fmt::format("no checkpoint {} ({})", name, ref),
+                        parse_step_dir_name(name));
   }
   return dir;
 }
@@ -412,14 +414,24 @@ std::string dir_by_name(const Context& ctx, const std::string& root, const std::
 // A ref that names nothing: "empty_root" when the root holds no checkpoint at
 // all (a resume loop starts fresh), else "no_checkpoint". Only on failure, so
 // the scan costs nothing in the normal case.
-Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message) {
+Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message,
+                    std::optional<std::uint64_t> step) {
   bool any = false;
+  std::string text = message;
   try {
-    any = !list_checkpoints(ctx, root).value().checkpoints.empty();
+    Listing l = list_checkpoints(ctx, root).value();
+    any = !l.checkpoints.empty();
+    for (const auto& p : l.pending) {
+      if (step && p.step == *step) {
+        text += fmt::format(": it is pending as a sharded save, {} of {} shards in (`ckpt info` "
+                            "lists the missing ones)",
+                            p.shards.present.size(), p.shards.count);
+      }
+    }
   } catch (const Error&) {
     any = true;  // cannot tell: the plainer reason
   }
-  return Error(ErrorKind::not_found, message)
+  return Error(ErrorKind::not_found, text)
       .with_reason(any ? k_reason_no_checkpoint : k_reason_empty_root);
 }
 
@@ -495,7 +507,7 @@ std::string resolve_ref_dir(const Context& ctx, const std::string& root, const s
     auto step = parse_step(ref);
     if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
     auto dir = find_step_dir(ctx, root, *step);
-    if (!dir) throw ref_not_found(ctx, root, fmt::format("no checkpoint for step {}", ref));
+    if (!dir) throw ref_not_found(ctx, root, fmt::format("no checkpoint for step {}", ref), *step);
     return *dir;
   }
   if (ref.find('/') == std::string::npos) {

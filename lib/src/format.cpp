@@ -123,6 +123,48 @@ std::uint64_t get_uint(const json& j, const char* key, const char* file,
   return as_uint(field(j, key, file), key, file, max);
 }
 
+std::map<std::string, std::optional<double>> parse_metrics(const json& j, const char* F) {
+  std::map<std::string, std::optional<double>> out;
+  if (auto it = j.find("metrics"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"metrics\" must be an object");
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_null()) {
+        out[k] = std::nullopt;
+      } else if (v.is_number()) {
+        out[k] = v.get<double>();
+      } else {
+        bad(F, fmt::format("metric {:?} must be a number or null", k));
+      }
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_meta(const json& j, const char* F) {
+  std::map<std::string, std::string> out;
+  if (auto it = j.find("meta"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"meta\" must be an object");
+    for (const auto& [k, v] : it->items()) {
+      if (!v.is_string()) bad(F, fmt::format("meta {:?} must be a string", k));
+      out[k] = v.get<std::string>();
+    }
+  }
+  return out;
+}
+
+// A files entry's "sha256": required when the checksum is sha256.
+std::optional<std::string> parse_digest(const json& e, const std::string& path,
+                                        const std::string& checksum, const char* F) {
+  if (auto it = e.find("sha256"); it != e.end()) {
+    if (!it->is_string() || !is_sha256_hex(it->get<std::string>())) {
+      bad(F, fmt::format("sha256 of {:?} is not 64 lowercase hex digits", path));
+    }
+    return it->get<std::string>();
+  }
+  if (checksum == "sha256") bad(F, fmt::format("{:?} has no sha256", path));
+  return std::nullopt;
+}
+
 void check_schema(const json& j, const char* file) {
   const json& v = field(j, "schema_version", file);
   if (!v.is_number_integer()) bad(file, "field \"schema_version\" must be an integer");
@@ -239,25 +281,8 @@ CheckpointMeta parse_checkpoint(std::string_view text) {
   m.commit_seq = get_uint(j, "commit_seq", F);
   m.created = get_string(j, "created", F);
   if (!parse_rfc3339_ms(m.created)) bad(F, "\"created\" is not an RFC 3339 UTC timestamp");
-  if (auto it = j.find("metrics"); it != j.end()) {
-    if (!it->is_object()) bad(F, "\"metrics\" must be an object");
-    for (const auto& [k, v] : it->items()) {
-      if (v.is_null()) {
-        m.metrics[k] = std::nullopt;
-      } else if (v.is_number()) {
-        m.metrics[k] = v.get<double>();
-      } else {
-        bad(F, fmt::format("metric {:?} must be a number or null", k));
-      }
-    }
-  }
-  if (auto it = j.find("meta"); it != j.end()) {
-    if (!it->is_object()) bad(F, "\"meta\" must be an object");
-    for (const auto& [k, v] : it->items()) {
-      if (!v.is_string()) bad(F, fmt::format("meta {:?} must be a string", k));
-      m.meta[k] = v.get<std::string>();
-    }
-  }
+  m.metrics = parse_metrics(j, F);
+  m.meta = parse_meta(j, F);
   m.checksum = get_string(j, "checksum", F);
   if (m.checksum != "sha256" && m.checksum != "none") {
     bad(F, fmt::format("unknown checksum {:?}", m.checksum));
@@ -278,14 +303,7 @@ CheckpointMeta parse_checkpoint(std::string_view text) {
     }
     if (!seen.insert(f.path).second) bad(F, fmt::format("stored path {:?} is listed twice", f.path));
     f.size = get_uint(e, "size", F);
-    if (auto it = e.find("sha256"); it != e.end()) {
-      if (!it->is_string() || !is_sha256_hex(it->get<std::string>())) {
-        bad(F, fmt::format("sha256 of {:?} is not 64 lowercase hex digits", f.path));
-      }
-      f.sha256 = it->get<std::string>();
-    } else if (m.checksum == "sha256") {
-      bad(F, fmt::format("{:?} has no sha256", f.path));
-    }
+    f.sha256 = parse_digest(e, f.path, m.checksum, F);
     if (f.size > UINT64_MAX - total) bad(F, "the file sizes add up to more than 2^64");
     if (e.contains("shard")) f.shard = get_uint(e, "shard", F, k_max_shards - 1);
     total += f.size;
@@ -576,36 +594,12 @@ ShardRecord parse_shard_record(std::string_view text) {
     }
     if (!seen.insert(f.path).second) bad(F, fmt::format("{:?} is listed twice", f.path));
     f.size = get_uint(e, "size", F);
-    if (auto it = e.find("sha256"); it != e.end()) {
-      if (!it->is_string() || !is_sha256_hex(it->get<std::string>())) {
-        bad(F, fmt::format("sha256 of {:?} is not 64 lowercase hex digits", f.path));
-      }
-      f.sha256 = it->get<std::string>();
-    } else if (r.checksum == "sha256") {
-      bad(F, fmt::format("{:?} has no sha256", f.path));
-    }
+    f.sha256 = parse_digest(e, f.path, r.checksum, F);
     f.shard = r.index;
     r.files.push_back(std::move(f));
   }
-  if (auto it = j.find("metrics"); it != j.end()) {
-    if (!it->is_object()) bad(F, "\"metrics\" must be an object");
-    for (const auto& [k, v] : it->items()) {
-      if (v.is_null()) {
-        r.metrics[k] = std::nullopt;
-      } else if (v.is_number()) {
-        r.metrics[k] = v.get<double>();
-      } else {
-        bad(F, fmt::format("metric {:?} must be a number or null", k));
-      }
-    }
-  }
-  if (auto it = j.find("meta"); it != j.end()) {
-    if (!it->is_object()) bad(F, "\"meta\" must be an object");
-    for (const auto& [k, v] : it->items()) {
-      if (!v.is_string()) bad(F, fmt::format("meta {:?} must be a string", k));
-      r.meta[k] = v.get<std::string>();
-    }
-  }
+  r.metrics = parse_metrics(j, F);
+  r.meta = parse_meta(j, F);
   if (auto it = j.find("weights"); it != j.end()) {
     if (!it->is_array()) bad(F, "\"weights\" must be an array");
     for (const auto& w : *it) {

@@ -536,6 +536,29 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
   }
 }
 
+Prepared prepare_save(const Context& ctx, const SaveOptions& opts) {
+  FileSystem& fs = ctx.file_system();
+  Prepared p;
+  p.root = absolute_path(opts.root.empty() ? "." : opts.root);
+  if (auto st = fs.lstat(p.root); st && st->type == FileType::dir) {
+    // An interrupted --move's files go back to their sources first, as if
+    // that save had copied them.
+    detail::check_private_dirs(ctx, p.root);
+    detail::recover_interrupted_moves(ctx, p.root, false);
+  }
+  p.plan = make_plan(fs, opts, p.root);
+  p.weights = match_weights(opts, p.plan);
+  p.name = step_dir_name(opts.step);
+  if (auto st = fs.stat(p.root); st && st->type != FileType::dir) {
+    throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", p.root),
+                ENOTDIR);
+  }
+  detail::check_private_dirs(ctx, p.root);
+  make_dirs(fs, detail::staging_dir(p.root), Durable::yes);
+  make_dirs(fs, detail::trash_dir(p.root), Durable::yes);
+  return p;
+}
+
 void check_save_options(const Context& ctx, const SaveOptions& opts) {
   if (opts.step > k_max_step) throw Error(ErrorKind::usage, "step must be below 2^63");
   if (opts.policy.keep_within && !parse_duration(*opts.policy.keep_within)) {
@@ -689,24 +712,11 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   FileSystem& fs = ctx.file_system();
   check_save_options(ctx, opts);
   if (opts.shard && opts.shard->count > 1) return detail::save_shard(ctx, opts);
-  std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
-  if (auto st = fs.lstat(root); st && st->type == FileType::dir) {
-    // An interrupted --move's files go back to their sources first, as if
-    // that save had copied them.
-    detail::check_private_dirs(ctx, root);
-    detail::recover_interrupted_moves(ctx, root, false);
-  }
-  Plan plan = make_plan(fs, opts, root);
-  std::vector<std::string> weights = match_weights(opts, plan);
-  std::string name = step_dir_name(opts.step);
-
-  if (auto st = fs.stat(root); st && st->type != FileType::dir) {
-    throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
-                ENOTDIR);
-  }
-  detail::check_private_dirs(ctx, root);
-  make_dirs(fs, detail::staging_dir(root), Durable::yes);
-  make_dirs(fs, detail::trash_dir(root), Durable::yes);
+  Prepared prepared = prepare_save(ctx, opts);
+  const std::string& root = prepared.root;
+  const Plan& plan = prepared.plan;
+  const std::vector<std::string>& weights = prepared.weights;
+  const std::string& name = prepared.name;
 
   auto policy = detail::read_policy(ctx, root);
   auto best = read_best_tolerant(ctx, root);

@@ -399,6 +399,17 @@ class Stager {
 };
 
 
+// What a save (or a shard of one) works from: the absolute root, checked,
+// with an interrupted --move put back and the private directories made; the
+// plan; the stored paths --weights names; the step's directory name.
+struct Prepared {
+  std::string root;
+  Plan plan;
+  std::vector<std::string> weights;
+  std::string name;
+};
+Prepared prepare_save(const Context& ctx, const SaveOptions& opts);
+
 // The checks every save makes before reading a source: step range, durations,
 // metric names (non-finite metrics are warned about).
 void check_save_options(const Context& ctx, const SaveOptions& opts);

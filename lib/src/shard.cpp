@@ -363,17 +363,6 @@ void check_against(const ShardRecord& mine, const std::map<std::uint64_t, ShardR
   }
 }
 
-void merge_policy(Policy& into, const Policy& p) {
-  if (p.best_key) into.best_key = p.best_key;
-  if (p.best_mode) into.best_mode = p.best_mode;
-  if (p.keep_last) into.keep_last = p.keep_last;
-  if (p.keep_best) into.keep_best = p.keep_best;
-  if (p.keep_every) into.keep_every = p.keep_every;
-  if (p.keep_within) into.keep_within = p.keep_within;
-  if (p.checksum) into.checksum = p.checksum;
-  if (p.pending_expiry) into.pending_expiry = p.pending_expiry;
-}
-
 // The committed step against this shard, with no --force: the same shard
 // of the same attempt with the same files is a success that changes
 // nothing; anything else is refused.
@@ -548,21 +537,10 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
   using namespace saving;
   FileSystem& fs = ctx.file_system();
   const ShardSpec& spec = *opts.shard;
-  std::string root = absolute_path(opts.root.empty() ? "." : opts.root);
-  if (auto st = fs.lstat(root); st && st->type == FileType::dir) {
-    check_private_dirs(ctx, root);
-    recover_interrupted_moves(ctx, root, false);
-  }
-  Plan plan = make_plan(fs, opts, root);
-  std::vector<std::string> weights = match_weights(opts, plan);
-  std::string name = step_dir_name(opts.step);
-  if (auto st = fs.stat(root); st && st->type != FileType::dir) {
-    throw Error(ErrorKind::io, fmt::format("root {} exists and is not a directory", root),
-                ENOTDIR);
-  }
-  check_private_dirs(ctx, root);
-  make_dirs(fs, staging_dir(root), Durable::yes);
-  make_dirs(fs, trash_dir(root), Durable::yes);
+  Prepared prepared = prepare_save(ctx, opts);
+  const std::string& root = prepared.root;
+  const Plan& plan = prepared.plan;
+  const std::string& name = prepared.name;
   make_dirs(fs, pending_dir(root), Durable::yes);
 
   auto policy = read_policy(ctx, root);
@@ -631,7 +609,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     mine.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
   }
   mine.meta = opts.meta;
-  mine.weights = weights;
+  mine.weights = prepared.weights;
   mine.policy = opts.policy;
   mine.policy.checksum.reset();
   mine.policy.dedup.reset();
@@ -805,7 +783,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
       }
       for (const auto& [k, v] : r.meta) meta.meta[k] = v;
       all_weights.insert(r.weights.begin(), r.weights.end());
-      merge_policy(merged.policy, r.policy);
+      merged.policy = merged_policy(merged.policy, r.policy);
     }
     merged.meta = meta.meta;
     meta.weights.assign(all_weights.begin(), all_weights.end());

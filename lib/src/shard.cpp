@@ -346,10 +346,11 @@ void check_against(const ShardRecord& mine, const std::map<std::uint64_t, ShardR
     }
     const Policy& p = mine.policy;
     const Policy& q = r.policy;
+    std::uint64_t other = i;  // a lambda may not capture a structured binding (C++17)
     auto clash = [&](const char* option, bool differ) {
       if (differ) {
         throw mismatch(fmt::format("{}: shard {} and shard {} give different values", option,
-                                   mine.index, i));
+                                   mine.index, other));
       }
     };
     clash("--best-key", p.best_key && q.best_key && *p.best_key != *q.best_key);

@@ -2,7 +2,8 @@
 
 set -l commands save info verify load prune promote-best abort help
 
-function __ckpt_refs
+# The root the command line names (-C/--root), else $CKPT_ROOT, else ".".
+function __ckpt_root
     set -l root $CKPT_ROOT
     test -n "$root"; or set root .
     set -l tokens (commandline -opc)
@@ -12,6 +13,11 @@ function __ckpt_refs
             set root $tokens[$j]
         end
     end
+    echo $root
+end
+
+function __ckpt_refs
+    set -l root (__ckpt_root)
     printf '%s\n' latest last best
     for d in $root/step-*/
         basename $d
@@ -19,15 +25,7 @@ function __ckpt_refs
 end
 
 function __ckpt_pending
-    set -l root $CKPT_ROOT
-    test -n "$root"; or set root .
-    set -l tokens (commandline -opc)
-    for i in (seq (count $tokens))
-        if contains -- $tokens[$i] -C --root
-            set -l j (math $i + 1)
-            set root $tokens[$j]
-        end
-    end
+    set -l root (__ckpt_root)
     for d in $root/.ckpt/pending/step-*/
         basename $d
     end

@@ -123,6 +123,29 @@ std::uint64_t get_uint(const json& j, const char* key, const char* file,
   return as_uint(field(j, key, file), key, file, max);
 }
 
+// Metric values as JSON numbers; a non-finite or absent value is null.
+ordered_json metrics_json(const std::map<std::string, std::optional<double>>& metrics) {
+  ordered_json out = ordered_json::object();
+  for (const auto& [k, v] : metrics) {
+    out[k] = v && std::isfinite(*v) ? ordered_json(*v) : ordered_json(nullptr);
+  }
+  return out;
+}
+
+// "files" entries: path, size, sha256 when recorded and, with_shard, shard when set.
+ordered_json files_json(const std::vector<FileEntry>& files, bool with_shard) {
+  ordered_json out = ordered_json::array();
+  for (const auto& f : files) {
+    ordered_json e;
+    e["path"] = f.path;
+    e["size"] = f.size;
+    if (f.sha256) e["sha256"] = *f.sha256;
+    if (with_shard && f.shard) e["shard"] = *f.shard;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::map<std::string, std::optional<double>> parse_metrics(const json& j, const char* F) {
   std::map<std::string, std::optional<double>> out;
   if (auto it = j.find("metrics"); it != j.end()) {
@@ -235,30 +258,13 @@ std::string serialize_checkpoint(const CheckpointMeta& m) {
   j["step"] = m.step;
   j["commit_seq"] = m.commit_seq;
   j["created"] = m.created;
-  ordered_json metrics = ordered_json::object();
-  for (const auto& [k, v] : m.metrics) {
-    if (v && std::isfinite(*v)) {
-      metrics[k] = *v;
-    } else {
-      metrics[k] = nullptr;
-    }
-  }
-  j["metrics"] = metrics;
+  j["metrics"] = metrics_json(m.metrics);
   ordered_json meta = ordered_json::object();
   for (const auto& [k, v] : m.meta) meta[k] = v;
   j["meta"] = meta;
   j["checksum"] = m.checksum;
   j["weights"] = m.weights;
-  ordered_json files = ordered_json::array();
-  for (const auto& f : m.files) {
-    ordered_json e;
-    e["path"] = f.path;
-    e["size"] = f.size;
-    if (f.sha256) e["sha256"] = *f.sha256;
-    if (f.shard) e["shard"] = *f.shard;
-    files.push_back(std::move(e));
-  }
-  j["files"] = files;
+  j["files"] = files_json(m.files, true);
   j["total_size"] = m.total_size;
   j["tool"] = m.tool;
   if (m.shards) j["shards"] = *m.shards;
@@ -544,20 +550,8 @@ std::string serialize_shard_record(const ShardRecord& r) {
   j["count"] = r.count;
   j["dir"] = r.dir;
   j["checksum"] = r.checksum;
-  ordered_json files = ordered_json::array();
-  for (const auto& f : r.files) {
-    ordered_json e;
-    e["path"] = f.path;
-    e["size"] = f.size;
-    if (f.sha256) e["sha256"] = *f.sha256;
-    files.push_back(std::move(e));
-  }
-  j["files"] = std::move(files);
-  ordered_json metrics = ordered_json::object();
-  for (const auto& [k, v] : r.metrics) {
-    metrics[k] = v && std::isfinite(*v) ? ordered_json(*v) : ordered_json(nullptr);
-  }
-  j["metrics"] = std::move(metrics);
+  j["files"] = files_json(r.files, false);  // a record's files are all its shard's
+  j["metrics"] = metrics_json(r.metrics);
   j["meta"] = r.meta;
   j["weights"] = r.weights;
   j["policy"] = policy_json(r.policy);

@@ -34,8 +34,8 @@ _ckpt() {
   local cur prev cmd="" i
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="save info verify load prune promote-best abort help"
-  local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress --version -h --help"
+  local commands="save info verify load prune promote-best abort help version"
+  local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress -V --version -h --help"
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
       -C | --root | --lock-timeout | --threads | --progress) ((i++)) ;;
@@ -46,7 +46,7 @@ _ckpt() {
 
   case "$prev" in
     -C | --root | --from | --to) COMPREPLY=($(compgen -d -- "$cur")); return ;;
-    --progress) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+    --progress) COMPREPLY=($(compgen -W "auto always never json" -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W "min max" -- "$cur")); return ;;
     --checksum) COMPREPLY=($(compgen -W "sha256 none" -- "$cur")); return ;;
     --shard) COMPREPLY=($(compgen -W "env" -- "$cur")); return ;;

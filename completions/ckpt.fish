@@ -1,6 +1,6 @@
 # fish completion for ckpt. Install: copy to ~/.config/fish/completions/ckpt.fish
 
-set -l commands save info verify load prune promote-best abort help
+set -l commands save info verify load prune promote-best abort help version
 
 # The root the command line names (-C/--root), else $CKPT_ROOT, else ".".
 function __ckpt_root
@@ -38,8 +38,8 @@ complete -c ckpt -s q -l quiet -d 'Print nothing but errors'
 complete -c ckpt -l lock-timeout -x -d 'Seconds to wait for the root lock'
 complete -c ckpt -l no-fsync -d 'Skip fsync (unsafe)'
 complete -c ckpt -l threads -x -d 'Threads that copy, hash and fsync'
-complete -c ckpt -l progress -x -a 'auto always never' -d 'Progress on stderr'
-complete -c ckpt -l version -d 'Print the version'
+complete -c ckpt -l progress -x -a 'auto always never json' -d 'Progress on stderr'
+complete -c ckpt -s V -l version -d 'Print the version'
 
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a save -d 'Commit files as one checkpoint'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a info -d 'List or show checkpoints'
@@ -49,6 +49,7 @@ complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a prune -d 'App
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a promote-best -d 'Offer a checkpoint as best'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a abort -d 'Remove a pending sharded step'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a help -d 'Show help for a command'
+complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a version -d 'Print the version'
 
 complete -c ckpt -n '__fish_seen_subcommand_from save' -F
 complete -c ckpt -n '__fish_seen_subcommand_from save' -l step -x -d 'The training step'

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -100,6 +101,35 @@ void refuse_empty_values(const CLI::App& app) {
   for (const CLI::App* sub : app.get_subcommands()) refuse_empty_values(*sub);
 }
 
+// The command on the command line ("save"), or "" when there is none.
+std::string command_named(const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--") break;
+    if (a == "help" || a == "version") return a;
+    for (const auto& c : commands()) {
+      if (a == c.name) return a;
+    }
+  }
+  return std::string();
+}
+
+// The first argument that looks like an option and that neither the global
+// options nor the command's know ("--hlep"), if any.
+std::optional<std::string> unknown_option(const CLI::App& app, const CLI::App* sub,
+                                          const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    if (std::isdigit(static_cast<unsigned char>(a[1])) || a[1] == '.') continue;  // -1, -.5
+    std::string opt = a.substr(0, a.find('='));
+    if (opt.size() > 2 && opt[1] != '-') opt = opt.substr(0, 2);  // -C/dir, -qv
+    if (opt == "-h" || opt == "--help") continue;
+    if (app.get_option_no_throw(opt) || (sub && sub->get_option_no_throw(opt))) continue;
+    return opt;
+  }
+  return std::nullopt;
+}
+
 bool wants_json(const std::vector<std::string>& args) {
   for (const auto& a : args) {
     if (a == "--") break;
@@ -108,37 +138,131 @@ bool wants_json(const std::vector<std::string>& args) {
   return false;
 }
 
+// "1:05", "1:02:03".
+std::string clock_text(double seconds) {
+  auto s = static_cast<std::uint64_t>(std::llround(std::max(0.0, seconds)));
+  if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+  return fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
+// Progress on stderr, from the library's (done, total) callback: a line
+// redrawn in place on a terminal, a line a second for --progress always on
+// anything else, one JSON object per line for --progress json.
 class ProgressMeter {
  public:
-  explicit ProgressMeter(bool enabled) : m_enabled(enabled) {}
-  ~ProgressMeter() {
-    if (m_shown) std::fputs("\r\033[K", stderr);
-  }
-  void operator()(std::uint64_t n, std::uint64_t total) {
-    m_done += n;
+  enum class Style { off, terminal, lines, json };
+  explicit ProgressMeter(Style style) : m_style(style) {}
+  ~ProgressMeter() { clear(); }
+
+  void update(std::uint64_t done, std::uint64_t total) {
     auto now = std::chrono::steady_clock::now();
-    if (now - m_last < std::chrono::milliseconds(200)) return;
+    if (!m_started) {
+      m_started = true;
+      m_start = now;
+    }
+    m_done = done;
+    m_total = total;
+    auto gap = m_style == Style::lines ? std::chrono::milliseconds(1000)
+                                       : std::chrono::milliseconds(200);
+    if (m_reported && now - m_last < gap) return;
     m_last = now;
-    m_shown = true;
-    if (total > 0) {
-      std::fprintf(stderr, "\r\033[K%s / %s (%.0f%%)", human_size(m_done).c_str(),
-                   human_size(total).c_str(), 100.0 * static_cast<double>(m_done) /
-                                                  static_cast<double>(total));
-    } else {
-      std::fprintf(stderr, "\r\033[K%s hashed", human_size(m_done).c_str());
+    m_reported = true;
+    double elapsed = seconds_since_start(now);
+    double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    std::optional<double> eta;
+    if (total > 0 && rate > 0) eta = static_cast<double>(total - std::min(done, total)) / rate;
+    switch (m_style) {
+      case Style::off:
+        return;
+      case Style::json: {
+        json j = {{"event", "progress"}, {"done", done}, {"total", total},
+                  {"rate", std::llround(rate)}};
+        j["eta"] = eta ? json(std::llround(*eta)) : json(nullptr);
+        std::fprintf(stderr, "%s\n", j.dump().c_str());
+        break;
+      }
+      case Style::terminal:
+        std::fprintf(stderr, "\r\033[K%s", text(done, total, rate, eta).c_str());
+        m_shown = true;
+        break;
+      case Style::lines:
+        std::fprintf(stderr, "ckpt: %s\n", text(done, total, rate, eta).c_str());
+        break;
     }
     std::fflush(stderr);
   }
-  bool enabled() const { return m_enabled; }
+
+  // Erases the line on a terminal, before anything else is printed; the next
+  // update draws it again.
+  void clear() {
+    if (!m_shown) return;
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+    m_shown = false;
+  }
+
+  // The operation is over: the line goes; --progress json says "done".
+  void finish() {
+    clear();
+    if (m_style == Style::json && m_started) {
+      double elapsed = seconds_since_start(std::chrono::steady_clock::now());
+      json j = {{"event", "done"},
+                {"done", m_done},
+                {"total", m_total},
+                {"elapsed", std::round(elapsed * 1000) / 1000},
+                {"rate", elapsed > 0 ? std::llround(static_cast<double>(m_done) / elapsed) : 0}};
+      std::fprintf(stderr, "%s\n", j.dump().c_str());
+      std::fflush(stderr);
+    }
+    m_started = m_reported = false;
+  }
+
+  bool enabled() const { return m_style != Style::off; }
 
  private:
-  bool m_enabled;
+  double seconds_since_start(std::chrono::steady_clock::time_point now) const {
+    return std::chrono::duration<double>(now - m_start).count();
+  }
+
+  static std::string text(std::uint64_t done, std::uint64_t total, double rate,
+                          std::optional<double> eta) {
+    std::string line = human_size(done);
+    if (total > 0) {
+      line += fmt::format(" / {} ({:.0f}%)", human_size(total),
+                          100.0 * static_cast<double>(std::min(done, total)) /
+                              static_cast<double>(total));
+    }
+    if (rate > 0) line += fmt::format(", {}/s", human_size(static_cast<std::uint64_t>(rate)));
+    if (eta) line += fmt::format(", {} left", clock_text(*eta));
+    return line;
+  }
+
+  Style m_style;
+  bool m_started = false;
+  bool m_reported = false;
   bool m_shown = false;
   std::uint64_t m_done = 0;
+  std::uint64_t m_total = 0;
+  std::chrono::steady_clock::time_point m_start{};
   std::chrono::steady_clock::time_point m_last{};
 };
 
 ProgressMeter* g_progress = nullptr;
+
+// A terminal that takes "\r\033[K" and colours: TERM set, and not "dumb".
+bool terminal_is_capable() {
+  const char* term = std::getenv("TERM");
+  return term && *term && std::string(term) != "dumb";
+}
+
+ProgressMeter::Style progress_style(const GlobalOptions& g) {
+  using Style = ProgressMeter::Style;
+  bool terminal = ::isatty(STDERR_FILENO) && terminal_is_capable();
+  if (g.progress == "json") return Style::json;
+  if (g.progress == "always") return terminal ? Style::terminal : Style::lines;
+  if (g.progress == "auto" && terminal && !g.quiet && !g.json) return Style::terminal;
+  return Style::off;
+}
 
 }  // namespace
 
@@ -150,7 +274,9 @@ Context Cli::context() {
   ctx.threads = global.threads;
   ctx.warn = [this](const std::string& m) { warn(m); };
   if (g_progress && g_progress->enabled()) {
-    ctx.progress = [](std::uint64_t n, std::uint64_t total) { (*g_progress)(n, total); };
+    ctx.progress = [](std::uint64_t done, std::uint64_t total) {
+      g_progress->update(done, total);
+    };
   }
   return ctx;
 }
@@ -161,7 +287,12 @@ std::string Cli::root() const {
   return ".";
 }
 
+void Cli::progress_done() const {
+  if (g_progress) g_progress->finish();
+}
+
 int Cli::fail(const Error& e) const {
+  if (g_progress) g_progress->clear();
   std::fflush(stdout);
   if (global.json) {
     json j;
@@ -180,6 +311,7 @@ void Cli::warn(const std::string& message) const {
   // The library may meet the same condition twice (a legacy marker read for
   // two purposes): one line each.
   if (!m_warned.insert(message).second) return;
+  if (g_progress) g_progress->clear();
   std::fprintf(stderr, "ckpt: warning: %s\n", message.c_str());
 }
 
@@ -187,7 +319,7 @@ void Cli::print_json(const json& j) const { std::printf("%s\n", j.dump().c_str()
 
 bool Cli::colour_stdout() const {
   const char* no = std::getenv("NO_COLOR");
-  return ::isatty(STDOUT_FILENO) && !(no && *no) && !global.json;
+  return ::isatty(STDOUT_FILENO) && terminal_is_capable() && !(no && *no) && !global.json;
 }
 
 std::string human_size(std::uint64_t bytes) {
@@ -213,6 +345,17 @@ std::pair<std::string, std::string> split_key_value(const std::string& arg, cons
     throw Error(ErrorKind::usage, fmt::format("{} wants KEY=VALUE, got {:?}", option, arg));
   }
   return {arg.substr(0, pos), arg.substr(pos + 1)};
+}
+
+void check_metric_key(const char* option, const std::string& key) {
+  for (char ch : key) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= ' ' || c == 0x7f || c == '=') {
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} {:?}: a metric name has no spaces, '=' or control characters",
+                              option, key));
+    }
+  }
 }
 
 std::optional<std::uint64_t> parse_count(const char* option, const std::string& text) {
@@ -278,14 +421,41 @@ const std::vector<CommandSpec>& commands() {
   return table;
 }
 
+namespace {
+
+// Output that never reached standard output is a failure (the GNU rule: a
+// full disk or a closed pipe must not pass for success). Exit 6, unless the
+// command failed already, whose exit code stays.
+int close_stdout(const Cli& cli, int rc) {
+  errno = 0;
+  bool flushed = std::fflush(stdout) == 0;
+  int err = errno;
+  if (flushed && !std::ferror(stdout)) return rc;
+  Error e = err != 0 ? io_error(err, "cannot write to", "standard output")
+                     : Error(ErrorKind::io, "cannot write to standard output");
+  int failed = cli.fail(e);
+  return rc != 0 ? rc : failed;
+}
+
+int run_command(Cli& cli, int argc, char** argv);
+
+}  // namespace
+
 int run(int argc, char** argv) {
+  Cli cli;
+  int rc = run_command(cli, argc, argv);
+  return close_stdout(cli, rc);
+}
+
+namespace {
+
+int run_command(Cli& cli, int argc, char** argv) {
   std::vector<std::string> alias_warnings;
   std::vector<std::string> args = rewrite_aliases(argc, argv, alias_warnings);
-  Cli cli;
   cli.global.json = wants_json(args);
 
   CLI::App app{"ckpt: atomic, verifiable checkpoints for training jobs", "ckpt"};
-  app.set_version_flag("--version", tool_version());
+  app.set_version_flag("-V,--version", tool_version());
   app.require_subcommand(0, 1);
   app.fallthrough();
   app.footer(
@@ -299,7 +469,6 @@ int run(int argc, char** argv) {
   app.add_flag("-q,--quiet", cli.global.quiet, "Print nothing but errors");
   app.add_option("--lock-timeout", cli.global.lock_timeout,
                  "Seconds to wait for the root lock (0: fail at once)")
-      ->check(CLI::NonNegativeNumber)
       ->type_name("SECONDS");
   app.add_flag("--no-fsync", cli.global.no_fsync,
                "Skip fsync (unsafe: for scratch file systems only)");
@@ -308,14 +477,23 @@ int run(int argc, char** argv) {
       ->envname("CKPT_THREADS")
       ->check(CLI::Range(1u, 1024u))
       ->type_name("N");
-  app.add_option("--progress", cli.global.progress, "Progress on stderr: auto, always or never")
-      ->check(CLI::IsMember({"auto", "always", "never"}))
+  app.add_option("--progress", cli.global.progress,
+                 "Progress on stderr: auto (on a terminal), always, never, or json (a JSON "
+                 "object per line)")
+      ->check(CLI::IsMember({"auto", "always", "never", "json"}))
       ->type_name("WHEN");
 
   for (const auto& c : commands()) {
     c.setup(app, cli);
     app.get_subcommand(c.name)->description(c.summary);
   }
+
+  app.add_subcommand("version", "Print the version (as --version does)")->callback([&]() {
+    cli.run = []() {
+      std::cout << tool_version() << "\n";
+      return 0;
+    };
+  });
 
   std::string help_topic;
   auto* help = app.add_subcommand("help", "Show help for a command");
@@ -324,7 +502,8 @@ int run(int argc, char** argv) {
   help->callback([&]() {
     cli.run = [&]() {
       if (help_topic.empty()) {
-        std::cout << app.help();
+        // app.help() would describe the command chosen, `help` itself.
+        std::cout << app.get_formatter()->make_help(&app, "ckpt", CLI::AppFormatMode::Normal);
         return 0;
       }
       for (auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
@@ -352,14 +531,27 @@ int run(int argc, char** argv) {
     std::cout << tool_version() << "\n";
     return 0;
   } catch (const CLI::ParseError& e) {
-    return cli.fail(Error(ErrorKind::usage, fmt::format("{} (see ckpt --help)", e.what())));
+    std::string command = command_named(args);
+    std::string see = command.empty() ? "ckpt --help" : fmt::format("ckpt {} --help", command);
+    std::string what = e.what();
+    // CLI11 checks required options before unknown ones: `save --hlep`
+    // would say "--step is required" instead of naming the typo.
+    if (dynamic_cast<const CLI::RequiredError*>(&e)) {
+      const CLI::App* sub = command.empty() ? nullptr : app.get_subcommand_ptr(command).get();
+      if (auto unknown = unknown_option(app, sub, args)) {
+        what = fmt::format("unknown option {}", *unknown);
+      }
+    }
+    return cli.fail(Error(ErrorKind::usage, fmt::format("{} (see {})", what, see)));
   } catch (const Error& e) {
     return cli.fail(e);
   }
   try {
     refuse_empty_values(app);
-    if (!std::isfinite(cli.global.lock_timeout)) {
-      throw Error(ErrorKind::usage, "--lock-timeout: want a finite number of seconds");
+    if (!std::isfinite(cli.global.lock_timeout) || cli.global.lock_timeout < 0) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("--lock-timeout {}: want a number of seconds, 0 or more",
+                              cli.global.lock_timeout));
     }
   } catch (const Error& e) {
     return cli.fail(e);
@@ -369,10 +561,7 @@ int run(int argc, char** argv) {
     std::cout << app.help();
     return 2;
   }
-  bool show_progress = cli.global.progress == "always" ||
-                       (cli.global.progress == "auto" && ::isatty(STDERR_FILENO) &&
-                        !cli.global.quiet && !cli.global.json);
-  ProgressMeter meter(show_progress);
+  ProgressMeter meter(progress_style(cli.global));
   g_progress = &meter;
   install_signal_handlers();
   int rc;
@@ -386,5 +575,7 @@ int run(int argc, char** argv) {
   g_progress = nullptr;
   return rc;
 }
+
+}  // namespace
 
 }  // namespace ckpt::cli

@@ -40,6 +40,9 @@ struct Cli {
   // Renders an Error: the JSON error object or "ckpt: error: ..."; returns the exit code.
   int fail(const Error& e) const;
   void warn(const std::string& message) const;
+  // The library operation is over: erases the progress line (and ends
+  // --progress json with its "done" event) before the results are printed.
+  void progress_done() const;
   void print_json(const json& j) const;
   bool colour_stdout() const;
 
@@ -72,6 +75,10 @@ std::string format_metric(const std::optional<double>& v);
 // Parses KEY=VALUE; throws Error(usage) naming the option.
 std::pair<std::string, std::string> split_key_value(const std::string& arg, const char* option);
 
+// A metric name must print unambiguously as KEY=VALUE and in a table: no
+// whitespace, no '=', no control character. Throws Error(usage) naming the
+// option otherwise.
+void check_metric_key(const char* option, const std::string& key);
 // A whole number option ("--keep-last 3"); nullopt when not given.
 std::optional<std::uint64_t> parse_count(const char* option, const std::string& text);
 // A decimal number, nan and inf included; throws Error(usage) naming the option.

@@ -30,6 +30,7 @@ int run_load(Cli& cli, const LoadArgs& a) {
   o.link = a.link;
   if (a.link && a.to.empty()) return cli.fail(Error(ErrorKind::usage, "--link goes with --to"));
   auto r = load(cli.context(), o);
+  cli.progress_done();
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
     json files = json::object();

@@ -59,6 +59,7 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   for (const auto& d : a.from) o.sources.push_back(Source{d, std::nullopt, true});
   for (const auto& m : a.metrics) {
     auto [k, v] = split_key_value(m, "--metric");
+    check_metric_key("--metric", k);
     o.metrics[k] = parse_number(fmt::format("--metric {}=", k), v);
   }
   for (const auto& m : a.meta) {
@@ -66,7 +67,10 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
     o.meta[k] = v;
   }
   o.weights = a.weights;
-  if (!a.best_key.empty()) o.policy.best_key = a.best_key;
+  if (!a.best_key.empty()) {
+    check_metric_key("--best-key", a.best_key);
+    o.policy.best_key = a.best_key;
+  }
   if (!a.mode.empty()) o.policy.best_mode = parse_mode(a.mode);
   o.policy.keep_last = parse_count("--keep-last", a.keep_last);
   o.policy.keep_best = parse_count("--keep-best", a.keep_best);
@@ -103,6 +107,7 @@ json shards_json(const ShardStatus& s) {
 int run_save(Cli& cli, const SaveArgs& a) {
   SaveOptions opts = to_options(cli, a);
   auto r = save(cli.context(), opts);
+  cli.progress_done();
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
     json best = {{"updated", r->best_updated}};

@@ -33,6 +33,7 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
   o.strict = a.strict;
   o.repair = a.repair;
   auto r = verify(cli.context(), o);
+  cli.progress_done();
   if (!r) return cli.fail(r.error());
   int rc = r->ok ? 0 : 1;
   // Every failing command says so on stderr (ckpt(1)); the report stays on stdout.

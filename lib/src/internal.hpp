@@ -92,10 +92,35 @@ class InodeDigests {
   std::map<std::pair<dev_t, ino_t>, std::pair<TransferResult, std::int64_t>> m_seen;
 };
 
+// The progress of one operation (a save, a verify, a load): adds up the bytes
+// every worker copies or hashes and reports them through ctx.progress as
+// (done, total), one call at a time.
+class Progress {
+ public:
+  Progress(const Context& ctx, std::uint64_t total) : m_ctx(ctx), m_total(total) {}
+  // A per-transfer callback taking the bytes just done; empty when the
+  // context has no progress callback.
+  ProgressFn counter() {
+    if (!m_ctx.progress) return {};
+    return [this](std::uint64_t n) {
+      std::lock_guard<std::mutex> lock(m_mutex);
+      m_done += n;
+      m_ctx.progress(m_done, std::max(m_total, m_done));
+    };
+  }
+
+ private:
+  const Context& m_ctx;
+  std::uint64_t m_total;
+  std::uint64_t m_done = 0;
+  std::mutex m_mutex;
+};
+
 std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
                                          const FileEntry& f, Hash hash,
                                          Overlap overlap = Overlap::yes,
-                                         InodeDigests* seen = nullptr);
+                                         InodeDigests* seen = nullptr,
+                                         const ProgressFn& progress = {});
 
 // Indexes of files (anything with a size), the biggest first, so that the
 // longest work starts first when files are spread over threads.

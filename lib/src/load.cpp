@@ -62,8 +62,9 @@ std::vector<Sized> files_by_size(const std::vector<const FileEntry*>& files) {
 }
 
 void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full,
-                Overlap overlap) {
-  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no, overlap)) {
+                Overlap overlap, const ProgressFn& progress) {
+  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no, overlap,
+                                         nullptr, progress)) {
     throw Error(ErrorKind::integrity,
                 fmt::format("{}/{}: {} ({})", base_name(dir), f.path, p->kind, p->detail));
   }
@@ -129,7 +130,7 @@ void materialise(const Context& ctx, const std::string& from, const std::string&
 // same read (full) and checking it against the manifest; the caller commits.
 std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, const Checkpoint& c,
                                          const FileEntry& f, const std::string& to, bool full,
-                                         Overlap overlap) {
+                                         Overlap overlap, const ProgressFn& progress) {
   FileSystem& fs = ctx.file_system();
   if (auto existing = fs.lstat(to); existing && existing->type == FileType::dir) {
     throw Error(ErrorKind::usage, fmt::format("{} is a directory; refusing to replace it", to));
@@ -138,8 +139,6 @@ std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, const Checkpoint& c
   auto out = std::make_unique<AtomicFile>(fs, to);
   FdGuard in(fs, fs.open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
   Hash hash = full && f.sha256 ? Hash::yes : Hash::no;
-  ProgressFn progress;
-  if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
   TransferResult r;
   if (fs.clone(in.get(), out->fd())) {
     r = hash == Hash::yes ? hash_fd(fs, in.get(), hash, progress, overlap)
@@ -172,11 +171,18 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     // in one read; otherwise it is hashed here.
     bool copy_out = opts.to && !opts.link;
     detail::SerialCallbacks serial(ctx);
+    // Bytes are read when the files are hashed here or copied out.
+    std::uint64_t total = 0;
+    if (copy_out || opts.verify) {
+      for (const auto* f : files) total += f->size;
+    }
+    detail::Progress progress(serial.context(), total);
+    ProgressFn count = progress.counter();
     auto order = detail::biggest_first(files_by_size(files));
     unsigned workers = worker_count(ctx.threads);
     for_each_parallel(order.size(), workers, [&](std::size_t k) {
       check_file(serial.context(), c.path, *files[order[k]], opts.verify && !copy_out,
-                 overlap_for(k, order.size(), workers));
+                 overlap_for(k, order.size(), workers), count);
     });
 
     LoadReport report;
@@ -217,7 +223,7 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     for_each_parallel(order.size(), workers, [&](std::size_t k) {
       const FileEntry& f = *files[order[k]];
       ready[order[k]] = copy_checked(serial.context(), c, f, join_path(to, f.path), opts.verify,
-                                     overlap_for(k, order.size(), workers));
+                                     overlap_for(k, order.size(), workers), count);
     });
     for (auto& r : ready) r->commit();
     return report;

@@ -591,6 +591,9 @@ void commit_staged(const Context& ctx, const SaveOptions& opts, const std::strin
   const std::string& name = meta.name;
   NextSeq seq = next_commit_seq(ctx, root);
   meta.commit_seq = seq.seq;
+  // The commit time (ckpt-format(5)): under the lock, just before the
+  // rename, so that `created` orders checkpoints as commit_seq does.
+  meta.created = now_rfc3339_ms();
   write_and_sync(fs, join_path(staging_dir, k_meta_file), serialize_checkpoint(meta));
   fs.fsync_dir(staging_dir);
   store_commit_seq(ctx, root, meta.commit_seq);
@@ -773,7 +776,6 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   CheckpointMeta meta;
   meta.name = name;
   meta.step = opts.step;
-  meta.created = now_rfc3339_ms();
   for (const auto& [k, v] : opts.metrics) {
     meta.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
   }

@@ -797,7 +797,6 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     if (hash == Hash::yes) {
       write_and_sync(fs, join_path(merge, k_sums_file), serialize_sums(meta.files));
     }
-    meta.created = now_rfc3339_ms();
     existing = find_step_dir(ctx, root, opts.step);
     if (existing && !merged.force) {
       throw Error(ErrorKind::conflict,

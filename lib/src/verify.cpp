@@ -42,7 +42,7 @@ namespace detail {
 
 std::optional<Problem> check_stored_file(const Context& ctx, const std::string& dir,
                                          const FileEntry& f, Hash hash, Overlap overlap,
-                                         InodeDigests* seen) {
+                                         InodeDigests* seen, const ProgressFn& progress) {
   FileSystem& fs = ctx.file_system();
   auto problem = [&](const char* kind, std::string detail) {
     return Problem{f.path, kind, std::move(detail), Severity::failure};
@@ -70,8 +70,6 @@ std::optional<Problem> check_stored_file(const Context& ctx, const std::string& 
     r = *known;  // read already, as another checkpoint's file
   } else {
     try {
-      ProgressFn progress;
-      if (ctx.progress) progress = [&](std::uint64_t n) { ctx.progress(n, 0); };
       r = hash_file(fs, join_path(dir, f.path), Hash::yes, progress, overlap);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::io) throw;
@@ -95,7 +93,8 @@ namespace {
 
 CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, bool quick,
                                  std::optional<CheckpointMeta>* meta_out,
-                                 detail::InodeDigests* seen = nullptr) {
+                                 detail::InodeDigests* seen = nullptr,
+                                 const ProgressFn& progress = {}) {
   FileSystem& fs = ctx.file_system();
   CheckpointCheck c;
   c.name = base_name(dir);
@@ -119,7 +118,8 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
   for_each_parallel(order.size(), workers, [&](std::size_t k) {
     found[order[k]] = detail::check_stored_file(serial.context(), dir, meta.files[order[k]],
                                                 quick ? Hash::no : Hash::yes,
-                                                overlap_for(k, order.size(), workers), seen);
+                                                overlap_for(k, order.size(), workers), seen,
+                                                progress);
   });
   for (std::size_t i = 0; i < meta.files.size(); ++i) {
     listed.insert(meta.files[i].path);
@@ -202,13 +202,28 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       for (const auto& ref : opts.refs) dirs.push_back(detail::resolve_ref_dir(ctx, root, ref));
     }
 
+    // The bytes to hash, for the progress callback: every listed file's size.
+    std::uint64_t total = 0;
+    if (ctx.progress && !opts.quick) {
+      for (const auto& dir : dirs) {
+        try {
+          total += detail::read_meta(ctx, dir).total_size;
+        } catch (const Error& e) {
+          if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+        }
+      }
+    }
+    detail::SerialCallbacks serial(ctx);  // warnings and progress: one at a time
+    detail::Progress progress(serial.context(), total);
+    ProgressFn count = progress.counter();
+
     std::vector<Checkpoint> complete;
     detail::InodeDigests seen;  // a file shared by checkpoints (save --dedup) is read once
     for (const auto& dir : dirs) {
       std::optional<CheckpointMeta> meta;
       CheckpointCheck c;
       try {
-        c = check_checkpoint(ctx, dir, opts.quick, &meta, &seen);
+        c = check_checkpoint(ctx, dir, opts.quick, &meta, &seen, count);
       } catch (const Error& e) {
         if (e.sys_errno() != ENOENT || ctx.file_system().lstat(dir)) throw;
         continue;  // pruned while we looked: no longer a checkpoint, nothing to report

@@ -37,7 +37,7 @@ def commands():
         if m:
             names.append(m.group(1))
     assert names, "no commands found in ckpt --help:\n" + out
-    return [n for n in names if n != "help"]
+    return [n for n in names if n not in ("help", "version")]  # both in ckpt(1)
 
 
 def long_options(help_text):

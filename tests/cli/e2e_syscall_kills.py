@@ -307,7 +307,7 @@ class Ctx(harness.BaseCtx):
     def __init__(self, tmp):
         super().__init__(tmp)
         self.env = child_env()
-        # LeakSanitizer cannot run under ptrace: a sanitized binary checks for leaks in its other runs
+        # LeakSanitizer cannot run under ptrace
         asan = ":".join(x for x in [self.env.get("ASAN_OPTIONS", ""), "detect_leaks=0"] if x)
         # strace numbers when= per thread: the traced save copies, hashes and
         # fsyncs on one thread (--threads 1) so that its Nth call of a name is

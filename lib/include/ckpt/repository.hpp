@@ -22,8 +22,11 @@ struct Context {
   double lock_timeout = 60;
   // Called with each warning line (without the "ckpt: warning: " prefix).
   std::function<void(const std::string&)> warn;
-  // Called as bytes are copied or hashed: (done, total). Both callbacks may
-  // be called from a worker thread, never from two threads at once.
+  // Called as bytes are copied or hashed by a save, verify or load: (done,
+  // total), the bytes of this operation so far (only ever growing) and all
+  // it will copy or hash (0 when not known; never below done). Both
+  // callbacks may be called from a worker thread, never from two threads at
+  // once.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
   // Threads that copy, hash and fsync: 0 is one per core for copying and
   // hashing (at most k_max_workers, parallel.hpp) and more for fsyncs, which

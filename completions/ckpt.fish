@@ -1,6 +1,6 @@
 # fish completion for ckpt. Install: copy to ~/.config/fish/completions/ckpt.fish
 
-set -l commands save info verify load prune promote-best abort help version
+set -l commands save info verify load prune promote-best abort diff help version
 
 # The root the command line names (-C/--root), else $CKPT_ROOT, else ".".
 function __ckpt_root
@@ -48,6 +48,7 @@ complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a load -d 'Prin
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a prune -d 'Apply the retention policy'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a promote-best -d 'Offer a checkpoint as best'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a abort -d 'Remove a pending sharded step'
+complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a diff -d 'Show what differs between two checkpoints'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a help -d 'Show help for a command'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a version -d 'Print the version'
 
@@ -89,6 +90,7 @@ complete -c ckpt -n '__fish_seen_subcommand_from load' -l no-verify -d 'Sizes on
 complete -c ckpt -n '__fish_seen_subcommand_from prune' -s n -l dry-run -d 'Show the plan only'
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l key -x -d 'The metric'
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l value -x -d 'The value'
-complete -c ckpt -n '__fish_seen_subcommand_from info verify load promote-best' -a '(__ckpt_refs)'
+complete -c ckpt -n '__fish_seen_subcommand_from diff' -l exit-code -d 'Exit 1 when files differ'
+complete -c ckpt -n '__fish_seen_subcommand_from info verify load promote-best diff' -a '(__ckpt_refs)'
 complete -c ckpt -n '__fish_seen_subcommand_from abort' -a '(__ckpt_pending)'
 complete -c ckpt -n '__fish_seen_subcommand_from help' -a "$commands"

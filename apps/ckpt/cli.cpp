@@ -417,6 +417,7 @@ const std::vector<CommandSpec>& commands() {
       {"prune", "Apply the retention policy; last and best are always kept", setup_prune},
       {"promote-best", "Offer a checkpoint as best, or rebuild best.json", setup_promote},
       {"abort", "Remove a pending sharded step and the shards recorded for it", setup_abort},
+      {"diff", "Show the files and metrics that differ between two checkpoints", setup_diff},
   };
   return table;
 }

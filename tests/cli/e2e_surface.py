@@ -259,7 +259,7 @@ def stdout_write_errors(c):
         ["-C", r, "load", "latest"], ["-C", r, "load", "best", "--weights-only"],
         ["-C", r, "load", "latest", "--to", str(c.tmp / "out")],
         ["-C", r, "prune", "--keep-last", "10", "--dry-run"], ["-C", r, "prune", "--keep-last", "10"],
-        ["-C", r, "promote-best", "latest"],
+        ["-C", r, "promote-best", "latest"], ["-C", r, "diff", "1", "latest"], ["-V"], ["version"],
     ]
     for args in commands:
         for variant in (args, args[:2] + ["--json"] + args[2:] if args[0] == "-C" else None):
@@ -347,6 +347,66 @@ def messages_name_the_problem(c):
     check(not (c.root / name(1)).exists(), "nothing was saved by the refused commands")
     c.run("save", "--step", "1", str(c.src / "a.bin"), "--metric", "val_loss/ema=1",
           "--metric", "acc@1=0.5", "--best-key", "val_loss/ema", code=0)
+
+
+@scenario
+def diff_two_checkpoints(c):
+    """ckpt diff A B: added, removed and changed files by digest and size, metrics side by side,
+    text and JSON; exit 0 either way, and 1 on a difference with --exit-code."""
+    d = c.src / "run"
+    (d / "optim").mkdir(parents=True)
+    (d / "model.bin").write_bytes(b"weights v1")
+    (d / "same.bin").write_bytes(b"unchanged")
+    (d / "gone.bin").write_bytes(b"removed later")
+    (d / "optim" / "0.pt").write_bytes(b"optimizer v1")
+    c.run("save", "--step", "100", "--from", str(d), "--metric", "loss=2.5", "--metric", "acc=0.5",
+          code=0)
+    (d / "gone.bin").unlink()
+    (d / "model.bin").write_bytes(b"weights v2")  # same size, another digest
+    (d / "optim" / "0.pt").write_bytes(b"optimizer v2, longer")
+    (d / "optim" / "1.pt").write_bytes(b"a new shard")
+    c.run("save", "--step", "200", "--from", str(d), "--metric", "loss=1.5", "--metric", "lr=0.1",
+          code=0)
+    c.run("save", "--step", "300", "--from", str(d), "--metric", "loss=1.5", code=0)
+
+    res = c.run("--json", "diff", "100", "latest", code=0)
+    j = res.json()
+    expect_eq((j["a"]["name"], j["b"]["name"]), (name(100), name(300)), "the two sides", res)
+    expect_eq((j["a"]["step"], j["b"]["path"]), (100, str(c.root / name(300))), "step, path", res)
+    expect_eq([f["path"] for f in j["added"]], ["optim/1.pt"], "added", res)
+    expect_eq([f["path"] for f in j["removed"]], ["gone.bin"], "removed", res)
+    expect_eq([f["path"] for f in j["changed"]], ["model.bin", "optim/0.pt"], "changed", res)
+    model = j["changed"][0]
+    expect_eq(model["a"]["size"], model["b"]["size"], "a same-size change is found by digest", res)
+    check(model["a"]["sha256"] != model["b"]["sha256"], "the digests differ", res)
+    expect_eq((j["unchanged"], j["differ"], j["compared_by"]), (1, True, "sha256"), "summary", res)
+    expect_eq(j["metrics"], {"acc": {"a": 0.5, "b": None}, "loss": {"a": 2.5, "b": 1.5}},
+              "metrics side by side", res)
+
+    res = c.run("diff", "100", "latest", code=0)
+    lines = res.out.splitlines()
+    expect_eq(lines[0], f"{name(100)} -> {name(300)}", "the header", res)
+    expect_eq(lines[1:5], ["- gone.bin  (13 B)", "+ optim/1.pt  (11 B)", "M model.bin  (10 B -> 10 B)",
+                           "M optim/0.pt  (12 B -> 20 B)"], "a line a file", res)
+    check(lines[5].startswith("1 added, 1 removed, 2 changed, 1 unchanged"), "the counts", res)
+    check(any(re.match(r"^loss\s+2\.5\s+1\.5$", ln) for ln in lines), "the metric table", res)
+    check(any(re.match(r"^acc\s+0\.5\s+-$", ln) for ln in lines), "a metric one side lacks", res)
+
+    c.run("diff", "--exit-code", "100", "200", code=1)
+    res = c.run("--json", "diff", "--exit-code", "200", "300", code=0)
+    expect_eq((res.json()["differ"], res.json()["unchanged"]), (False, 4), "same files", res)
+    expect_eq(c.run("-q", "diff", "--exit-code", "200", "300", code=0).out, "", "-q prints nothing")
+    expect_eq(c.run("-q", "diff", "100", "200", code=0).out, "", "differ without --exit-code: 0")
+
+    # sizes only when a side has no digests
+    c.run("save", "--step", "400", "--from", str(d), "--checksum", "none", code=0)
+    j = c.run("--json", "diff", "300", "400", code=0).json()
+    expect_eq((j["compared_by"], j["differ"]), ("size", False), "no digests: compared by size")
+    check("compared by size" in c.run("diff", "300", "400", code=0).out, "the text says so")
+
+    harness.expect_json_error(c.run("--json", "diff", "100", "999"), 3, "not_found")
+    c.run("diff", "100", code=2)
+    c.run("diff", "100", "200", "300", code=2)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,24 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root);
 // a step read no more than the markers and one _checkpoint.json.
 Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root, const std::string& ref);
 
+// ---- diff -----------------------------------------------------------------
+
+// Two checkpoints compared by their manifests (no file is read: verify
+// proves the files match them).
+struct DiffReport {
+  Checkpoint a, b;
+  std::vector<FileEntry> added;    // in b only, by path
+  std::vector<FileEntry> removed;  // in a only, by path
+  std::vector<std::pair<FileEntry, FileEntry>> changed;  // (a's, b's), by path
+  std::size_t unchanged = 0;
+  // false when either was saved with --checksum none: files are then
+  // compared by size alone.
+  bool by_digest = true;
+  bool differ() const { return !added.empty() || !removed.empty() || !changed.empty(); }
+};
+Result<DiffReport> diff(const Context& ctx, const std::string& root, const std::string& a,
+                        const std::string& b);
+
 // ---- save -----------------------------------------------------------------
 
 enum class Transfer { copy, move, link };

@@ -68,7 +68,13 @@ _ckpt() {
         return
       fi
       ;;
-    info) opts="--path" ;;
+    info)
+      opts="--path --limit --sort"
+      case "$prev" in
+        --sort) COMPREPLY=($(compgen -W "step commit" -- "$cur")); return ;;
+        --limit) return ;;
+      esac
+      ;;
     verify) opts="--quick --strict --repair -v --verbose" ;;
     load) opts="--only --weights-only --to --link --dir --no-verify" ;;
     prune) opts="--keep-last --keep-best --keep-every --keep-within --pending-expiry -n --dry-run" ;;

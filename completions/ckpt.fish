@@ -77,6 +77,8 @@ complete -c ckpt -n '__fish_seen_subcommand_from save' -l group -x -d 'Attempt g
 complete -c ckpt -n '__fish_seen_subcommand_from save prune' -l pending-expiry -x -d 'Idle time before prune removes a pending step'
 
 complete -c ckpt -n '__fish_seen_subcommand_from info' -l path -d 'Print only the path'
+complete -c ckpt -n '__fish_seen_subcommand_from info' -l limit -x -d 'Only the newest N'
+complete -c ckpt -n '__fish_seen_subcommand_from info' -l sort -x -a 'step commit' -d 'Order of the table'
 complete -c ckpt -n '__fish_seen_subcommand_from verify' -l quick -d 'Sizes only'
 complete -c ckpt -n '__fish_seen_subcommand_from verify' -l strict -d 'Warnings fail'
 complete -c ckpt -n '__fish_seen_subcommand_from verify' -l repair -d 'Rewrite the markers'

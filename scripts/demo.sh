@@ -23,6 +23,8 @@ for i in 1 2 3; do
     --best-key val_loss --weights model.safetensors --meta run=demo
 done
 show info
+show info --limit 2 --sort val_loss
+show diff 100 best
 show info latest --path
 show info best
 show verify

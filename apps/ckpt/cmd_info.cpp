@@ -1,4 +1,5 @@
 // ckpt info: the table of checkpoints, or one checkpoint in detail.
+#include <algorithm>
 #include <memory>
 
 #include <fmt/format.h>
@@ -13,7 +14,41 @@ namespace {
 struct InfoArgs {
   std::string ref;
   bool path = false;
+  std::string limit;
+  std::string sort;
 };
+
+// The checkpoints the table shows: the newest N by commit (--limit), in the
+// order --sort asks for: step (the default), commit, or a metric's value,
+// lowest first, those without a value for it after the others.
+std::vector<const Checkpoint*> shown(const Listing& l, const InfoArgs& a) {
+  std::vector<const Checkpoint*> out;
+  for (const auto& c : l.checkpoints) out.push_back(&c);
+  auto by_commit = [](const Checkpoint* x, const Checkpoint* y) {
+    return x->meta.commit_seq < y->meta.commit_seq;
+  };
+  if (auto n = parse_count("--limit", a.limit)) {
+    if (*n == 0) throw Error(ErrorKind::usage, "--limit 0: want 1 or more");
+    std::sort(out.begin(), out.end(), by_commit);
+    if (out.size() > *n) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(*n));
+  }
+  std::string key = a.sort.empty() ? "step" : a.sort;
+  if (key == "step") {
+    std::sort(out.begin(), out.end(),
+              [](const Checkpoint* x, const Checkpoint* y) { return x->meta.step < y->meta.step; });
+  } else if (key == "commit") {
+    std::sort(out.begin(), out.end(), by_commit);
+  } else {
+    check_metric_key("--sort", key);
+    std::stable_sort(out.begin(), out.end(), [&](const Checkpoint* x, const Checkpoint* y) {
+      auto vx = x->meta.metric(key), vy = y->meta.metric(key);
+      if (vx && vy) return *vx < *vy || (*vx == *vy && x->meta.step < y->meta.step);
+      if (vx || vy) return vx.has_value();
+      return x->meta.step < y->meta.step;
+    });
+  }
+  return out;
+}
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string out;
@@ -60,13 +95,20 @@ std::string policy_text(const Policy& p) {
   return parts.empty() ? "none" : join(parts, ", ");
 }
 
-int show_table(Cli& cli) {
+int show_table(Cli& cli, const InfoArgs& a) {
   auto l = list_checkpoints(cli.context(), cli.root());
   if (!l) return cli.fail(l.error());
+  std::vector<const Checkpoint*> rows_of;
+  try {
+    rows_of = shown(*l, a);
+  } catch (const Error& e) {
+    return cli.fail(e);
+  }
   for (const auto& [name, why] : l->invalid) cli.warn(fmt::format("{} is not a valid checkpoint: {}", name, why));
   if (cli.global.json) {
     json cps = json::array();
-    for (const auto& c : l->checkpoints) {
+    for (const Checkpoint* cp : rows_of) {
+      const Checkpoint& c = *cp;
       cps.push_back({{"name", c.name},
                      {"step", c.meta.step},
                      {"commit_seq", c.meta.commit_seq},
@@ -91,19 +133,25 @@ int show_table(Cli& cli) {
                     {"best", l->best ? best_json(*l->best) : json(nullptr)},
                     {"policy", l->policy ? policy_json(*l->policy) : json(nullptr)},
                     {"checkpoints", cps},
+                    {"total", l->checkpoints.size()},
                     {"pending", pending}});
     return 0;
   }
   if (cli.global.quiet) return 0;
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"NAME", "STEP", "CREATED", "SIZE", "METRICS", "MARKERS"});
-  for (const auto& c : l->checkpoints) {
+  for (const Checkpoint* cp : rows_of) {
+    const Checkpoint& c = *cp;
     rows.push_back({c.name, fmt::format("{}", c.meta.step), c.meta.created,
                     human_size(c.meta.total_size), metrics_text(c.meta), join(c.markers, ",")});
   }
   print_table(rows, {1, 3});
-  fmt::print("\n{} checkpoint{} in {}\n", l->checkpoints.size(),
-             l->checkpoints.size() == 1 ? "" : "s", l->root);
+  std::size_t all = l->checkpoints.size();
+  if (rows_of.size() < all) {
+    fmt::print("\n{} of {} checkpoints (the newest) in {}\n", rows_of.size(), all, l->root);
+  } else {
+    fmt::print("\n{} checkpoint{} in {}\n", all, all == 1 ? "" : "s", l->root);
+  }
   if (!l->pending.empty()) {
     // Steps whose shards are not all in: never a checkpoint until the last one is.
     fmt::print("\npending (sharded steps not yet committed):\n");
@@ -173,11 +221,19 @@ void setup_info(CLI::App& app, Cli& cli) {
   c->add_option("REF", a->ref, "The checkpoint to show (default: all, as a table)")
       ->type_name("REF");
   c->add_flag("--path", a->path, "Print only the absolute path of REF");
+  c->add_option("--limit", a->limit, "Show only the newest N checkpoints (by commit)")
+      ->type_name("N");
+  c->add_option("--sort", a->sort,
+                "Order of the table: step (default), commit, or a metric (lowest first)")
+      ->type_name("step|commit|METRIC");
   c->callback([&cli, a]() {
     cli.run = [&cli, a]() {
       if (a->ref.empty()) {
         if (a->path) return cli.fail(Error(ErrorKind::usage, "--path needs a REF"));
-        return show_table(cli);
+        return show_table(cli, *a);
+      }
+      if (!a->limit.empty() || !a->sort.empty()) {
+        return cli.fail(Error(ErrorKind::usage, "--limit and --sort go with the table (no REF)"));
       }
       return show_one(cli, *a);
     };

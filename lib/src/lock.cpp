@@ -17,13 +17,19 @@
 
 namespace ckpt {
 
-FileLock::FileLock(FileLock&& other) noexcept : m_fd(other.m_fd) { other.m_fd = -1; }
+FileLock::FileLock(FileLock&& other) noexcept
+    : m_fd(other.m_fd), m_holder(std::move(other.m_holder)) {
+  other.m_fd = -1;
+  other.m_holder.clear();
+}
 
 FileLock& FileLock::operator=(FileLock&& other) noexcept {
   if (this != &other) {
     release();
     m_fd = other.m_fd;
+    m_holder = std::move(other.m_holder);
     other.m_fd = -1;
+    other.m_holder.clear();
   }
   return *this;
 }
@@ -32,9 +38,25 @@ FileLock::~FileLock() { release(); }
 
 void FileLock::release() {
   if (m_fd >= 0) {
+    // While still held: the next holder's announcement is never the one removed.
+    if (!m_holder.empty()) ::unlink(m_holder.c_str());
     ::close(m_fd);
     m_fd = -1;
   }
+  m_holder.clear();
+}
+
+void FileLock::announce(const std::string& holder_path, const std::string& text) {
+  if (m_fd < 0) return;
+  // Created afresh, never through a name planted there (a link is removed,
+  // not followed or truncated), and written in place: a reader may see it
+  // half-written, and ignores what it cannot parse.
+  ::unlink(holder_path.c_str());
+  int fd = ::open(holder_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return;
+  m_holder = holder_path;
+  [[maybe_unused]] auto n = ::write(fd, text.data(), text.size());
+  ::close(fd);
 }
 
 FileLock FileLock::try_acquire(const std::string& path) {

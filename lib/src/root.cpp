@@ -1,10 +1,16 @@
 // Roots, markers and refs: what a command needs before it can act on a checkpoint.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "ckpt/clock.hpp"
 #include "ckpt/parallel.hpp"
@@ -216,10 +222,86 @@ void rename_into_place(FileSystem& fs, const std::string& from, const std::strin
   }
 }
 
+namespace {
+
+// Who holds the root lock: ROOT/.ckpt/lock.holder, written by each holder
+// once it has the lock and removed before it lets go.
+std::string holder_path(const std::string& root) { return lock_path(root) + ".holder"; }
+
+std::string this_host() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return std::string();
+  return buf;
+}
+
+// This process's command line, as ps shows it (at most 200 characters).
+std::string command_line() {
+  int fd = ::open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string();
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  std::string out;
+  for (ssize_t i = 0; i < n; ++i) out += buf[i] == '\0' ? ' ' : buf[i];
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.size() > 200) out = out.substr(0, 197) + "...";
+  return out;
+}
+
+std::string holder_text() {
+  nlohmann::json j = {{"pid", static_cast<long long>(::getpid())},
+                      {"host", this_host()},
+                      {"command", command_line()},
+                      {"since", format_rfc3339_ms(now_ms())},
+                      {"since_ms", now_ms()}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+// "pid 4242 on host gpu7 (ckpt -C runs save --step 5), for 12.3 s", or
+// nothing when there is no announcement or it is stale (its process is gone).
+std::optional<std::string> describe_holder(const std::string& root) {
+  int fd = ::open(holder_path(root).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  try {
+    auto j = nlohmann::json::parse(std::string(buf, static_cast<std::size_t>(n)));
+    auto pid = j.at("pid").get<long long>();
+    auto host = j.at("host").get<std::string>();
+    auto command = j.at("command").get<std::string>();
+    auto since = j.at("since_ms").get<std::int64_t>();
+    if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return std::nullopt;
+    bool here = host == this_host();
+    if (here && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return std::nullopt;
+    std::string who = here ? fmt::format("pid {}", pid) : fmt::format("pid {} on host {}", pid, host);
+    if (!command.empty()) who += fmt::format(" ({})", command);
+    double held = static_cast<double>(std::max<std::int64_t>(0, now_ms() - since)) / 1000;
+    return fmt::format("{}, for {:.1f} s", who, held);
+  } catch (const std::exception&) {
+    return std::nullopt;  // torn or foreign: say nothing rather than something wrong
+  }
+}
+
+}  // namespace
+
 FileLock lock_root(const Context& ctx, const std::string& root) {
   check_private_dirs(ctx, root);
   make_dirs(ctx.file_system(), private_dir(root), Durable::yes);
-  return FileLock::acquire(lock_path(root), ctx.lock_timeout, fmt::format("root {}", root));
+  std::string what = fmt::format("root {}", root);
+  FileLock lock;
+  try {
+    lock = FileLock::acquire(lock_path(root), ctx.lock_timeout, what);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::locked) throw;
+    auto who = describe_holder(root);
+    if (!who) throw;
+    throw Error(ErrorKind::locked, fmt::format("{} is locked by {} (waited {}s); retry later",
+                                               what, *who, ctx.lock_timeout));
+  }
+  lock.announce(holder_path(root), holder_text());
+  return lock;
 }
 
 BestRule best_rule(const std::optional<std::string>& key, const std::optional<Mode>& mode,

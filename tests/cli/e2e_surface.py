@@ -7,9 +7,11 @@ Usage: e2e_surface.py --list | --all | SCENARIO...   (binary: $CKPT_BIN)
 """
 import json
 import os
+import pathlib
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -407,6 +409,108 @@ def diff_two_checkpoints(c):
     harness.expect_json_error(c.run("--json", "diff", "100", "999"), 3, "not_found")
     c.run("diff", "100", code=2)
     c.run("diff", "100", "200", "300", code=2)
+
+
+@scenario
+def info_limit_and_sort(c):
+    """info --limit N shows the newest N by commit; --sort step|commit|METRIC orders the table and
+    the JSON; the footer and "total" say how many there are in all."""
+    (c.src / "a.bin").write_bytes(b"a")
+    # commit order differs from step order: 30, 10, 20, 40 (and 50 without the metric)
+    for step, loss in ((30, 0.5), (10, 0.9), (20, 0.1), (40, 0.7)):
+        c.run("save", "--step", str(step), str(c.src / "a.bin"), "--metric", f"loss={loss}", code=0)
+    c.run("save", "--step", "50", str(c.src / "a.bin"), code=0)
+
+    def names(*args):
+        j = c.run("--json", "info", *args, code=0).json()
+        expect_eq(j["total"], 5, f"info {' '.join(args)}: total counts them all")
+        return [e["name"] for e in j["checkpoints"]]
+
+    expect_eq(names(), [name(s) for s in (10, 20, 30, 40, 50)], "by step (the default)")
+    expect_eq(names("--sort", "commit"), [name(s) for s in (30, 10, 20, 40, 50)], "by commit")
+    expect_eq(names("--sort", "loss"), [name(s) for s in (20, 30, 40, 10, 50)],
+              "by metric, lowest first, the one without it last")
+    expect_eq(names("--limit", "2"), [name(s) for s in (40, 50)], "the newest 2 by commit")
+    expect_eq(names("--limit", "3", "--sort", "loss"), [name(s) for s in (20, 40, 50)],
+              "the newest 3 (20, 40, 50), by loss")
+    expect_eq(names("--limit", "99"), [name(s) for s in (10, 20, 30, 40, 50)], "a limit above all")
+    res = c.run("info", "--limit", "2", code=0)
+    rows = [ln.split()[0] for ln in res.out.splitlines()[1:3]]
+    expect_eq(rows, [name(40), name(50)], "the table shows the limited rows", res)
+    check("2 of 5 checkpoints (the newest)" in res.out, "the footer says what is left out", res)
+    check("5 checkpoints in" in c.run("info", code=0).out, "the footer without --limit")
+    for bad in (["--limit", "0"], ["--limit", "x"], ["--limit", "-1"], ["--sort", "a=b"],
+                ["latest", "--limit", "2"], ["latest", "--sort", "step"]):
+        c.run("info", *bad, code=2)
+
+
+HOLD = r"""
+import fcntl, sys, time
+f = open(sys.argv[1], 'a+')
+fcntl.flock(f, fcntl.LOCK_EX)
+print('locked', flush=True)
+time.sleep(60)
+"""
+
+
+@scenario
+def lock_conflict_names_the_holder(c):
+    """Exit 5 names who holds the root lock: pid, command and for how long (written beside the
+    lock by the holder, removed before it lets go); a stale or garbled entry is ignored."""
+    strace = shutil.which("strace")
+    check(strace, "strace is not installed (scripts/setup.sh --test installs it)")
+    (c.src / "a.bin").write_bytes(b"a")
+    c.run("save", "--step", "1", str(c.src / "a.bin"), code=0)
+    holder_file = c.root / ".ckpt" / "lock.holder"
+    check(not holder_file.exists(), "no holder entry once a save is over")
+    # The save's first rename(2) installs its commit counter, under the lock: held 4 s there.
+    slow = subprocess.Popen([strace, "-f", "-o", "/dev/null", "-e", "trace=rename",
+                             "-e", "inject=rename:delay_exit=4000000:when=1", harness.BIN,
+                             "-C", str(c.root), "save", "--step", "2", str(c.src / "a.bin")],
+                            cwd=str(c.tmp), env=harness.child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not holder_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        check(holder_file.exists(), "the holder announced itself")
+        t0 = time.monotonic()
+        res = c.run("--lock-timeout", "0.5", "save", "--step", "3", str(c.src / "a.bin"), code=5)
+        check(time.monotonic() - t0 < 3.5, "the conflict was reported while the holder held")
+        m = re.search(r"is locked by pid (\d+) \((.*)\), for (\d+\.\d) s \(waited 0.5s\)", res.err)
+        check(m, "the message names the holder's pid, command and time held", res)
+        pid, command = int(m.group(1)), m.group(2)
+        check("save --step 2" in command and command.split()[0].endswith("ckpt"),
+              f"the holder's command line: {command!r}", res)
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        check("save --step 2" in cmdline, f"pid {pid} is the holding save: {cmdline!r}", res)
+        err = harness.expect_json_error(c.run("--json", "--lock-timeout", "0", "prune",
+                                              "--keep-last", "9"), 5, "locked")
+        check(f"pid {pid}" in err["message"], "the JSON error's message names it too", res)
+    finally:
+        out, err = slow.communicate(timeout=60)
+    expect_eq(slow.returncode, 0, f"the slow save: {err.decode()!r}")
+    check(not holder_file.exists(), "the holder's entry went with the lock")
+
+    # A stale entry (its process is gone) and a garbled one are not named.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for text in (json.dumps({"pid": dead.pid, "host": os.uname().nodename, "command": "ckpt gone",
+                             "since": "2026-01-01T00:00:00.000Z", "since_ms": 0}),
+                 "{not json", ""):
+        holder_file.write_text(text)
+        hold = subprocess.Popen([sys.executable, "-c", HOLD, str(c.root / ".ckpt" / "lock")],
+                                stdout=subprocess.PIPE)
+        try:
+            check(hold.stdout.readline().strip() == b"locked", "the lock holder started")
+            res = c.run("--lock-timeout", "0", "save", "--step", "3", str(c.src / "a.bin"), code=5)
+            check("locked by another ckpt process" in res.err and "pid" not in res.err,
+                  f"entry {text[:20]!r}: not named", res)
+        finally:
+            hold.kill()
+            hold.wait()
+    holder_file.unlink()
+    c.run("save", "--step", "3", str(c.src / "a.bin"), code=0)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,15 @@ class FileLock {
   bool held() const { return m_fd >= 0; }
   void release();
 
+  // Writes text to holder_path (no fsync: it is advice, not data) for those
+  // who time out waiting to name who holds the lock; the file goes before
+  // the lock is released. Failures are ignored.
+  void announce(const std::string& holder_path, const std::string& text);
+
  private:
   explicit FileLock(int fd) : m_fd(fd) {}
   int m_fd = -1;
+  std::string m_holder;
 };
 
 }  // namespace ckpt

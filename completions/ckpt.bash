@@ -34,7 +34,7 @@ _ckpt() {
   local cur prev cmd="" i
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD - 1]}"
-  local commands="save info verify load prune promote-best abort diff help version"
+  local commands="save info verify load prune promote-best abort diff rm rollback help version"
   local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress -V --version -h --help"
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${COMP_WORDS[i]}" in
@@ -80,6 +80,8 @@ _ckpt() {
     prune) opts="--keep-last --keep-best --keep-every --keep-within --pending-expiry -n --dry-run" ;;
     abort) opts="" ;;
     diff) opts="--exit-code" ;;
+    rm) opts="--force -n --dry-run" ;;
+    rollback) opts="-n --dry-run" ;;
     promote-best) opts="--key --mode --value --force" ;;
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return ;;
   esac
@@ -87,7 +89,7 @@ _ckpt() {
     COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
   else
     case "$cmd" in
-      info | verify | load | promote-best | diff) COMPREPLY=($(compgen -W "$(_ckpt_refs)" -- "$cur")) ;;
+      info | verify | load | promote-best | diff | rm | rollback) COMPREPLY=($(compgen -W "$(_ckpt_refs)" -- "$cur")) ;;
       abort) COMPREPLY=($(compgen -W "$(_ckpt_pending)" -- "$cur")) ;;
     esac
   fi

@@ -1,6 +1,6 @@
 # fish completion for ckpt. Install: copy to ~/.config/fish/completions/ckpt.fish
 
-set -l commands save info verify load prune promote-best abort diff help version
+set -l commands save info verify load prune promote-best abort diff rm rollback help version
 
 # The root the command line names (-C/--root), else $CKPT_ROOT, else ".".
 function __ckpt_root
@@ -49,6 +49,8 @@ complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a prune -d 'App
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a promote-best -d 'Offer a checkpoint as best'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a abort -d 'Remove a pending sharded step'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a diff -d 'Show what differs between two checkpoints'
+complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a rm -d 'Remove checkpoints by name'
+complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a rollback -d 'Make a checkpoint the latest again'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a help -d 'Show help for a command'
 complete -c ckpt -n "not __fish_seen_subcommand_from $commands" -a version -d 'Print the version'
 
@@ -93,6 +95,8 @@ complete -c ckpt -n '__fish_seen_subcommand_from prune' -s n -l dry-run -d 'Show
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l key -x -d 'The metric'
 complete -c ckpt -n '__fish_seen_subcommand_from promote-best' -l value -x -d 'The value'
 complete -c ckpt -n '__fish_seen_subcommand_from diff' -l exit-code -d 'Exit 1 when files differ'
-complete -c ckpt -n '__fish_seen_subcommand_from info verify load promote-best diff' -a '(__ckpt_refs)'
+complete -c ckpt -n '__fish_seen_subcommand_from rm' -l force -d 'Also what a marker names'
+complete -c ckpt -n '__fish_seen_subcommand_from rm rollback' -s n -l dry-run -d 'Show only'
+complete -c ckpt -n '__fish_seen_subcommand_from info verify load promote-best diff rm rollback' -a '(__ckpt_refs)'
 complete -c ckpt -n '__fish_seen_subcommand_from abort' -a '(__ckpt_pending)'
 complete -c ckpt -n '__fish_seen_subcommand_from help' -a "$commands"

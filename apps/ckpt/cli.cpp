@@ -418,6 +418,8 @@ const std::vector<CommandSpec>& commands() {
       {"promote-best", "Offer a checkpoint as best, or rebuild best.json", setup_promote},
       {"abort", "Remove a pending sharded step and the shards recorded for it", setup_abort},
       {"diff", "Show the files and metrics that differ between two checkpoints", setup_diff},
+      {"rm", "Remove checkpoints by name (last and best only with --force)", setup_rm},
+      {"rollback", "Make a checkpoint the latest: remove every one after it", setup_rollback},
   };
   return table;
 }

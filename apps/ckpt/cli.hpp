@@ -67,6 +67,8 @@ void setup_prune(CLI::App& app, Cli& cli);
 void setup_promote(CLI::App& app, Cli& cli);
 void setup_abort(CLI::App& app, Cli& cli);
 void setup_diff(CLI::App& app, Cli& cli);
+void setup_rm(CLI::App& app, Cli& cli);
+void setup_rollback(CLI::App& app, Cli& cli);
 
 // "0-3,5": shard indexes as ranges ("-" when none).
 std::string shard_ranges(const std::vector<std::uint64_t>& v);

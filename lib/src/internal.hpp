@@ -214,6 +214,11 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
 inline constexpr const char* k_default_pending_expiry = "24h";
 std::int64_t pending_expiry_seconds(const Policy& policy);
 
+// Unlists each named checkpoint by one rename into .ckpt/trash (one already
+// gone is skipped), fsyncs, then deletes them. Call under the root lock.
+void discard_checkpoints(const Context& ctx, const std::string& root,
+                         const std::vector<std::string>& names);
+
 // Applies the retention rules of policy to the root; the caller holds the
 // root lock unless dry_run.
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,

@@ -144,6 +144,26 @@ void refresh_markers(const Context& ctx, const std::string& root,
   }
 }
 
+void discard_checkpoints(const Context& ctx, const std::string& root,
+                         const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  FileSystem& fs = ctx.file_system();
+  make_dirs(fs, trash_dir(root));
+  std::vector<std::string> unlisted;
+  for (const auto& name : names) {
+    std::string to = join_path(trash_dir(root), fmt::format("{}.{}", name, unique_suffix()));
+    try {
+      fs.rename(join_path(root, name), to, RenameMode::noreplace);
+      unlisted.push_back(to);
+    } catch (const Error& e) {
+      if (e.sys_errno() != ENOENT) throw;  // another cleaner got there first
+    }
+  }
+  fs.fsync_dir(root);
+  fs.fsync_dir(trash_dir(root));
+  for (const auto& t : unlisted) remove_tree(fs, t);
+}
+
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
                          bool dry_run) {
   FileSystem& fs = ctx.file_system();
@@ -203,22 +223,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   report.checkpoints = std::move(listing.checkpoints);
   report.best_key = key;
 
-  if (!dry_run && !report.removed.empty()) {
-    make_dirs(fs, trash_dir(root));
-    std::vector<std::string> unlisted;
-    for (const auto& name : report.removed) {
-      std::string to = join_path(trash_dir(root), fmt::format("{}.{}", name, unique_suffix()));
-      try {
-        fs.rename(join_path(root, name), to, RenameMode::noreplace);
-        unlisted.push_back(to);
-      } catch (const Error& e) {
-        if (e.sys_errno() != ENOENT) throw;  // another cleaner got there first
-      }
-    }
-    fs.fsync_dir(root);
-    fs.fsync_dir(trash_dir(root));
-    for (const auto& t : unlisted) remove_tree(fs, t);
-  }
+  if (!dry_run) discard_checkpoints(ctx, root, report.removed);
   report.cleaned = clean_private(ctx, root, dry_run);
   report.expired = expire_pending(ctx, root, pending_expiry_seconds(policy), dry_run);
   if (!dry_run) {

@@ -262,6 +262,7 @@ def stdout_write_errors(c):
         ["-C", r, "load", "latest", "--to", str(c.tmp / "out")],
         ["-C", r, "prune", "--keep-last", "10", "--dry-run"], ["-C", r, "prune", "--keep-last", "10"],
         ["-C", r, "promote-best", "latest"], ["-C", r, "diff", "1", "latest"], ["-V"], ["version"],
+        ["-C", r, "rm", "--force", "--dry-run", "1"], ["-C", r, "rollback", "--dry-run", "1"],
     ]
     for args in commands:
         for variant in (args, args[:2] + ["--json"] + args[2:] if args[0] == "-C" else None):

@@ -57,6 +57,8 @@ inline constexpr const char* k_reason_superseded = "superseded";  // a newer att
 inline constexpr const char* k_reason_step_exists = "step_exists";  // the step is committed
 inline constexpr const char* k_reason_shard_mismatch = "shard_mismatch";  // N, paths or values clash
 inline constexpr const char* k_reason_no_pending = "no_pending";  // abort: no such pending step
+// rm without --force of a checkpoint `last` or best.json names.
+inline constexpr const char* k_reason_protected = "protected";
 
 // Builds an io Error from errno, naming the operation and the path.
 Error io_error(int err, const std::string& what, const std::string& path);

@@ -88,6 +88,43 @@ Result<Listing> list_checkpoints(const Context& ctx, const std::string& root);
 // a step read no more than the markers and one _checkpoint.json.
 Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root, const std::string& ref);
 
+// ---- rm and rollback ------------------------------------------------------
+
+// What rm and rollback removed, and the markers afterwards.
+struct RemoveReport {
+  bool dry_run = false;
+  std::vector<std::string> removed;  // by step
+  std::optional<std::string> last;   // what `last` names afterwards; nullopt: none left
+  std::optional<BestMarker> best;    // best.json afterwards; nullopt: none
+};
+
+struct RemoveOptions {
+  std::string root;
+  std::vector<std::string> refs;
+  // Also the checkpoint `last` or best.json names (or the newest, or the
+  // best by the metrics): the markers then move to what is left.
+  bool force = false;
+  bool dry_run = false;
+};
+// Removes the checkpoints refs name, crash-safe as prune: each is unlisted by
+// one rename into .ckpt/trash, then deleted; then `last` and best.json are
+// brought up to date (removed when nothing is left for them to name). Every
+// ref is resolved before anything is removed: one that names nothing is
+// not_found and removes nothing. Refused (conflict) for a checkpoint a
+// marker protects, unless force.
+Result<RemoveReport> remove_checkpoints(const Context& ctx, const RemoveOptions& opts);
+
+struct RollbackOptions {
+  std::string root;
+  std::string ref;
+  bool dry_run = false;
+};
+// Makes ref the latest again: removes every checkpoint committed after it and
+// every checkpoint of a later step (so that a resumed job's next saves find
+// their steps free), as remove_checkpoints does; `last` then names ref and
+// best.json is recomputed if it named a removed one.
+Result<RemoveReport> rollback(const Context& ctx, const RollbackOptions& opts);
+
 // ---- diff -----------------------------------------------------------------
 
 // Two checkpoints compared by their manifests (no file is read: verify

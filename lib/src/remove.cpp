@@ -1,0 +1,148 @@
+// rm and rollback: remove named checkpoints, crash-safe as prune, and bring
+// the markers up to date.
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/repository.hpp"
+#include "internal.hpp"
+
+namespace ckpt {
+
+namespace {
+
+// The checkpoints a marker protects: what `last` and best.json say, and
+// what they would say after a crash left them stale (the newest by commit,
+// the best by the metrics).
+std::set<std::string> protected_names(const Listing& l, const std::optional<std::string>& key,
+                                      Mode mode) {
+  std::set<std::string> out;
+  if (l.last_marker) out.insert(*l.last_marker);
+  if (const Checkpoint* n = detail::newest(l.checkpoints)) out.insert(n->name);
+  if (l.best) out.insert(l.best->path);
+  if (key) {
+    if (auto b = detail::compute_best(l.checkpoints, *key, mode)) out.insert(b->path);
+  }
+  return out;
+}
+
+// Removes names (under the lock unless dry) and brings the markers up to date.
+RemoveReport remove_names(const Context& ctx, const std::string& root, const Listing& l,
+                          const std::vector<std::string>& names,
+                          const std::optional<std::string>& key, Mode mode, bool dry_run) {
+  FileSystem& fs = ctx.file_system();
+  RemoveReport r;
+  r.dry_run = dry_run;
+  std::set<std::string> gone(names.begin(), names.end());
+  std::vector<Checkpoint> kept;
+  for (const auto& c : l.checkpoints) {
+    if (gone.count(c.name)) {
+      r.removed.push_back(c.name);
+    } else {
+      kept.push_back(c);
+    }
+  }
+  if (!dry_run && !r.removed.empty()) {
+    // The markers first, so that they never name what is about to go: killed
+    // before the removal, the root has every checkpoint and valid markers,
+    // and running the command again finishes it.
+    detail::refresh_markers(ctx, root, kept, key, mode);
+    std::optional<detail::LastRead> last;
+    std::optional<BestMarker> best;
+    try {
+      last = detail::read_last(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+    try {
+      best = detail::read_best(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+    if (last && gone.count(last->name)) {
+      if (const Checkpoint* n = detail::newest(kept)) {
+        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(n->name));
+      } else {
+        fs.unlink(join_path(root, k_last_file));  // nothing left to name
+      }
+    }
+    // Still naming a removed one: no checkpoint left has the metric.
+    if (best && gone.count(best->path)) fs.unlink(join_path(root, k_best_file));
+    fs.fsync_dir(root);
+    detail::discard_checkpoints(ctx, root, r.removed);
+  }
+  if (const Checkpoint* n = detail::newest(kept)) r.last = n->name;
+  if (key) {
+    r.best = detail::compute_best(kept, *key, mode);
+  } else if (l.best && !gone.count(l.best->path)) {
+    r.best = l.best;
+  }
+  if (!dry_run) {
+    try {
+      r.best = detail::read_best(ctx, root);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+  }
+  return r;
+}
+
+detail::BestRule rule_of(const Listing& l) {
+  return detail::best_rule(std::nullopt, std::nullopt, l.policy, l.best);
+}
+
+}  // namespace
+
+Result<RemoveReport> remove_checkpoints(const Context& ctx, const RemoveOptions& opts) {
+  return capture([&]() -> RemoveReport {
+    std::string root = open_root(ctx, opts.root);
+    if (opts.refs.empty()) throw Error(ErrorKind::usage, "give the checkpoints to remove");
+    std::optional<FileLock> lock;
+    if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
+    Listing l = detail::list_root(ctx, root, false);
+    detail::BestRule rule = rule_of(l);
+    // Every ref first: one that names nothing removes nothing.
+    std::vector<std::string> names;
+    for (const auto& ref : opts.refs) {
+      Checkpoint c = resolve_ref(ctx, root, ref).value();
+      if (std::find(names.begin(), names.end(), c.name) == names.end()) names.push_back(c.name);
+    }
+    if (!opts.force) {
+      auto kept_by_marker = protected_names(l, rule.key, rule.mode);
+      for (const auto& n : names) {
+        if (kept_by_marker.count(n)) {
+          throw Error(ErrorKind::conflict,
+                      fmt::format("{} is the checkpoint `last` or best.json names (or would "
+                                  "name); give --force to remove it, and the markers move to "
+                                  "what is left",
+                                  n))
+              .with_reason(k_reason_protected);
+        }
+      }
+    }
+    return remove_names(ctx, root, l, names, rule.key, rule.mode, opts.dry_run);
+  });
+}
+
+Result<RemoveReport> rollback(const Context& ctx, const RollbackOptions& opts) {
+  return capture([&]() -> RemoveReport {
+    std::string root = open_root(ctx, opts.root);
+    std::optional<FileLock> lock;
+    if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
+    Listing l = detail::list_root(ctx, root, false);
+    Checkpoint to = resolve_ref(ctx, root, opts.ref).value();
+    std::vector<std::string> names;
+    for (const auto& c : l.checkpoints) {
+      if (c.name == to.name) continue;
+      if (c.meta.commit_seq > to.meta.commit_seq || c.meta.step > to.meta.step) {
+        names.push_back(c.name);
+      }
+    }
+    detail::BestRule rule = rule_of(l);
+    return remove_names(ctx, root, l, names, rule.key, rule.mode, opts.dry_run);
+  });
+}
+
+}  // namespace ckpt

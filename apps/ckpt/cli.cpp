@@ -334,6 +334,12 @@ std::string human_size(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
+json best_marker_json(const BestMarker& b) {
+  return {{"schema_version", k_schema_version}, {"key", b.key},   {"mode", mode_name(b.mode)},
+          {"value", b.value},                   {"step", b.step}, {"path", b.path},
+          {"updated", b.updated}};
+}
+
 std::string format_metric(const std::optional<double>& v) {
   if (!v) return "null";
   return fmt::format("{}", *v);

@@ -75,6 +75,8 @@ std::string shard_ranges(const std::vector<std::uint64_t>& v);
 // "4.0 KiB".
 std::string human_size(std::uint64_t bytes);
 std::string format_metric(const std::optional<double>& v);
+// best.json's contents, as every command prints them.
+json best_marker_json(const BestMarker& b);
 // Parses KEY=VALUE; throws Error(usage) naming the option.
 std::pair<std::string, std::string> split_key_value(const std::string& arg, const char* option);
 

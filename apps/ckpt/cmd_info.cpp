@@ -72,12 +72,6 @@ json metrics_json(const CheckpointMeta& m) {
   return j;
 }
 
-json best_json(const BestMarker& b) {
-  return {{"schema_version", k_schema_version}, {"key", b.key},   {"mode", mode_name(b.mode)},
-          {"value", b.value},                   {"step", b.step}, {"path", b.path},
-          {"updated", b.updated}};
-}
-
 json policy_json(const Policy& p) {
   return json::parse(serialize_policy(p));
 }
@@ -130,7 +124,7 @@ int show_table(Cli& cli, const InfoArgs& a) {
     }
     cli.print_json({{"root", l->root},
                     {"last", l->last ? json(*l->last) : json(nullptr)},
-                    {"best", l->best ? best_json(*l->best) : json(nullptr)},
+                    {"best", l->best ? best_marker_json(*l->best) : json(nullptr)},
                     {"policy", l->policy ? policy_json(*l->policy) : json(nullptr)},
                     {"checkpoints", cps},
                     {"total", l->checkpoints.size()},

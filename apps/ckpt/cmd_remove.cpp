@@ -22,14 +22,10 @@ struct RollbackArgs {
 
 int report(Cli& cli, const RemoveReport& r, const std::string& what) {
   if (cli.global.json) {
-    json best = nullptr;
-    if (r.best) {
-      best = {{"key", r.best->key}, {"value", r.best->value}, {"path", r.best->path}};
-    }
     cli.print_json({{"dry_run", r.dry_run},
                     {"removed", r.removed},
                     {"last", r.last ? json(*r.last) : json(nullptr)},
-                    {"best", best}});
+                    {"best", r.best ? best_marker_json(*r.best) : json(nullptr)}});
     return 0;
   }
   if (cli.global.quiet) return 0;

@@ -74,10 +74,12 @@ RemoveReport remove_names(const Context& ctx, const std::string& root, const Lis
     detail::discard_checkpoints(ctx, root, r.removed);
   }
   if (const Checkpoint* n = detail::newest(kept)) r.last = n->name;
-  if (key) {
-    r.best = detail::compute_best(kept, *key, mode);
-  } else if (l.best && !gone.count(l.best->path)) {
+  // Dry, what best.json would say: itself when what it names stays (it only
+  // moves on strict improvement), else the best of what is left.
+  if (l.best && !gone.count(l.best->path)) {
     r.best = l.best;
+  } else if (key) {
+    r.best = detail::compute_best(kept, *key, mode);
   }
   if (!dry_run) {
     try {

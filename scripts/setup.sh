@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ckpt needs to build on Debian 12 (run as root; skipped when present).
 # --test: also what the tests need: strace (kills at exact system calls),
-# python3-torch (the PyTorch training loop in examples/pytorch), and GNU time,
+# python3-torch (the PyTorch training loop in examples/pytorch), python3-jsonschema
+# (--json outputs against docs/json), zsh, fish and bash-completion (the completions,
+# each in its real shell), and GNU time,
 # openssl and xfsprogs (bench/run, which the suite runs once at its --quick sizes), and
 # a single-node Ceph (tests/cluster/ceph-up.sh: sharded saves on CephFS through two
 # ceph-fuse mounts).
@@ -9,7 +11,7 @@ set -euo pipefail
 pkgs=(build-essential cmake python3 coreutils libcli11-dev nlohmann-json3-dev libssl-dev
       libfmt-dev doctest-dev groff-base)
 if [[ ${1:-} == --test ]]; then
-  pkgs+=(strace python3-torch time openssl xfsprogs
+  pkgs+=(strace python3-torch python3-jsonschema zsh fish bash-completion time openssl xfsprogs
         ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common)
 fi
 missing=()

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "ckpt/format.hpp"
+#include "ckpt/paths.hpp"
 #include "ckpt/transfer.hpp"
 
 namespace ckpt::cli {
@@ -175,7 +176,8 @@ class ProgressMeter {
       case Style::off:
         return;
       case Style::json: {
-        json j = {{"event", "progress"}, {"done", done}, {"total", total},
+        json j = {{"schema_version", k_json_schema_version}, {"event", "progress"},
+                  {"done", done}, {"total", total},
                   {"rate", std::llround(rate)}};
         j["eta"] = eta ? json(std::llround(*eta)) : json(nullptr);
         std::fprintf(stderr, "%s\n", j.dump().c_str());
@@ -206,7 +208,8 @@ class ProgressMeter {
     clear();
     if (m_style == Style::json && m_started) {
       double elapsed = seconds_since_start(std::chrono::steady_clock::now());
-      json j = {{"event", "done"},
+      json j = {{"schema_version", k_json_schema_version},
+                {"event", "done"},
                 {"done", m_done},
                 {"total", m_total},
                 {"elapsed", std::round(elapsed * 1000) / 1000},
@@ -287,6 +290,8 @@ std::string Cli::root() const {
   return ".";
 }
 
+std::string Cli::root_path() const { return absolute_path(root()); }
+
 void Cli::progress_done() const {
   if (g_progress) g_progress->finish();
 }
@@ -295,11 +300,10 @@ int Cli::fail(const Error& e) const {
   if (g_progress) g_progress->clear();
   std::fflush(stdout);
   if (global.json) {
-    json j;
-    j["error"] = {{"code", exit_code(e.kind())}, {"kind", kind_name(e.kind())}};
-    if (!e.reason().empty()) j["error"]["reason"] = e.reason();
-    j["error"]["message"] = e.message();
-    std::fprintf(stderr, "%s\n", j.dump().c_str());
+    json err = {{"code", exit_code(e.kind())}, {"kind", kind_name(e.kind())}};
+    if (!e.reason().empty()) err["reason"] = e.reason();
+    err["message"] = e.message();
+    std::fprintf(stderr, "%s\n", with_envelope({{"error", err}}).dump().c_str());
   } else {
     std::fprintf(stderr, "ckpt: error: %s\n", e.what());
   }
@@ -307,15 +311,25 @@ int Cli::fail(const Error& e) const {
 }
 
 void Cli::warn(const std::string& message) const {
-  if (global.quiet) return;
   // The library may meet the same condition twice (a legacy marker read for
   // two purposes): one line each.
   if (!m_warned.insert(message).second) return;
+  m_warnings.push_back(message);
+  if (global.quiet) return;
   if (g_progress) g_progress->clear();
   std::fprintf(stderr, "ckpt: warning: %s\n", message.c_str());
 }
 
-void Cli::print_json(const json& j) const { std::printf("%s\n", j.dump().c_str()); }
+json Cli::with_envelope(const json& j) const {
+  json out = {{"schema_version", k_json_schema_version}};
+  for (const auto& [k, v] : j.items()) out[k] = v;
+  out["warnings"] = m_warnings;
+  return out;
+}
+
+void Cli::print_json(const json& j) const {
+  std::printf("%s\n", with_envelope(j).dump().c_str());
+}
 
 bool Cli::colour_stdout() const {
   const char* no = std::getenv("NO_COLOR");
@@ -334,10 +348,88 @@ std::string human_size(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-json best_marker_json(const BestMarker& b) {
-  return {{"schema_version", k_schema_version}, {"key", b.key},   {"mode", mode_name(b.mode)},
-          {"value", b.value},                   {"step", b.step}, {"path", b.path},
-          {"updated", b.updated}};
+json checkpoint_ref_json(const std::string& root, const std::string& name) {
+  auto step = parse_step_dir_name(name);
+  return {{"name", name},
+          {"path", join_path(root, name)},
+          {"step", step ? json(*step) : json(nullptr)}};
+}
+
+json best_marker_json(const std::string& root, const BestMarker& b) {
+  json j = checkpoint_ref_json(root, b.path);
+  j["step"] = b.step;
+  j["key"] = b.key;
+  j["mode"] = mode_name(b.mode);
+  j["value"] = b.value;
+  j["updated"] = b.updated.empty() ? json(nullptr) : json(b.updated);
+  return j;
+}
+
+json best_marker_json(const std::string& root, const std::optional<BestMarker>& b) {
+  return b ? best_marker_json(root, *b) : json(nullptr);
+}
+
+json last_json(const std::string& root, const std::optional<std::string>& name) {
+  return name ? checkpoint_ref_json(root, *name) : json(nullptr);
+}
+
+json file_json(const FileEntry& f) {
+  json j = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256 ? json(*f.sha256) : json(nullptr)}};
+  if (f.shard) j["shard"] = *f.shard;
+  return j;
+}
+
+json metrics_json(const std::map<std::string, std::optional<double>>& metrics) {
+  json j = json::object();
+  for (const auto& [k, v] : metrics) j[k] = v ? json(*v) : json(nullptr);
+  return j;
+}
+
+json checkpoint_summary_json(const std::string& path, const CheckpointMeta& m) {
+  return {{"name", m.name},
+          {"path", path},
+          {"step", m.step},
+          {"commit_seq", m.commit_seq},
+          {"created", m.created},
+          {"metrics", metrics_json(m.metrics)},
+          {"total_size", m.total_size},
+          {"file_count", m.files.size()}};
+}
+
+json checkpoint_detail_json(const std::string& path, const CheckpointMeta& m) {
+  json j = checkpoint_summary_json(path, m);
+  j["meta"] = m.meta;
+  j["weights"] = m.weights;
+  j["checksum"] = m.checksum;
+  json files = json::array();
+  for (const auto& f : m.files) files.push_back(file_json(f));
+  j["files"] = files;
+  j["tool"] = m.tool;
+  j["format_version"] = k_schema_version;
+  if (m.shards) {
+    // The set that wrote it, as a sharded save and a pending step show theirs.
+    ShardStatus set{m.shard_group.value_or(""), *m.shards, {}, {}};
+    for (std::uint64_t i = 0; i < *m.shards; ++i) set.present.push_back(i);
+    j["shards"] = shards_json(set);
+  }
+  return j;
+}
+
+void add_fields(json& j, const json& more) {
+  for (const auto& [k, v] : more.items()) j[k] = v;
+}
+
+json shards_json(const ShardStatus& s) {
+  return {{"group", s.group}, {"count", s.count}, {"present", s.present}, {"missing", s.missing}};
+}
+
+json pending_json(const std::string& root, const PendingStep& p) {
+  return {{"name", p.name},
+          {"path", join_path(root, p.name)},
+          {"step", p.step},
+          {"shards", shards_json(p.shards)},
+          {"updated", p.updated.empty() ? json(nullptr) : json(p.updated)},
+          {"replaces", p.force}};
 }
 
 std::string format_metric(const std::optional<double>& v) {
@@ -458,6 +550,20 @@ int run(int argc, char** argv) {
 
 namespace {
 
+// "ckpt 0.1.0"; with --json, the version, the manifest format's and the
+// JSON vocabulary's.
+int print_version(const Cli& cli) {
+  if (cli.global.json) {
+    std::string tool = tool_version();
+    cli.print_json({{"tool", tool},
+                    {"version", tool.substr(tool.find(' ') + 1)},
+                    {"format_version", k_schema_version}});
+  } else {
+    std::cout << tool_version() << "\n";
+  }
+  return 0;
+}
+
 int run_command(Cli& cli, int argc, char** argv) {
   std::vector<std::string> alias_warnings;
   std::vector<std::string> args = rewrite_aliases(argc, argv, alias_warnings);
@@ -498,10 +604,7 @@ int run_command(Cli& cli, int argc, char** argv) {
   }
 
   app.add_subcommand("version", "Print the version (as --version does)")->callback([&]() {
-    cli.run = []() {
-      std::cout << tool_version() << "\n";
-      return 0;
-    };
+    cli.run = [&cli]() { return print_version(cli); };
   });
 
   std::string help_topic;
@@ -537,8 +640,7 @@ int run_command(Cli& cli, int argc, char** argv) {
     std::cout << app.help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::CallForVersion&) {
-    std::cout << tool_version() << "\n";
-    return 0;
+    return print_version(cli);
   } catch (const CLI::ParseError& e) {
     std::string command = command_named(args);
     std::string see = command.empty() ? "ckpt --help" : fmt::format("ckpt {} --help", command);
@@ -567,6 +669,7 @@ int run_command(Cli& cli, int argc, char** argv) {
   }
   for (const auto& w : alias_warnings) cli.warn(w);
   if (!cli.run) {
+    if (cli.global.json) return cli.fail(Error(ErrorKind::usage, "no command given (see ckpt --help)"));
     std::cout << app.help();
     return 2;
   }

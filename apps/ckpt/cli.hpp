@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -12,11 +13,17 @@
 #include <nlohmann/json.hpp>
 
 #include "ckpt/error.hpp"
+#include "ckpt/format.hpp"
 #include "ckpt/repository.hpp"
 
 namespace ckpt::cli {
 
 using json = nlohmann::ordered_json;
+
+// The version of the JSON vocabulary every --json output speaks (docs/json/):
+// "schema_version" of each result, error object and progress event. Raised
+// on a breaking change to a name or a type.
+inline constexpr int k_json_schema_version = 1;
 
 struct GlobalOptions {
   std::string root;
@@ -36,6 +43,8 @@ struct Cli {
   // A library context from the global options.
   Context context();
   std::string root() const;
+  // root(), absolute: the "root" of every JSON result and the base of its paths.
+  std::string root_path() const;
 
   // Renders an Error: the JSON error object or "ckpt: error: ..."; returns the exit code.
   int fail(const Error& e) const;
@@ -43,11 +52,15 @@ struct Cli {
   // The library operation is over: erases the progress line (and ends
   // --progress json with its "done" event) before the results are printed.
   void progress_done() const;
+  // Prints a result: "schema_version" first, then j's fields, then the
+  // "warnings" given so far.
   void print_json(const json& j) const;
   bool colour_stdout() const;
 
  private:
   mutable std::set<std::string> m_warned;
+  mutable std::vector<std::string> m_warnings;  // for "warnings", in order
+  json with_envelope(const json& j) const;
 };
 
 // The subcommand table: one place for the names, the one-line help and the
@@ -75,8 +88,29 @@ std::string shard_ranges(const std::vector<std::uint64_t>& v);
 // "4.0 KiB".
 std::string human_size(std::uint64_t bytes);
 std::string format_metric(const std::optional<double>& v);
-// best.json's contents, as every command prints them.
-json best_marker_json(const BestMarker& b);
+// The JSON vocabulary's shared objects (docs/json/README.md).
+// A checkpoint named in a list: {"name", "path" (absolute), "step"}.
+json checkpoint_ref_json(const std::string& root, const std::string& name);
+// The marker best.json names: {"name", "path", "step", "key", "mode", "value", "updated"}.
+json best_marker_json(const std::string& root, const BestMarker& b);
+json best_marker_json(const std::string& root, const std::optional<BestMarker>& b);
+// `last`: a checkpoint ref, or null.
+json last_json(const std::string& root, const std::optional<std::string>& name);
+// A stored file: {"path" (stored, relative), "size", "sha256" (null without a digest)}.
+json file_json(const FileEntry& f);
+json metrics_json(const std::map<std::string, std::optional<double>>& metrics);
+// A checkpoint as a list shows it: the ref and "commit_seq", "created",
+// "metrics", "total_size", "file_count".
+json checkpoint_summary_json(const std::string& path, const CheckpointMeta& m);
+// The summary and the whole manifest: "meta", "weights", "checksum", "files",
+// "tool", "format_version", and "shards" (the set, all present) when sharded.
+json checkpoint_detail_json(const std::string& path, const CheckpointMeta& m);
+// Copies more's fields into j, after j's own.
+void add_fields(json& j, const json& more);
+// A sharded step's set: {"group", "count", "present", "missing"}.
+json shards_json(const ShardStatus& s);
+// A pending sharded step: {"name", "path", "step", "shards", "updated", "replaces"}.
+json pending_json(const std::string& root, const PendingStep& p);
 // Parses KEY=VALUE; throws Error(usage) naming the option.
 std::pair<std::string, std::string> split_key_value(const std::string& arg, const char* option);
 

@@ -22,12 +22,10 @@ int run_abort(Cli& cli, const std::string& step_text) {
   auto r = abort_pending(cli.context(), cli.root(), *step);
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
-    cli.print_json({{"aborted", r->name},
-                    {"step", r->step},
-                    {"group", r->shards.group},
-                    {"count", r->shards.count},
-                    {"present", r->shards.present},
-                    {"missing", r->shards.missing}});
+    std::string root = cli.root_path();
+    json j = {{"root", root}};
+    add_fields(j, pending_json(root, *r));
+    cli.print_json(j);
     return 0;
   }
   if (cli.global.quiet) return 0;

@@ -16,17 +16,6 @@ struct DiffArgs {
   bool exit_code = false;
 };
 
-json side_json(const Checkpoint& c) {
-  return {{"name", c.name}, {"path", c.path}, {"step", c.meta.step},
-          {"commit_seq", c.meta.commit_seq}};
-}
-
-json file_json(const FileEntry& f) {
-  json j = {{"path", f.path}, {"size", f.size}};
-  j["sha256"] = f.sha256 ? json(*f.sha256) : json(nullptr);
-  return j;
-}
-
 json metric_json(const CheckpointMeta& m, const std::string& key) {
   auto it = m.metrics.find(key);
   if (it == m.metrics.end() || !it->second) return nullptr;
@@ -58,8 +47,9 @@ int run_diff(Cli& cli, const DiffArgs& a) {
     for (const auto& k : keys) {
       metrics[k] = {{"a", metric_json(d.a.meta, k)}, {"b", metric_json(d.b.meta, k)}};
     }
-    cli.print_json({{"a", side_json(d.a)},
-                    {"b", side_json(d.b)},
+    cli.print_json({{"root", cli.root_path()},
+                    {"a", checkpoint_summary_json(d.a.path, d.a.meta)},
+                    {"b", checkpoint_summary_json(d.b.path, d.b.meta)},
                     {"compared_by", d.by_digest ? "sha256" : "size"},
                     {"differ", d.differ()},
                     {"added", added},

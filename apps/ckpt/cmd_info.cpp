@@ -66,14 +66,14 @@ std::string metrics_text(const CheckpointMeta& m) {
   return join(parts, " ");
 }
 
-json metrics_json(const CheckpointMeta& m) {
-  json j = json::object();
-  for (const auto& [k, v] : m.metrics) j[k] = v ? json(*v) : json(nullptr);
-  return j;
-}
-
+// policy.json's rules, without the file's own schema_version.
 json policy_json(const Policy& p) {
-  return json::parse(serialize_policy(p));
+  json j = json::parse(serialize_policy(p));
+  json out = json::object();
+  for (const auto& [k, v] : j.items()) {
+    if (k != "schema_version") out[k] = v;
+  }
+  return out;
 }
 
 std::string policy_text(const Policy& p) {
@@ -102,33 +102,28 @@ int show_table(Cli& cli, const InfoArgs& a) {
   if (cli.global.json) {
     json cps = json::array();
     for (const Checkpoint* cp : rows_of) {
-      const Checkpoint& c = *cp;
-      cps.push_back({{"name", c.name},
-                     {"step", c.meta.step},
-                     {"commit_seq", c.meta.commit_seq},
-                     {"created", c.meta.created},
-                     {"metrics", metrics_json(c.meta)},
-                     {"total_size", c.meta.total_size},
-                     {"markers", c.markers}});
+      json c = checkpoint_summary_json(cp->path, cp->meta);
+      c["markers"] = cp->markers;
+      cps.push_back(c);
     }
     json pending = json::array();
     for (const auto& p : l->pending) {
-      pending.push_back({{"name", p.name},
-                         {"step", p.step},
-                         {"group", p.shards.group},
-                         {"count", p.shards.count},
-                         {"present", p.shards.present},
-                         {"missing", p.shards.missing},
-                         {"updated", p.updated},
-                         {"replaces", p.force}});
+      pending.push_back(pending_json(l->root, p));
+    }
+    json invalid = json::array();
+    for (const auto& [name, why] : l->invalid) {
+      json entry = checkpoint_ref_json(l->root, name);
+      entry["reason"] = why;
+      invalid.push_back(entry);
     }
     cli.print_json({{"root", l->root},
-                    {"last", l->last ? json(*l->last) : json(nullptr)},
-                    {"best", l->best ? best_marker_json(*l->best) : json(nullptr)},
+                    {"last", last_json(l->root, l->last)},
+                    {"best", best_marker_json(l->root, l->best)},
                     {"policy", l->policy ? policy_json(*l->policy) : json(nullptr)},
                     {"checkpoints", cps},
                     {"total", l->checkpoints.size()},
-                    {"pending", pending}});
+                    {"pending", pending},
+                    {"invalid", invalid}});
     return 0;
   }
   if (cli.global.quiet) return 0;
@@ -170,12 +165,13 @@ int show_one(Cli& cli, const InfoArgs& a) {
     return 0;
   }
   if (cli.global.json) {
+    std::string root = cli.root_path();
     if (a.path) {
-      cli.print_json({{"path", r->path}});
+      cli.print_json({{"root", root}, {"name", r->name}, {"path", r->path}, {"step", r->meta.step}});
       return 0;
     }
-    json j = json::parse(serialize_checkpoint(r->meta));
-    j["path"] = r->path;
+    json j = {{"root", root}};
+    add_fields(j, checkpoint_detail_json(r->path, r->meta));
     j["markers"] = r->markers;
     cli.print_json(j);
     return 0;

@@ -1,4 +1,5 @@
 // ckpt load: verified paths of a checkpoint's files, or a verified copy of them.
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -33,14 +34,21 @@ int run_load(Cli& cli, const LoadArgs& a) {
   cli.progress_done();
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
-    json files = json::object();
-    for (const auto& [stored, abs] : r->files) files[stored] = abs;
-    json metrics = json::object();
-    for (const auto& [k, v] : r->meta.metrics) metrics[k] = v ? json(*v) : json(nullptr);
-    json j = {{"name", r->name},       {"path", r->path},
-              {"step", r->meta.step},  {"commit_seq", r->meta.commit_seq},
-              {"created", r->meta.created}, {"metrics", metrics},
-              {"meta", r->meta.meta},  {"weights", r->meta.weights}};
+    std::map<std::string, const FileEntry*> entries;
+    for (const auto& f : r->meta.files) entries[f.path] = &f;
+    json files = json::array();
+    for (const auto& [stored, abs] : r->files) {
+      auto it = entries.find(stored);
+      json f = it != entries.end() ? file_json(*it->second)
+                                   : json{{"path", stored}, {"size", nullptr}, {"sha256", nullptr}};
+      f["location"] = abs;
+      files.push_back(f);
+    }
+    json j = {{"root", cli.root_path()}};
+    add_fields(j, checkpoint_summary_json(r->path, r->meta));
+    j["meta"] = r->meta.meta;
+    j["weights"] = r->meta.weights;
+    j["checksum"] = r->meta.checksum;
     j["dir"] = r->dir;
     j["files"] = files;
     cli.print_json(j);

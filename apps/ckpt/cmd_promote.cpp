@@ -20,11 +20,6 @@ struct PromoteArgs {
   bool force = false;
 };
 
-json best_to_json(const std::optional<BestMarker>& b) {
-  if (!b) return nullptr;
-  return json::parse(serialize_best(*b));
-}
-
 int run_promote(Cli& cli, const PromoteArgs& a) {
   PromoteOptions o;
   o.root = cli.root();
@@ -36,7 +31,11 @@ int run_promote(Cli& cli, const PromoteArgs& a) {
   auto r = promote_best(cli.context(), o);
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
-    cli.print_json({{"promoted", r->promoted}, {"reason", r->reason}, {"best", best_to_json(r->best)}});
+    std::string root = cli.root_path();
+    cli.print_json({{"root", root},
+                    {"promoted", r->promoted},
+                    {"reason", r->reason},
+                    {"best", best_marker_json(root, r->best)}});
     return 0;
   }
   if (cli.global.quiet) return 0;

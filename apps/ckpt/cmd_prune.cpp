@@ -29,13 +29,21 @@ int run_prune(Cli& cli, const PruneArgs& a) {
   auto r = prune(cli.context(), o);
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
+    std::string root = cli.root_path();
     json expired = json::array();
-    for (const auto& p : r->expired) expired.push_back(p.name);
+    for (const auto& p : r->expired) expired.push_back(pending_json(root, p));
     json kept = json::array();
-    for (const auto& k : r->kept) kept.push_back({{"name", k.name}, {"reasons", k.reasons}});
-    cli.print_json({{"dry_run", r->dry_run},
+    for (const auto& k : r->kept) {
+      json entry = checkpoint_ref_json(root, k.name);
+      entry["reasons"] = k.reasons;
+      kept.push_back(entry);
+    }
+    json removed = json::array();
+    for (const auto& name : r->removed) removed.push_back(checkpoint_ref_json(root, name));
+    cli.print_json({{"root", root},
+                    {"dry_run", r->dry_run},
                     {"kept", kept},
-                    {"removed", r->removed},
+                    {"removed", removed},
                     {"cleaned", r->cleaned},
                     {"expired", expired}});
     return 0;

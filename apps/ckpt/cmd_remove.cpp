@@ -22,10 +22,14 @@ struct RollbackArgs {
 
 int report(Cli& cli, const RemoveReport& r, const std::string& what) {
   if (cli.global.json) {
-    cli.print_json({{"dry_run", r.dry_run},
-                    {"removed", r.removed},
-                    {"last", r.last ? json(*r.last) : json(nullptr)},
-                    {"best", r.best ? best_marker_json(*r.best) : json(nullptr)}});
+    std::string root = cli.root_path();
+    json removed = json::array();
+    for (const auto& name : r.removed) removed.push_back(checkpoint_ref_json(root, name));
+    cli.print_json({{"root", root},
+                    {"dry_run", r.dry_run},
+                    {"removed", removed},
+                    {"last", last_json(root, r.last)},
+                    {"best", best_marker_json(root, r.best)}});
     return 0;
   }
   if (cli.global.quiet) return 0;

@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -99,9 +100,6 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   return o;
 }
 
-json shards_json(const ShardStatus& s) {
-  return {{"count", s.count}, {"present", s.present}, {"missing", s.missing}, {"group", s.group}};
-}
 
 
 int run_save(Cli& cli, const SaveArgs& a) {
@@ -110,23 +108,31 @@ int run_save(Cli& cli, const SaveArgs& a) {
   cli.progress_done();
   if (!r) return cli.fail(r.error());
   if (cli.global.json) {
-    json best = {{"updated", r->best_updated}};
-    best["key"] = r->best_key ? json(*r->best_key) : json(nullptr);
-    best["value"] = r->best_value ? json(*r->best_value) : json(nullptr);
-    json j = {{"name", r->name},
-                    {"path", r->path},
-                    {"step", r->step},
-                    {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
-                    {"files", r->files},
-                    {"total_size", r->total_size},
-                    {"best", best},
-                    {"pruned", r->pruned},
-                    {"existing", r->existing},
-                    {"shared", {{"files", r->shared_files},
-                                {"bytes", r->shared_bytes},
-                                {"with", r->shared_with ? json(*r->shared_with) : json(nullptr)}}},
-              {"committed", r->committed}};
-    if (r->shards) j["shards"] = shards_json(*r->shards);
+    std::string root = cli.root_path();
+    std::map<std::string, std::optional<double>> metrics;
+    for (const auto& [k, v] : opts.metrics) {
+      metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+    }
+    json j = {{"root", root},
+              {"name", r->name},
+              {"path", r->path},
+              {"step", r->step},
+              {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
+              {"committed", r->committed},
+              {"existing", r->existing},
+              {"metrics", metrics_json(metrics)},
+              {"total_size", r->total_size},
+              {"file_count", r->files},
+              {"best_updated", r->best_updated},
+              {"best", best_marker_json(root, r->best)}};
+    json pruned = json::array();
+    for (const auto& name : r->pruned) pruned.push_back(checkpoint_ref_json(root, name));
+    j["pruned"] = pruned;
+    j["shared"] = {{"file_count", r->shared_files},
+                   {"total_size", r->shared_bytes},
+                   {"with", r->shared_with ? checkpoint_ref_json(root, *r->shared_with)
+                                           : json(nullptr)}};
+    j["shards"] = r->shards ? shards_json(*r->shards) : json(nullptr);
     cli.print_json(j);
     return 0;
   }

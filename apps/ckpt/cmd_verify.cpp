@@ -44,11 +44,15 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
                             r->checkpoints.size(), r->checkpoints.size() == 1 ? "" : "s",
                             r->markers_checked && !r->markers_ok ? ", and the markers" : ""));
   if (cli.global.json) {
+    std::string root = cli.root_path();
     json cps = json::array();
     for (const auto& c : r->checkpoints) {
-      cps.push_back({{"name", c.name}, {"ok", c.ok}, {"problems", problems_json(c.problems)}});
+      json entry = checkpoint_ref_json(root, c.name);
+      entry["ok"] = c.ok;
+      entry["problems"] = problems_json(c.problems);
+      cps.push_back(entry);
     }
-    json j = {{"ok", r->ok}, {"checkpoints", cps}};
+    json j = {{"root", root}, {"ok", r->ok}, {"checkpoints", cps}};
     j["markers"] = r->markers_checked
                        ? json{{"ok", r->markers_ok}, {"problems", problems_json(r->marker_problems)}}
                        : json(nullptr);

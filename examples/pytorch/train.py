@@ -108,7 +108,7 @@ def main():
             raise
         print("starting fresh", flush=True)
     else:
-        files = loaded["files"]
+        files = {f["path"]: f["location"] for f in loaded["files"]}  # stored path -> absolute path
         state = torch.load(files["state.pt"])
         if state["step"] != loaded["step"]:
             sys.exit(f"train.py: {loaded['name']}: state.pt holds step {state['step']}, "
@@ -144,8 +144,8 @@ def main():
         info = ckpt(*cmd, root=args.root)
         print(f"saved {info['name']} step {step} val_loss {v!r}"
               + (" (already committed)" if info.get("existing") else "")
-              + (" best" if info["best"]["updated"] else "")
-              + (f" pruned {' '.join(info['pruned'])}" if info.get("pruned") else ""), flush=True)
+              + (" best" if info["best_updated"] else "")
+              + (f" pruned {' '.join(p['name'] for p in info['pruned'])}" if info["pruned"] else ""), flush=True)
 
     if args.out:
         write_params(model, args.out)

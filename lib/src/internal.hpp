@@ -175,6 +175,16 @@ std::optional<BestMarker> compute_best(const std::vector<Checkpoint>& checkpoint
 // The valid checkpoint with the highest commit_seq.
 const Checkpoint* newest(const std::vector<Checkpoint>& checkpoints);
 
+// The checkpoints `last` and `best` protect from removal (prune, rm): as the
+// markers say and as the checkpoints say, so that a marker left stale by a
+// crash does not expose the real newest or best.
+struct MarkerProtection {
+  std::vector<std::string> last;
+  std::vector<std::string> best;
+};
+MarkerProtection marker_protection(const Listing& listing, const std::optional<std::string>& key,
+                                   Mode mode);
+
 std::string format_number(double v);
 
 }  // namespace ckpt::detail

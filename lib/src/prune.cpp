@@ -164,6 +164,18 @@ void discard_checkpoints(const Context& ctx, const std::string& root,
   for (const auto& t : unlisted) remove_tree(fs, t);
 }
 
+MarkerProtection marker_protection(const Listing& listing, const std::optional<std::string>& key,
+                                   Mode mode) {
+  MarkerProtection p;
+  if (listing.last_marker) p.last.push_back(*listing.last_marker);
+  if (const Checkpoint* n = newest(listing.checkpoints)) p.last.push_back(n->name);
+  if (listing.best) p.best.push_back(listing.best->path);
+  if (key) {
+    if (auto b = compute_best(listing.checkpoints, *key, mode)) p.best.push_back(b->path);
+  }
+  return p;
+}
+
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
                          bool dry_run) {
   FileSystem& fs = ctx.file_system();
@@ -202,17 +214,8 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
     if (key) it.metric = c.meta.metric(*key);
     items.push_back(std::move(it));
   }
-  // `last` and `best` as the markers say, and as the checkpoints say: a marker
-  // left stale by a crash must not expose the real newest or best.
-  std::vector<std::string> protect_last, protect_best;
-  if (listing.last_marker) protect_last.push_back(*listing.last_marker);
-  if (const Checkpoint* n = newest(listing.checkpoints)) protect_last.push_back(n->name);
-  if (listing.best) protect_best.push_back(listing.best->path);
-  if (key) {
-    if (auto b = compute_best(listing.checkpoints, *key, mode)) protect_best.push_back(b->path);
-  }
-
-  auto decisions = apply_retention(items, rules, protect_last, protect_best);
+  MarkerProtection protect = marker_protection(listing, key, mode);
+  auto decisions = apply_retention(items, rules, protect.last, protect.best);
   for (auto& d : decisions) {
     if (d.keep) {
       report.kept.push_back(d);

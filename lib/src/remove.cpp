@@ -18,13 +18,9 @@ namespace {
 // the best by the metrics).
 std::set<std::string> protected_names(const Listing& l, const std::optional<std::string>& key,
                                       Mode mode) {
-  std::set<std::string> out;
-  if (l.last_marker) out.insert(*l.last_marker);
-  if (const Checkpoint* n = detail::newest(l.checkpoints)) out.insert(n->name);
-  if (l.best) out.insert(l.best->path);
-  if (key) {
-    if (auto b = detail::compute_best(l.checkpoints, *key, mode)) out.insert(b->path);
-  }
+  detail::MarkerProtection p = detail::marker_protection(l, key, mode);
+  std::set<std::string> out(p.last.begin(), p.last.end());
+  out.insert(p.best.begin(), p.best.end());
   return out;
 }
 
@@ -69,25 +65,21 @@ RemoveReport remove_names(const Context& ctx, const std::string& root, const Lis
       }
     }
     // Still naming a removed one: no checkpoint left has the metric.
-    if (best && gone.count(best->path)) fs.unlink(join_path(root, k_best_file));
+    if (best && gone.count(best->path)) {
+      fs.unlink(join_path(root, k_best_file));
+      best.reset();
+    }
     fs.fsync_dir(root);
     detail::discard_checkpoints(ctx, root, r.removed);
-  }
-  if (const Checkpoint* n = detail::newest(kept)) r.last = n->name;
-  // Dry, what best.json would say: itself when what it names stays (it only
-  // moves on strict improvement), else the best of what is left.
-  if (l.best && !gone.count(l.best->path)) {
+    r.best = best;
+  } else if (l.best && !gone.count(l.best->path)) {
+    // What best.json would say: itself when what it names stays (it only
+    // moves on strict improvement), else the best of what is left.
     r.best = l.best;
   } else if (key) {
     r.best = detail::compute_best(kept, *key, mode);
   }
-  if (!dry_run) {
-    try {
-      r.best = detail::read_best(ctx, root);
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
-    }
-  }
+  if (const Checkpoint* n = detail::newest(kept)) r.last = n->name;
   return r;
 }
 

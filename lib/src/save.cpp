@@ -501,6 +501,7 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
   report.files = committed.files.size();
   report.total_size = committed.total_size;
   report.existing = true;
+  report.committed = false;  // committed before, not by this call
   std::map<std::string, std::optional<double>> metrics;
   for (const auto& [k, v] : opts.metrics) {
     metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
@@ -678,8 +679,10 @@ void commit_staged(const Context& ctx, const SaveOptions& opts, const std::strin
       if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
         write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*next));
         report.best_updated = next->path == name;
+        best = next;
       }
     }
+    report.best = best;
 
     Policy merged = merged_policy(policy, opts.policy);
     if (policy ? !(merged == *policy) : !(merged == Policy{})) {
@@ -856,6 +859,9 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
   using namespace detail::saving;
   return capture([&]() -> SaveReport {
     SaveReport report = save_one(ctx, opts);
+    // The committing save took best.json's state under the lock; a shard that
+    // did not complete its set, or a step already committed, reads it now.
+    if (!report.committed) report.best = read_best_tolerant(ctx, parent_path(report.path));
     if (opts.shard && !report.shards) {
       // --shard 0/1: a plain save, reported as a set of one.
       report.shards = ShardStatus{opts.shard->group, 1, {0}, {}};

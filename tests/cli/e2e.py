@@ -19,7 +19,6 @@ Some scenarios need root (mounting a tiny tmpfs to produce "disk full").
 
 import datetime
 import hashlib
-import json
 import os
 import pathlib
 import pty
@@ -34,9 +33,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (BIN, Fail, Result, check, expect_eq, expect_rc, load_json, make_big_file,  # noqa: E402
-                     meta, name, read_best, sha256_file, snapshot, staging_bytes, staging_dirs, step_dirs,
-                     write_json)
+from harness import (BIN, Fail, Result, check, expect_best_marker, expect_eq, expect_rc,  # noqa: E402
+                     load_json, load_locations, make_big_file, manifest_view, meta, name, read_best, ref_name,
+                     ref_names, sha256_file, snapshot, staging_bytes, staging_dirs, step_dirs, write_json)
 
 VERSION = "0.1.0"
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour / text attributes
@@ -392,9 +391,10 @@ def save_best_strict(c):
     for step, loss, exp_updated in ((1, "1.0", True), (2, "0.5", True), (3, "0.5", False), (4, "0.8", False)):
         res = c.save(step, f, opts=["--best-key", "val_loss", "--metric", f"val_loss={loss}", "--json"], root=r)
         j = res.json()
-        expect_eq(j.get("best", {}).get("updated"), exp_updated, f"save --json best.updated for step {step}", res)
+        expect_eq(j.get("best_updated"), exp_updated, f"save --json best_updated for step {step}", res)
         b = read_best(r)
         check(b is not None, f"best.json must exist after step {step}")
+        expect_best_marker(j.get("best"), b, r, f"save --json best after step {step} (best.json)", res)
         want = 1 if step == 1 else 2
         expect_eq(b.get("step"), want, f"best.json step after saving step {step} (val_loss={loss}, min)")
         expect_eq(b.get("path"), name(want), "best.json path")
@@ -461,20 +461,23 @@ def save_policy_recorded(c):
 
     c.save(3, f, opts=["--metric", "val_loss=0.9"])
     res = c.save(4, f, opts=["--metric", "val_loss=0.8", "--json"])
-    expect_eq(res.json().get("pruned"), [name(1)], "save --json pruned (policy keep_last 3; step 2 is best)", res)
+    expect_eq(ref_names(res.json().get("pruned")), [name(1)], "save --json pruned (policy keep_last 3; step 2 is best)",
+              res)
     expect_eq(step_dirs(c.root), [name(s) for s in (2, 3, 4)], "checkpoints after policy retention")
     res = c.save(5, f, opts=["--metric", "val_loss=0.7", "--json"])
-    expect_eq(res.json().get("pruned"), [], "nothing to prune at step 5 (best step 2 always kept)", res)
+    expect_eq(ref_names(res.json().get("pruned")), [], "nothing to prune at step 5 (best step 2 always kept)", res)
     expect_eq(step_dirs(c.root), [name(s) for s in (2, 3, 4, 5)], "checkpoints after step 5")
 
     # a new retention option replaces the recorded one; the best key stays
     res = c.save(6, f, opts=["--metric", "val_loss=0.95", "--keep-last", "1", "--json"])
-    expect_eq(sorted(res.json().get("pruned", [])), [name(s) for s in (3, 4, 5)], "pruned with --keep-last 1", res)
+    expect_eq(sorted(ref_names(res.json().get("pruned", []))), [name(s) for s in (3, 4, 5)], "pruned with --keep-last 1",
+              res)
     expect_eq(step_dirs(c.root), [name(2), name(6)], "checkpoints after --keep-last 1 (last + best)")
     p = load_json(c.root / "policy.json")
     expect_eq(p.get("keep_last"), 1, "policy.json keep_last after --keep-last 1")
     res = c.run("info", "--json", code=0)
-    expect_eq(res.json().get("policy"), p, "info --json policy mirrors policy.json", res)
+    expect_eq(res.json().get("policy"), {k: v for k, v in p.items() if k != "schema_version"},
+              "info --json policy mirrors policy.json (its rules, without the file's schema_version)", res)
     expect_eq(p.get("best_key"), "val_loss", "policy.json best_key kept")
     c.verify_ok()
 
@@ -715,20 +718,24 @@ def info_table_and_refs(c):
     for k in ("root", "last", "best", "policy", "checkpoints"):
         check(k in j, f"info --json must have key {k!r}: {sorted(j)}")
     check(same_path(j["root"], c.root), f"info --json root {j['root']!r}")
-    check(name(3) in json.dumps(j["last"]), f"info --json last must name {name(3)}: {j['last']!r}")
-    check(name(2) in json.dumps(j["best"]), f"info --json best must name {name(2)}: {j['best']!r}")
+    expect_eq(ref_name(j["last"]), name(3), f"info --json last must name {name(3)}: {j['last']!r}")
+    check(same_path(j["last"]["path"], c.root / name(3)) and j["last"]["step"] == 3, f"info --json last: {j['last']!r}")
+    expect_best_marker(j["best"], read_best(c.root), c.root, "info --json best")
+    expect_eq(ref_name(j["best"]), name(2), f"info --json best must name {name(2)}: {j['best']!r}")
     cks = {x.get("name"): x for x in j["checkpoints"]}
     expect_eq(sorted(cks), [name(s) for s in (1, 2, 3)], "info --json checkpoint names")
     for s in (1, 2, 3):
         x = cks[name(s)]
-        for k in ("name", "step", "commit_seq", "created", "metrics", "total_size", "markers"):
+        for k in ("name", "path", "step", "commit_seq", "created", "metrics", "total_size", "file_count", "markers"):
             check(k in x, f"info --json checkpoint {name(s)} lacks {k!r}: {x}")
         m = meta(c.root, s)
+        check(os.path.isabs(x["path"]) and same_path(x["path"], c.root / name(s)), f"path of {name(s)}: {x['path']!r}")
         expect_eq(x["step"], s, "step")
         expect_eq(x["commit_seq"], m["commit_seq"], "commit_seq")
         expect_eq(x["created"], m["created"], "created")
         expect_eq(x["metrics"], m["metrics"], "metrics")
         expect_eq(x["total_size"], m["total_size"], "total_size")
+        expect_eq(x["file_count"], len(m["files"]), "file_count")
     expect_eq(sorted(cks[name(1)]["markers"]), [], "markers of step 1")
     expect_eq(sorted(cks[name(2)]["markers"]), ["best"], "markers of step 2")
     expect_eq(sorted(cks[name(3)]["markers"]), ["last"], "markers of step 3")
@@ -736,8 +743,10 @@ def info_table_and_refs(c):
     res = c.run("info", "latest", "--json", code=0)
     j = res.json()
     m = meta(c.root, 3)
-    for k, v in m.items():
+    for k, v in manifest_view(m).items():
         expect_eq(j.get(k), v, f"info latest --json field {k!r} vs _checkpoint.json", res)
+    check("format" not in j, "info latest --json has no \"format\" field (the manifest's format_version is)", res)
+    expect_eq(j.get("file_count"), len(m["files"]), "info latest --json file_count", res)
     check(same_path(j.get("path", ""), c.root / name(3)) and os.path.isabs(j["path"]), "info latest --json path", res)
     check("last" in j.get("markers", []), "info latest --json markers must contain 'last'", res)
     j = c.run("info", "best", "--json", code=0).json()
@@ -956,8 +965,11 @@ def verify_verbose_quiet(c):
     j = res.json()
     expect_eq(j.get("ok"), True, "verify --json ok", res)
     expect_eq(j.get("markers", {}).get("ok"), True, "verify --json markers.ok", res)
-    expect_eq(sorted((x.get("name"), x.get("ok"), x.get("problems")) for x in j.get("checkpoints", [])),
-              [(name(1), True, []), (name(2), True, [])], "verify --json checkpoints", res)
+    expect_eq(sorted((x.get("name"), x.get("step"), x.get("ok"), x.get("problems")) for x in j.get("checkpoints", [])),
+              [(name(1), 1, True, []), (name(2), 2, True, [])], "verify --json checkpoints", res)
+    for x in j["checkpoints"]:
+        check(os.path.isabs(x.get("path", "")) and same_path(x["path"], c.root / x["name"]),
+              f"verify --json path of {x['name']}: {x.get('path')!r}", res)
     res = c.run("verify", name(2), "latest", "1", code=0)
     flip_byte(c.root / name(1) / "model.bin")
     for args in (["verify", "-q"], ["-q", "verify"]):
@@ -1118,9 +1130,15 @@ def load_paths(c):
     j = res.json()
     expect_eq(j.get("name"), name(1), "load --json name", res)
     check(same_path(j.get("path", ""), c.root / name(1)), "load --json path", res)
-    expect_eq(sorted(j.get("files", {})), all_files, "load --json files keys", res)
-    for k, v in j["files"].items():
-        check(same_path(v, c.root / name(1) / k), f"load --json files[{k!r}]", res)
+    files = load_locations(j)
+    expect_eq(sorted(files), all_files, "load --json files paths", res)
+    for k, v in files.items():
+        check(os.path.isabs(v) and same_path(v, c.root / name(1) / k), f"load --json location of {k!r}", res)
+    expect_eq(len(j["files"]), len(files), "load --json files: one entry per stored path", res)
+    entries = {e["path"]: e for e in meta(c.root, 1)["files"]}
+    for f in j["files"]:
+        expect_eq((f["size"], f["sha256"]), (entries[f["path"]]["size"], entries[f["path"]]["sha256"]),
+                  f"load --json size and sha256 of {f['path']!r} (as the manifest)", res)
 
     # corruption
     flip_byte(c.root / name(1) / "model.safetensors")
@@ -1320,26 +1338,40 @@ def json_save_fields(c):
     c.file("d/b.bin", size=200)
     res = c.save(3, model, c.src / "d", opts=["--json", "--best-key", "val_loss", "--metric", "val_loss=0.5"])
     j = res.json()
-    for k in ("name", "path", "step", "commit_seq", "files", "total_size", "best", "pruned"):
+    for k in ("schema_version", "root", "name", "path", "step", "commit_seq", "committed", "existing", "metrics",
+              "total_size", "file_count", "best_updated", "best", "pruned", "shared", "shards", "warnings"):
         check(k in j, f"save --json must have {k!r}", res)
+    check("files" not in j, "save --json counts the files in file_count (there is no \"files\")", res)
     m = meta(c.root, 3)
+    expect_eq(j["schema_version"], 1, "schema_version", res)
+    check(same_path(j["root"], c.root) and os.path.isabs(j["root"]), "root must be absolute", res)
     expect_eq(j["name"], name(3), "name", res)
     check(os.path.isabs(j["path"]) and same_path(j["path"], c.root / name(3)), "path must be absolute", res)
     expect_eq(j["step"], 3, "step", res)
     expect_eq(j["commit_seq"], m["commit_seq"], "commit_seq", res)
-    files = j["files"]
-    check(files == 3 or (isinstance(files, list) and len(files) == 3),
-          f"files must be the count (3) or the list of 3 stored files, got {files!r}", res)
+    expect_eq((j["committed"], j["existing"]), (True, False), "committed, existing", res)
+    expect_eq(j["metrics"], {"val_loss": 0.5}, "metrics", res)
+    expect_eq(j["file_count"], 3, "file_count", res)
     expect_eq(j["total_size"], 1234 + 100 + 200, "total_size", res)
-    expect_eq(j["best"], {"updated": True, "key": "val_loss", "value": 0.5}, "best", res)
+    expect_eq(j["best_updated"], True, "best_updated", res)
+    expect_eq((ref_name(j["best"]), j["best"].get("key"), j["best"].get("value")), (name(3), "val_loss", 0.5),
+              "best", res)
+    expect_best_marker(j["best"], read_best(c.root), c.root, "save --json best", res)
     expect_eq(j["pruned"], [], "pruned", res)
+    expect_eq(j["shards"], None, "shards of a save without --shard", res)
+    expect_eq(j["shared"], {"file_count": 0, "total_size": 0, "with": None}, "shared without --dedup", res)
+    expect_eq(j["warnings"], [], "warnings", res)
     res = c.save(4, model, opts=["--json", "--metric", "val_loss=0.9"])
     j = res.json()
-    expect_eq(j["best"].get("updated"), False, "best.updated on a worse value", res)
+    expect_eq(j["best_updated"], False, "best_updated on a worse value", res)
     expect_eq(j["best"].get("key"), "val_loss", "best.key", res)
+    expect_eq(ref_name(j["best"]), name(3), "best still names step 3", res)
     res = c.save(5, model, opts=["--json", "--metric", "val_loss=0.8", "--keep-last", "1"])
     j = res.json()
-    expect_eq(sorted(j["pruned"]), [name(4)], "pruned with --keep-last 1 (step 3 is best)", res)
+    expect_eq(sorted(ref_names(j["pruned"])), [name(4)], "pruned with --keep-last 1 (step 3 is best)", res)
+    expect_eq(j["pruned"][0].get("step"), 4, "pruned[0].step", res)
+    check(os.path.isabs(j["pruned"][0].get("path", "")) and same_path(j["pruned"][0]["path"], c.root / name(4)),
+          "pruned[0].path: the absolute path the checkpoint had", res)
     res = c.save(6, model, opts=["--json", "--progress", "always", "--metric", "val_loss=0.95"])
     expect_eq(res.json().get("step"), 6, "--progress always keeps stdout pure JSON", res)
     res = c.run("-q", "save", "--step", "7", model, code=0)
@@ -1389,11 +1421,21 @@ def legacy_aliases(c):
     def info_flag():
         r = c.make_root(c.tmp / "r_info_flag", steps=(1, 2))
         b = c.run("--json", "info", "latest", root=r, code=0).json()
+
+        def same_but_warning(res, what):
+            # the same object, but for "warnings": the deprecation warning --info gives (also on stderr)
+            j = res.json()
+            expect_eq({k: v for k, v in j.items() if k != "warnings"}, {k: v for k, v in b.items() if k != "warnings"},
+                      what, res)
+            w = j.get("warnings")
+            check(isinstance(w, list) and len(w) == 1 and "--info" in w[0] and "deprecated" in w[0].lower()
+                  and f"ckpt: warning: {w[0]}" in res.err.splitlines(),
+                  "--json warnings must hold the --info deprecation warning printed on stderr", res)
+
         res = c.raw([BIN, "--info", "latest", "-C", r, "--json"], code=0)
-        expect_eq(res.json(), b, "ckpt --info latest -C ROOT --json must equal ckpt -C ROOT --json info latest", res)
+        same_but_warning(res, "ckpt --info latest -C ROOT --json must equal ckpt -C ROOT --json info latest")
         res = c.run("--json", "--info", "latest", root=r, code=0)
-        expect_eq(res.json(), b, "ckpt -C ROOT --json --info latest (global options first) must equal info latest",
-                  res)
+        same_but_warning(res, "ckpt -C ROOT --json --info latest (global options first) must equal info latest")
         res = c.run("--info", "latest", "--path", root=r, code=0)
         check(same_path(res.out.strip(), r / name(2)), "ckpt --info latest --path", res)
 
@@ -1538,9 +1580,12 @@ def prune_rules(c):
     res = c.run(*args, "--dry-run", "--json", root=r, code=0)
     j = res.json()
     expect_eq(j.get("dry_run"), True, "dry_run", res)
-    expect_eq(sorted(j.get("removed", [])), [name(s) for s in (1, 2, 5)], "removed (dry run)", res)
+    expect_eq(sorted(ref_names(j.get("removed", []))), [name(s) for s in (1, 2, 5)], "removed (dry run)", res)
     kept = {k.get("name"): set(k.get("reasons", [])) for k in j.get("kept", [])}
     expect_eq(sorted(kept), [name(s) for s in (3, 4, 6)], "kept (dry run)", res)
+    for k in j["kept"] + j["removed"]:
+        check(k.get("step") == int(k["name"][5:]) and same_path(k.get("path", ""), r / k["name"]),
+              f"prune --json kept/removed entries have the checkpoint's step and absolute path: {k!r}", res)
     check({"last", "keep-last"} <= kept[name(6)], f"reasons for {name(6)}: {kept[name(6)]}", res)
     check({"best", "keep-best"} <= kept[name(3)], f"reasons for {name(3)}: {kept[name(3)]}", res)
     check("keep-every" in kept[name(4)], f"reasons for {name(4)}: {kept[name(4)]}", res)
@@ -1557,7 +1602,7 @@ def prune_rules(c):
     for s_, m_ in ((1, "val_loss=nan"), (2, "val_loss=0.5"), (3, "other=1"), (4, "val_loss=-inf"), (5, "val_loss=0.9")):
         c.save(s_, f, opts=["--best-key", "val_loss", "--metric", m_], root=r)
     res = c.run("prune", "--keep-best", "2", "--keep-last", "1", "--json", root=r, code=0)
-    expect_eq(sorted(res.json().get("removed", [])), [name(1), name(3), name(4)],
+    expect_eq(sorted(ref_names(res.json().get("removed", []))), [name(1), name(3), name(4)],
               "--keep-best 2 keeps only finite values (steps 2 and 5)", res)
 
     # keep-last counts commits, not step numbers
@@ -1565,7 +1610,8 @@ def prune_rules(c):
     for s_ in (10, 20, 5):
         c.save(s_, f, root=r)
     res = c.run("prune", "--keep-last", "2", "--json", root=r, code=0)
-    expect_eq(res.json().get("removed"), [name(10)], "--keep-last 2 keeps the 2 most recently committed", res)
+    expect_eq(ref_names(res.json().get("removed")), [name(10)], "--keep-last 2 keeps the 2 most recently committed",
+              res)
     expect_eq(step_dirs(r), [name(5), name(20)], "after --keep-last 2")
 
     # policy.json drives a bare prune (the cron case)
@@ -1586,7 +1632,7 @@ def prune_rules(c):
         res = c.run("prune", "--keep-within", dur, "--dry-run", "--json", root=r, code=0)
         expect_eq(res.json().get("dry_run"), True, f"--keep-within {dur} --dry-run", res)
     res = c.run("prune", "--keep-within", "1d12h", "--dry-run", "--json", root=r, code=0)
-    expect_eq(res.json().get("removed"), [name(1)], "--keep-within 1d12h --dry-run removed", res)
+    expect_eq(ref_names(res.json().get("removed")), [name(1)], "--keep-within 1d12h --dry-run removed", res)
     expect_eq(step_dirs(r), [name(s) for s in (1, 2, 3)], "dry run deletes nothing")
     c.run("prune", "--keep-within", "2d", root=r, code=0)
     expect_eq(step_dirs(r), [name(2), name(3)], "--keep-within 2d removes the 10-day-old checkpoint")
@@ -1729,6 +1775,7 @@ def promote_best(c):
     expect_eq(j.get("promoted"), True, "promote 1", res)
     check("reason" in j and isinstance(j.get("best"), dict), "promote-best --json fields", res)
     expect_eq(read_best(c.root).get("step"), 1, "best after promoting 1")
+    expect_best_marker(j["best"], read_best(c.root), c.root, "promote-best --json best", res)
     res = c.run("promote-best", "2", "--key", "val_loss", "--json", code=0)
     expect_eq(res.json().get("promoted"), False, "a worse checkpoint is not promoted (exit 0)", res)
     expect_eq(read_best(c.root).get("step"), 1, "best unchanged")

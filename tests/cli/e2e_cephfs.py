@@ -97,7 +97,7 @@ def writers_on_two_mounts(c, mounts, n, step):
         c.ckpt(root, "verify", code=0, what=f"verify through {m.name}")
         info = json.loads(c.ckpt(root, "--json", "info", code=0).out)
         expect_eq(info["pending"], [], f"pending steps seen through {m.name}")
-        expect_eq(info["last"], name(step), f"latest through {m.name}")
+        expect_eq(info["last"]["name"], name(step), f"latest through {m.name}")
     ckdir = mounts[1] / rel / name(step)
     res = harness.execute(["sha256sum", "-c", "SHA256SUMS"], cwd=str(ckdir), env=harness.child_env(),
                           timeout=120, code=0, what="sha256sum -c on CephFS")

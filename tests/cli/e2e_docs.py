@@ -200,10 +200,10 @@ def docs_readme_python_runs():
         info = json.loads(ckpt("--json", "-C", root, "info").stdout)
         names = [c["name"] for c in info["checkpoints"]]
         best = min(info["checkpoints"], key=lambda c: c["metrics"]["val_loss"])["name"] if names else None
-        assert info["last"] == "step-000000030", info
+        assert info["last"]["name"] == "step-000000030", info
         assert len(names) <= 4 and names[-3:] == [f"step-{s:09d}" for s in (10, 20, 30)], \
             f"--keep-last 3 keeps 10, 20 and 30 (and the best): {names}"
-        assert info["best"]["path"] == best, f"best.json names {info['best']['path']}, lowest loss is {best}"
+        assert info["best"]["name"] == best, f"best.json names {info['best']['name']}, lowest loss is {best}"
         r = ckpt("-C", root, "verify")
         assert r.returncode == 0, r.stdout + r.stderr
 

@@ -242,7 +242,7 @@ def kill_random_commands(c):
                         code=0, what=f"iteration {it}: prune --dry-run before the killed prune")
             plan = dry.json()
             kept = {k["name"] for k in plan.get("kept", [])}
-            removed = set(plan.get("removed", []))
+            removed = set(harness.ref_names(plan.get("removed", [])))
             expect_eq(kept | removed, set(before), f"iteration {it}: dry-run kept+removed vs the checkpoints", dry)
             must_keep = kept
             cmd = c.cmd("prune", "--keep-last", 3, lock_timeout=10)
@@ -760,7 +760,7 @@ def stress_side_by_side(c):
         if locked_ok(res, lt0, "prune"):
             doc = res.json()
             with lock:
-                removed_by_prune.update(doc.get("removed", []))
+                removed_by_prune.update(harness.ref_names(doc.get("removed", [])))
         else:
             count("prune locked")
 

@@ -54,10 +54,13 @@ def rm_named_checkpoints(c):
 
     res = c.run("--json", "rm", "--dry-run", "3", "4", code=0)
     j = res.json()
-    expect_eq((j["dry_run"], j["removed"], j["last"]), (True, [name(3), name(4)], name(5)),
-              "dry run", res)
-    expect_eq(j["best"], json.loads((c.root / "best.json").read_text()),
-              "best is best.json's contents, as info prints them", res)
+    expect_eq((j["dry_run"], harness.ref_names(j["removed"]), harness.ref_name(j["last"])),
+              (True, [name(3), name(4)], name(5)), "dry run", res)
+    expect_eq([(r["step"], r["path"]) for r in j["removed"]], [(s, str(c.root / name(s))) for s in (3, 4)],
+              "removed: step and absolute path of each", res)
+    harness.expect_best_marker(j["best"], json.loads((c.root / "best.json").read_text()), c.root,
+                               "best is best.json's contents, as info prints them", res)
+    expect_eq(j["best"], c.run("--json", "info", code=0).json()["best"], "best as info prints it", res)
     expect_eq(c.steps(), [1, 2, 3, 4, 5], "a dry run removes nothing")
 
     res = c.run("rm", "3", "step-000000003", code=0)
@@ -72,12 +75,15 @@ def rm_named_checkpoints(c):
     expect_eq(c.steps(), [1, 2, 4, 5], "refused commands removed nothing, step 1 included")
 
     res = c.run("--json", "rm", "--force", "latest", code=0)
-    expect_eq((res.json()["removed"], res.json()["last"]), ([name(5)], name(4)), "last moves", res)
+    expect_eq((harness.ref_names(res.json()["removed"]), harness.ref_name(res.json()["last"])), ([name(5)], name(4)),
+              "last moves", res)
     expect_eq(c.markers(), (name(4), name(2)), "last names the newest left")
     res = c.run("--json", "rm", "--force", "best", code=0)
     best = res.json()["best"]
-    expect_eq((best["key"], best["value"], best["path"], best["step"]), ("loss", 0.7, name(4), 4),
+    expect_eq((best["key"], best["value"], best["name"], best["step"]), ("loss", 0.7, name(4), 4),
               "best.json is recomputed from what is left", res)
+    harness.expect_best_marker(best, json.loads((c.root / "best.json").read_text()), c.root,
+                               "best is what best.json holds now", res)
     expect_eq(c.markers(), (name(4), name(4)), "the markers on disk")
     c.verify_ok()
     c.run("rm", "--force", "1", "4", code=0)
@@ -104,7 +110,9 @@ def rollback_to_a_checkpoint(c):
               "the plan", res)
     expect_eq(c.steps(), [5, 10, 20, 30, 40, 50], "a dry run removes nothing")
     res = c.run("--json", "rollback", "20", code=0)
-    expect_eq(res.json()["removed"], [name(s) for s in (5, 30, 40, 50)], "removed", res)
+    expect_eq(harness.ref_names(res.json()["removed"]), [name(s) for s in (5, 30, 40, 50)], "removed", res)
+    expect_eq((harness.ref_name(res.json()["last"]), harness.ref_name(res.json()["best"])), (name(20), name(20)),
+              "last and best after the rollback", res)
     expect_eq(c.steps(), [10, 20], "what is left")
     expect_eq(c.markers(), (name(20), name(20)), "last is REF, best recomputed")
     latest = c.run("info", "latest", "--path", code=0).out.strip()

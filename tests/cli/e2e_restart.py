@@ -47,8 +47,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import (BIN, Fail, Result, check, child_env, expect_eq, expect_json_error,  # noqa: E402
-                     load_json, meta, name, private_entries, read_best, snapshot, staging_dirs, step_dirs,
-                     write_json)
+                     load_json, load_locations, meta, name, private_entries, read_best, ref_name, ref_names,
+                     snapshot, staging_dirs, step_dirs, write_json)
 
 DEFAULT_TIMEOUT = 60
 STRACE = os.environ.get("STRACE") or shutil.which("strace") or "strace"
@@ -262,7 +262,7 @@ def restart_latest_after_killed_save(c):
 
     res = c.jrun("info", code=0)
     doc = res.json()
-    expect_eq(doc.get("last"), name(2), 'info --json "last"', res)
+    expect_eq(ref_name(doc.get("last")), name(2), 'info --json "last"', res)
     marks = {cp.get("name"): cp.get("markers") or [] for cp in doc.get("checkpoints", [])}
     check("last" in marks.get(name(2), []) and "last" not in marks.get(name(1), []),
           f"info --json: step 2 carries the last marker, step 1 does not (markers: {marks})", res)
@@ -309,7 +309,7 @@ def restart_latest_last_rewritten_or_absent(c):
     expect_eq(res.out, str(c.root / name(3)) + "\n", "last rewritten: info latest --path", res)
     check("last" in (c.jrun("info", "latest", code=0).json().get("markers") or []),
           "last rewritten: info latest --json markers contains last")
-    expect_eq(c.jrun("info", code=0).json().get("last"), name(3), 'last rewritten: info --json "last"')
+    expect_eq(ref_name(c.jrun("info", code=0).json().get("last")), name(3), 'last rewritten: info --json "last"')
     c.run("verify", code=0, what="last rewritten: verify")
     c.run("verify", "--strict", code=1, what="last rewritten: verify --strict")
     res = c.run("load", "1", code=0)
@@ -317,7 +317,7 @@ def restart_latest_last_rewritten_or_absent(c):
 
     os.remove(c.root / "last")
     expect_latest(c, 3, "last absent")
-    expect_eq(c.jrun("info", code=0).json().get("last"), name(3), 'last absent: info --json "last"')
+    expect_eq(ref_name(c.jrun("info", code=0).json().get("last")), name(3), 'last absent: info --json "last"')
     check("last" in (c.jrun("info", "latest", code=0).json().get("markers") or []),
           "last absent: info latest --json markers contains last")
 
@@ -380,10 +380,11 @@ def restart_resave_identical_completes_markers(c):
     recorded = meta(c.root, 2)
 
     res, doc = save_json(c, *args, what="re-save of the committed step 2, same files")
-    expect_eq(doc.get("existing"), True, 're-save: "existing"', res)
+    expect_eq((doc.get("existing"), doc.get("committed")), (True, False), 're-save: "existing", "committed"', res)
     expect_eq((doc.get("name"), doc.get("path"), doc.get("step"), doc.get("commit_seq")),
               (name(2), str(c.root / name(2)), 2, recorded["commit_seq"]), "re-save: name, path, step, commit_seq", res)
-    expect_eq((doc.get("files"), doc.get("total_size")), (2, recorded["total_size"]), "re-save: files, total_size", res)
+    expect_eq((doc.get("file_count"), doc.get("total_size")), (2, recorded["total_size"]),
+              "re-save: file_count, total_size", res)
     expect_no_warning(res, "re-save with the recorded metrics")
     expect_ckpt_unchanged(c, 2, before, "re-save")
     expect_eq(read_last_text(c), name(2) + "\n", "ROOT/last after the re-save")
@@ -412,7 +413,7 @@ def restart_resave_retention_and_policy(c):
 
     res, doc = save_json(c, "--step", 4, "--from", work, "--keep-last", 3, what="re-save with --keep-last 3")
     expect_eq(doc.get("existing"), True, 're-save: "existing"', res)
-    expect_eq(doc.get("pruned"), [name(1)], "re-save --keep-last 3: pruned", res)
+    expect_eq(ref_names(doc.get("pruned")), [name(1)], "re-save --keep-last 3: pruned", res)
     expect_eq(step_dirs(c.root), [name(s) for s in (2, 3, 4)], "checkpoints after re-save --keep-last 3")
     expect_eq(load_json(c.root / "policy.json").get("keep_last"), 3, "policy.json keep_last after the re-save")
     expect_ckpt_unchanged(c, 4, before, "re-save --keep-last 3")
@@ -421,7 +422,7 @@ def restart_resave_retention_and_policy(c):
     pol["keep_last"] = 1
     write_json(c.root / "policy.json", pol)
     res, doc = save_json(c, "--step", 4, "--from", work, what="re-save with keep_last 1 recorded")
-    expect_eq(doc.get("pruned"), [name(2), name(3)], "re-save under the recorded keep_last 1: pruned", res)
+    expect_eq(ref_names(doc.get("pruned")), [name(2), name(3)], "re-save under the recorded keep_last 1: pruned", res)
     expect_eq(step_dirs(c.root), [name(4)], "checkpoints after that re-save")
 
     res, doc = save_json(c, "--step", 4, "--from", work, "--keep-every", 4, what="re-save with --keep-every 4")
@@ -852,13 +853,16 @@ def restart_load_json_and_dir(c):
     d = c.root / name(7)
     res = c.jrun("load", "7", code=0)
     doc = res.json()
-    for key in ("name", "step", "commit_seq", "created", "metrics", "meta", "weights"):
+    for key in ("name", "step", "commit_seq", "created", "metrics", "meta", "weights", "total_size", "checksum"):
         expect_eq(doc.get(key), m.get(key), f"load --json {key} (= _checkpoint.json)", res)
+    expect_eq(doc.get("file_count"), len(m["files"]), "load --json file_count", res)
     expect_eq(doc.get("metrics"), {"acc": 0.5, "loss": None}, "load --json metrics (nan -> null)", res)
     expect_eq(doc.get("weights"), ["sub/w.safetensors"], "load --json weights", res)
     expect_eq((doc.get("path"), doc.get("dir")), (str(d), str(d)), "load --json path, dir", res)
-    expect_eq(doc.get("files"), {"a.bin": str(d / "a.bin"), "sub/w.safetensors": str(d / "sub/w.safetensors")},
-              "load --json files", res)
+    expect_eq(load_locations(doc), {"a.bin": str(d / "a.bin"), "sub/w.safetensors": str(d / "sub/w.safetensors")},
+              "load --json files (stored path: location)", res)
+    expect_eq([{k: v for k, v in f.items() if k != "location"} for f in doc["files"]], m["files"],
+              "load --json files: path, size and sha256 as _checkpoint.json records them", res)
 
     res = c.run("load", "latest", "--dir", code=0)
     expect_eq(res.out, f"{d}\n", "load latest --dir: one line, the checkpoint directory", res)
@@ -869,7 +873,7 @@ def restart_load_json_and_dir(c):
     expect_eq(files_of(c.tmp / "D"), {"a.bin": blob("a", 700), "sub/w.safetensors": blob("w", 300)},
               "the files under D")
     res = c.jrun("load", "7", "--to", "D2", "--only", "a.bin", code=0)
-    expect_eq((res.json().get("dir"), res.json().get("files")),
+    expect_eq((res.json().get("dir"), load_locations(res.json())),
               (str(c.tmp / "D2"), {"a.bin": str(c.tmp / "D2" / "a.bin")}), "load --json --to D2: dir, files", res)
 
     p = d / "a.bin"

@@ -30,8 +30,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (BIN, Fail, Result, check, expect_eq, expect_json_error, expect_rc, load_json,  # noqa: E402
-                     name, private_entries, read_best, snapshot, step_dirs, write_json)
+from harness import (BIN, Fail, Result, check, expect_best_marker, expect_eq, expect_json_error,  # noqa: E402
+                     expect_rc, load_json, name, private_entries, read_best, ref_names, snapshot, step_dirs,
+                     write_json)
 
 DEFAULT_TIMEOUT = 120
 
@@ -69,8 +70,10 @@ def kept_map(j, res=None):
     check(isinstance(kept, list), "prune JSON: kept must be a list", res)
     out = {}
     for k in kept:
-        check(isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("reasons"), list),
-              f"prune JSON: each kept entry must be {{name, reasons:[...]}}, got {k!r}", res)
+        check(isinstance(k, dict) and isinstance(k.get("name"), str) and isinstance(k.get("reasons"), list)
+              and isinstance(k.get("path"), str) and os.path.isabs(k["path"])
+              and os.path.basename(k["path"]) == k["name"] and isinstance(k.get("step"), int),
+              f"prune JSON: each kept entry must be {{name, path (absolute), step, reasons:[...]}}, got {k!r}", res)
         check(k["name"] not in out, f"prune JSON: {k['name']} listed twice in kept", res)
         out[k["name"]] = k["reasons"]
     return out
@@ -82,7 +85,11 @@ def plan(j, res=None):
     removed = j.get("removed")
     cleaned = j.get("cleaned")
     check(isinstance(removed, list) and isinstance(cleaned, list), "prune JSON: removed and cleaned must be lists", res)
-    return {"kept": {k: sorted(v) for k, v in km.items()}, "removed": sorted(removed), "cleaned": sorted(cleaned)}
+    check(all(isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("step"), int)
+              and isinstance(r.get("path"), str) and os.path.isabs(r["path"]) for r in removed),
+          f"prune JSON: each removed entry must be {{name, path (absolute), step}}, got {removed!r}", res)
+    return {"kept": {k: sorted(v) for k, v in km.items()}, "removed": sorted(ref_names(removed)),
+            "cleaned": sorted(cleaned)}
 
 
 def cleaned_has(cleaned, rel):
@@ -245,7 +252,7 @@ def retention_seed_keep_last_best(c):
     pruned = {}
     for step, loss in ((1, "1.0"), (2, "0.5"), (3, "0.8")):
         res = c.save(step, {"val_loss": loss}, opts=pol)
-        pruned[step] = res.json().get("pruned")
+        pruned[step] = ref_names(res.json().get("pruned"))
     expect_eq(step_dirs(c.root), names((2, 3)), "survivors: step 3 (last, keep-last) and step 2 (best, keep-best)")
     b = read_best(c.root)
     check(b is not None, "best.json must exist")
@@ -262,10 +269,10 @@ def retention_worse_save_never_prunes_best(c):
     for step, loss in ((2, "0.5"), (3, "0.3"), (4, "0.2"), (5, "0.1"), (6, "0.9"), (7, "0.15")):
         res = c.save(step, {"loss": loss}, opts=pol)
         j = res.json()
-        expect_eq(j.get("best", {}).get("updated"), False, f"save {step} (loss {loss}) is not a strict improvement", res)
+        expect_eq(j.get("best_updated"), False, f"save {step} (loss {loss}) is not a strict improvement", res)
         expect_eq(step_dirs(c.root), names((1, step)),
                   f"after saving step {step} (loss {loss}) with keep_last=1: the best (step 1, loss 0.1) and the newest")
-        expect_eq(j.get("pruned"), [] if step == 2 else [name(step - 1)], f"save {step} pruned", res)
+        expect_eq(ref_names(j.get("pruned")), [] if step == 2 else [name(step - 1)], f"save {step} pruned", res)
         b = read_best(c.root)
         expect_eq((b.get("path"), b.get("value")), (name(1), 0.1), f"best.json after saving step {step}")
     c.verify_ok()
@@ -278,7 +285,7 @@ def retention_every_2_keep_last_3(c):
         res = c.save(step, opts=["--keep-last", "3"])
         p = res.json().get("pruned")
         check(isinstance(p, list), "save --json must have a \"pruned\" list", res)
-        pruned[step] = p
+        pruned[step] = ref_names(p)
     expect_eq(step_dirs(c.root), names((6, 8, 10)), "survivors of --keep-last 3")
     expect_eq(sorted(n for p in pruned.values() for n in p), names((2, 4)), "union of \"pruned\" over all saves")
     expect_eq(pruned, {2: [], 4: [], 6: [], 8: [name(2)], 10: [name(4)]}, "\"pruned\" of each save")
@@ -390,7 +397,7 @@ def prune_json_reasons(c):
         check(len(rs) == len(set(rs)), f"reasons of {n} hold a duplicate: {rs}", res)
     expect_eq({k: sorted(v) for k, v in km.items()}, {k: sorted(v) for k, v in exp.items()}, "kept names and reasons", res)
     all_names = names(range(1, 11))
-    expect_eq(sorted(j.get("removed", [])), sorted(set(all_names) - set(exp)), "removed", res)
+    expect_eq(sorted(ref_names(j.get("removed", []))), sorted(set(all_names) - set(exp)), "removed", res)
     expect_eq(step_dirs(c.root), sorted(exp), "checkpoints left")
     c.verify_ok()
 
@@ -411,11 +418,12 @@ def prune_from_policy_file(c):
     for s in (1, 2, 3, 4):
         c.save(s, root=ra)
     res = c.save(5, opts=["--keep-last", "2"], root=ra)
-    expect_eq(sorted(res.json().get("pruned", [])), names((1, 2, 3)), "save --keep-last 2 pruned", res)
+    expect_eq(sorted(ref_names(res.json().get("pruned", []))), names((1, 2, 3)), "save --keep-last 2 pruned", res)
     pol_bytes = (ra / "policy.json").read_bytes()
     expect_eq(json.loads(pol_bytes).get("keep_last"), 2, "policy.json keep_last recorded by save")
     res = c.save(6, root=ra)
-    expect_eq(res.json().get("pruned"), [name(4)], "a later save with no option applies the recorded keep_last 2", res)
+    expect_eq(ref_names(res.json().get("pruned")), [name(4)],
+              "a later save with no option applies the recorded keep_last 2", res)
     expect_eq(step_dirs(ra), names((5, 6)), "checkpoints of root a")
 
     # a bare prune applies the recorded policy (the cron case)
@@ -424,7 +432,7 @@ def prune_from_policy_file(c):
         c.save(s, root=rb)
     (rb / "policy.json").write_bytes(pol_bytes)
     res = c.run("prune", "--dry-run", "--json", root=rb, code=0)
-    expect_eq(sorted(res.json().get("removed", [])), names((1, 2)), "bare prune --dry-run removed", res)
+    expect_eq(sorted(ref_names(res.json().get("removed", []))), names((1, 2)), "bare prune --dry-run removed", res)
     expect_eq(step_dirs(rb), names((1, 2, 3, 4)), "dry run deletes nothing")
     res = c.run("prune", root=rb, code=0)
     expect_eq(step_dirs(rb), names((3, 4)), "bare prune applies policy.json keep_last 2")
@@ -463,7 +471,7 @@ def prune_from_policy_file(c):
     j = res.json()
     expect_eq({k: sorted(v) for k, v in kept_map(j, res).items()}, {name(2): ["best"], name(5): ["last"]},
               "--keep-last 0 keeps only last and best", res)
-    expect_eq(sorted(j.get("removed", [])), names((1, 3, 4)), "--keep-last 0 removed", res)
+    expect_eq(sorted(ref_names(j.get("removed", []))), names((1, 3, 4)), "--keep-last 0 removed", res)
     expect_eq(step_dirs(re_), names((2, 5)), "checkpoints after --keep-last 0")
     c.verify_ok(root=re_)
 
@@ -493,7 +501,8 @@ def prune_keep_within(c):
     build(ra, [T - 8 * d, T - 7 * d, T - 2 * d, T - h, T])
     res = c.run("prune", "--keep-within", "7d", "--json", root=ra, code=0)
     j = res.json()
-    expect_eq(j.get("removed"), [name(1)], "--keep-within 7d removes only the T-8d checkpoint (T-7d is within)", res)
+    expect_eq(ref_names(j.get("removed")), [name(1)],
+              "--keep-within 7d removes only the T-8d checkpoint (T-7d is within)", res)
     km = kept_map(j, res)
     for s in (2, 3, 4, 5):
         check("keep-within" in km.get(name(s), []), f"{name(s)} must be kept by keep-within", res)
@@ -504,14 +513,16 @@ def prune_keep_within(c):
     rb = c.tmp / "b"
     build(rb, [T - 8 * d, T - 7 * d, T + h, T - 2 * d, T - h, T])
     res = c.run("prune", "--keep-within", "7d", "--dry-run", "--json", root=rb, code=0)
-    expect_eq(res.json().get("removed"), [name(1)], "--keep-within 7d --dry-run (newest = last committed, at T)", res)
+    expect_eq(ref_names(res.json().get("removed")), [name(1)],
+              "--keep-within 7d --dry-run (newest = last committed, at T)", res)
     res = c.run("prune", "--keep-within", "7d", "--json", root=rb, code=0)
     j = res.json()
-    expect_eq(j.get("removed"), [name(1)], "--keep-within 7d removes only T-8d; keeps T, T-1h, T-2d, T-7d, T+1h", res)
+    expect_eq(ref_names(j.get("removed")), [name(1)],
+              "--keep-within 7d removes only T-8d; keeps T, T-1h, T-2d, T-7d, T+1h", res)
     expect_eq(sorted(kept_map(j, res)), names((2, 3, 4, 5, 6)), "kept", res)
     expect_eq(step_dirs(rb), names((2, 3, 4, 5, 6)), "checkpoints after --keep-within 7d")
     res = c.run("prune", "--keep-within", "2d", "--json", root=rb, code=0)
-    expect_eq(res.json().get("removed"), [name(2)], "--keep-within 2d then removes T-7d only", res)
+    expect_eq(ref_names(res.json().get("removed")), [name(2)], "--keep-within 2d then removes T-7d only", res)
     c.verify_ok(root=rb)
 
 
@@ -598,7 +609,7 @@ def prune_lock_timeout(c):
     check(el >= 0.9, f"--lock-timeout 1 must wait about 1s before giving up, gave up after {el:.2f}s", res)
     res = c.run("prune", "--keep-last", "1", "--dry-run", "--json", lock_timeout="0", timeout=20)
     expect_rc(res, 0, "prune --dry-run takes no lock")
-    expect_eq(sorted(res.json().get("removed", [])), names((1, 2, 3)), "dry-run plan while locked", res)
+    expect_eq(sorted(ref_names(res.json().get("removed", []))), names((1, 2, 3)), "dry-run plan while locked", res)
     expect_same_tree(before, snapshot(c.root), "prune --dry-run while locked", res)
     stop()  # a lock held by a dead process is no obstacle
     c.run("prune", "--keep-last", "1", lock_timeout="0", code=0)
@@ -633,13 +644,13 @@ def prune_symlinks_and_invalid_dirs(c):
 
     res = c.run("prune", "--keep-last", "1", "--json", code=0)
     j = res.json()
-    expect_eq(sorted(j.get("removed", [])), names((1, 2, 3)), "removed", res)
+    expect_eq(sorted(ref_names(j.get("removed", []))), names((1, 2, 3)), "removed", res)
     expect_eq(snapshot(outside), outside_before, "the directory outside the root (prune must never follow a symlink)")
     check(bad.is_dir(), "a step-* directory with a garbage _checkpoint.json is not a checkpoint: prune leaves it", res)
     expect_same_tree(bad_before, snapshot(bad), "invalid step-000000005", res)
     check(nometa.is_dir(), "a step-* directory without _checkpoint.json is not a checkpoint: prune leaves it", res)
     expect_same_tree(nometa_before, snapshot(nometa), "invalid step-000000006", res)
-    check(not any(n in j.get("removed", []) for n in ("step-000000005", "step-000000006")),
+    check(not any(n in ref_names(j.get("removed", [])) for n in ("step-000000005", "step-000000006")),
           "invalid directories are never listed as removed", res)
     for n in (name(1), name(2), name(3)):
         check(not (c.root / n).exists(), f"{n} removed", res)
@@ -810,8 +821,8 @@ def prune_concurrent_with_saves(c):
     best_name = min(entries, key=lambda e: e[2])[0]
     expect_eq(best_path(c.root), best_name, f"best.json {tag}")
     # every other checkpoint was removed exactly once, by a save's retention or by a prune
-    removed = [n for r in saves for n in r.json().get("pruned", [])]
-    removed += [n for r in prunes for n in r.json().get("removed", [])]
+    removed = [n for r in saves for n in ref_names(r.json().get("pruned", []))]
+    removed += [n for r in prunes for n in ref_names(r.json().get("removed", []))]
     expect_eq(sorted(removed), sorted(set(names(range(1, 51))) - set(exp)),
               f"names removed over all saves and prunes (each exactly once) {tag}")
     c.verify_ok(what=f"verify at the end {tag}")
@@ -829,6 +840,7 @@ def promote(c, *args, code=0):
     check(isinstance(j.get("promoted"), bool), "promote-best JSON: promoted must be a bool", res)
     check(isinstance(j.get("reason"), str) and j["reason"] != "", "promote-best JSON: reason must be a non-empty string", res)
     check(isinstance(j.get("best"), dict), "promote-best JSON: best must be an object", res)
+    expect_best_marker(j["best"], read_best(c.root), c.root, "promote-best JSON: best is best.json", res)
     return res, j
 
 
@@ -890,7 +902,7 @@ def promote_strict_and_force(c):
     res = c.save(6, {"val_loss": 0.9, "acc": 0.95})
     expect_eq(best_path(c.root), name(3), "an equal acc does not move best")
     res = c.save(7, {"val_loss": 0.9, "acc": 0.97})
-    expect_eq(res.json().get("best", {}).get("updated"), True, "save --json best.updated for a better acc", res)
+    expect_eq(res.json().get("best_updated"), True, "save --json best_updated for a better acc", res)
     b = read_best(c.root)
     expect_eq((b.get("key"), b.get("mode"), b.get("path"), b.get("value")), ("acc", "max", name(7), 0.97),
               "a later save with a better acc moves best.json")

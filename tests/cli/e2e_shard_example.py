@@ -50,7 +50,7 @@ def shards_example_launch(c):
         expect_eq(meta["metrics"], {"loss": 0.5}, "rank 0's metric is recorded")
         info = json.loads(c.run("--json", "info", code=0).out)
         expect_eq(info["pending"], [], "nothing is pending")
-        expect_eq(info["last"], name(step), "latest is the sharded checkpoint")
+        expect_eq(info["last"]["name"], name(step), "latest is the sharded checkpoint")
         c.verify_ok()
         sums = harness.execute(["sha256sum", "-c", "SHA256SUMS"], cwd=str(c.root / name(step)),
                                env=harness.child_env(), timeout=60, code=0,

@@ -387,9 +387,10 @@ class Reader(threading.Thread):
             check(cp.get("name") in self.allowed, f"reader: info lists {cp.get('name')}", res)
         for p in doc.get("pending", []):
             check(p.get("name") in self.pending_steps, f"reader: info lists {p.get('name')} as pending", res)
-            present, missing = p.get("present"), p.get("missing")
-            check(p.get("group") == self.group and isinstance(present, list) and isinstance(missing, list)
-                  and sorted(present + missing) == list(range(p.get("count") or 0)),
+            sh = p.get("shards") or {}
+            present, missing = sh.get("present"), sh.get("missing")
+            check(sh.get("group") == self.group and isinstance(present, list) and isinstance(missing, list)
+                  and sorted(present + missing) == list(range(sh.get("count") or 0)),
                   "reader: a pending entry with a wrong group or a present/missing that do not split 0..N-1", res)
             check(isinstance(p.get("updated"), str) and p.get("step") == int(p["name"][5:]),
                   "reader: a pending entry without step or updated", res)
@@ -617,12 +618,13 @@ def one_random_run(c, rng, pool, k, tally):
             if (root / ".ckpt" / "pending" / nm / "set.json").exists():
                 check(len(pend) == 1 and pend[0].get("name") == nm, f"{where}: {nm} is not listed as pending", info)
                 p0 = pend[0]
-                expect_eq((p0.get("step"), p0.get("group"), p0.get("count")), (step, group, count),
-                          f"{where}: the pending entry's step, group, count", info)
-                check(staged_ok <= set(p0.get("present", [])),
+                sh0 = p0.get("shards") or {}
+                expect_eq((p0.get("step"), sh0.get("group"), sh0.get("count")), (step, group, count),
+                          f"{where}: the pending entry's step, shards.group, shards.count", info)
+                check(staged_ok <= set(sh0.get("present", [])),
                       f"{where}: writers {sorted(staged_ok)} reported their shard staged, pending says present "
-                      f"{p0.get('present')}", info)
-                if not p0.get("missing"):
+                      f"{sh0.get('present')}", info)
+                if not sh0.get("missing"):
                     tally.committer["merge/ in progress" if merge_left else "set complete, no merge/"] += 1
             else:
                 check(not staged_ok, f"{where}: writers {sorted(staged_ok)} reported success, no pending set")
@@ -908,9 +910,10 @@ def kill_point(c, root, slot, sc, n, shape, k, writers, expected3, expected4, sn
     else:
         check(len(pend) == 1, f"{n4} must stay pending after the kill", info)
         p = pend[0]
-        expect_eq((p.get("name"), p.get("group"), p.get("count")), (n4, group, 3), "the pending entry", info)
-        check({0, 1} <= set(p.get("present", [])), "shards 0 and 1 must stay recorded", info)
-        recorded = 2 in p["present"]
+        sh = p.get("shards") or {}
+        expect_eq((p.get("name"), sh.get("group"), sh.get("count")), (n4, group, 3), "the pending entry", info)
+        check({0, 1} <= set(sh.get("present", [])), "shards 0 and 1 must stay recorded", info)
+        recorded = 2 in sh["present"]
         outcome = "recorded, pending" if recorded else "not recorded"
         # once all three are recorded any one shard completes the set; else shard 2 must come again
         again = writers[k % 3] if recorded else last

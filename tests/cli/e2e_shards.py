@@ -124,10 +124,16 @@ def pending_entry(c, step, root=None):
 def expect_pending(c, step, group, count, present, root=None, replaces=False):
     p = pending_entry(c, step, root)
     expect_eq(p.get("name"), name(step), "pending name")
-    expect_eq(p.get("group"), group, f"pending group of step {step}")
-    expect_eq(p.get("count"), count, f"pending count of step {step}")
-    expect_eq(p.get("present"), sorted(present), f"pending present of step {step}")
-    expect_eq(p.get("missing"), sorted(set(range(count)) - set(present)), f"pending missing of step {step}")
+    pp = p.get("path")
+    check(isinstance(pp, str) and os.path.isabs(pp)
+          and os.path.realpath(pp) == os.path.realpath(pathlib.Path(root or c.root) / name(step)),
+          f"pending path of step {step} is absolute, where it is committed: {p}")
+    sh = p.get("shards")
+    check(isinstance(sh, dict), f'a pending entry has its set in "shards": {p}')
+    expect_eq(sh.get("group"), group, f"pending shards.group of step {step}")
+    expect_eq(sh.get("count"), count, f"pending shards.count of step {step}")
+    expect_eq(sh.get("present"), sorted(present), f"pending shards.present of step {step}")
+    expect_eq(sh.get("missing"), sorted(set(range(count)) - set(present)), f"pending shards.missing of step {step}")
     expect_eq(p.get("replaces"), replaces, f"pending replaces of step {step}")
     check(isinstance(p.get("updated"), str) and p["updated"].endswith("Z"), f"pending updated is a UTC time: {p}")
     return p
@@ -300,13 +306,13 @@ def _many_writers(c, n, base):
         if i in committers:
             expect_committed(d, step, n, "default", r)
             expect_eq(d.get("commit_seq"), 1, "the first commit in the root", r)
-            expect_eq(d.get("files"), total_files, "the committer reports the merged file count", r)
+            expect_eq(d.get("file_count"), total_files, "the committer reports the merged file count", r)
             expect_eq(d.get("total_size"), total_size, "the committer reports the merged size", r)
-            expect_eq(d.get("best", {}).get("updated"), True, "the commit made best.json", r)
+            expect_eq(d.get("best_updated"), True, "the commit made best.json", r)
         else:
             expect_eq(d.get("commit_seq"), None, f"writer {i}: commit_seq of a staged shard", r)
             check(missing != [], f"writer {i}: a writer that did not commit saw shards missing", r)
-            expect_eq(d.get("files"), len(files[i]), f"writer {i}: its own file count", r)
+            expect_eq(d.get("file_count"), len(files[i]), f"writer {i}: its own file count", r)
     # Each writer records its shard under the lock and reports the set as it left it: K of N in, for
     # every K from 1 to N exactly once.
     expect_eq(sorted(seen_counts), list(range(1, n + 1)), "the present counts the writers reported")
@@ -323,7 +329,7 @@ def _many_writers(c, n, base):
     expect_eq(info.get("pending"), [], "info pending after the commit")
     expect_eq([x["name"] for x in info.get("checkpoints", [])], [name(step)], "info checkpoints")
     res = c.run("--json", "load", "latest", root=root, code=0)
-    loaded = res.json().get("files")
+    loaded = harness.load_locations(res.json())
     expect_eq(sorted(loaded), sorted(expected), "load latest lists every shard's files", res)
     for p, a in loaded.items():
         expect_eq(a, str(root / name(step) / p), f"load latest path of {p}", res)
@@ -605,7 +611,7 @@ def shards_force_replaces(c):
     expect_eq(snapshot(c.root / name(30)), old_snap, "the committed step is untouched until the new set is complete")
     c.verify_ok()
     res = c.run("--json", "load", "30", code=0)
-    expect_eq(sorted(res.json()["files"]), ["a0", "a1"], "load sees the committed step", res)
+    expect_eq(sorted(harness.load_locations(res.json())), ["a0", "a1"], "load sees the committed step", res)
     doc, res = c.shard(30, "1/3", b[1], group="b", opts=["--force"])
     expect_committed(doc, 30, 3, "b", res)
     expect_eq(doc.get("commit_seq"), 3, "a new commit_seq", res)
@@ -664,7 +670,7 @@ def shards_best_key_and_weights(c):
               what="--weights naming another shard's file")
     doc, res = c.shard(50, "2/3", p2)
     expect_committed(doc, 50, 3, "default", res)
-    expect_eq(doc.get("best", {}).get("updated"), True, "the commit updated best.json", res)
+    expect_eq(doc.get("best_updated"), True, "the commit updated best.json", res)
     meta = expect_checkpoint(c, 50, {"model/part0": (0, b"model shard 0\n"), "optim/part0": (0, b"optim shard 0\n"),
                                      "model/part1": (1, b"model shard 1\n"), "ema.bin": (1, b"ema shard 1\n"),
                                      "p2": (2, b"plain shard 2\n")}, 3)
@@ -672,10 +678,12 @@ def shards_best_key_and_weights(c):
     best = harness.read_best(c.root)
     expect_eq((best.get("key"), best.get("mode"), best.get("value"), best.get("step"), best.get("path")),
               ("val_loss", "min", 0.25, 50, name(50)), "best.json after the commit")
+    harness.expect_best_marker(doc.get("best"), best, c.root, "the committing shard's best", res)
     policy = harness.load_json(c.root / "policy.json")
     expect_eq((policy.get("best_key"), policy.get("keep_last")), ("val_loss", 5), "policy.json from shard 0")
     res = c.run("--json", "load", "best", "--weights-only", code=0)
-    expect_eq(sorted(res.json()["files"]), ["ema.bin", "model/part0", "model/part1"], "load best --weights-only", res)
+    expect_eq(sorted(harness.load_locations(res.json())), ["ema.bin", "model/part0", "model/part1"],
+              "load best --weights-only", res)
     res = c.run("--json", "info", "latest", code=0)
     expect_eq(sorted(res.json().get("markers", [])), ["best", "last"], "markers of the sharded checkpoint", res)
     expect_clean(c.root)
@@ -734,7 +742,7 @@ def shards_pending_never_a_checkpoint(c):
     res = c.run("--json", "info", "latest", code=0)
     expect_eq(res.json().get("name"), name(1), "info latest", res)
     res = c.run("--json", "load", "latest", code=0)
-    expect_eq(sorted(res.json()["files"]), ["plain"], "load latest", res)
+    expect_eq(sorted(harness.load_locations(res.json())), ["plain"], "load latest", res)
     res = c.run("--json", "verify", code=0)
     expect_eq([x["name"] for x in res.json()["checkpoints"]], [name(1)], "verify checks the committed one", res)
     # Retention neither counts nor removes the pending step.
@@ -742,7 +750,7 @@ def shards_pending_never_a_checkpoint(c):
     res = c.run("--json", "prune", "--keep-last", "1", code=0)
     doc = res.json()
     expect_eq(doc.get("removed"), [], "prune removed nothing", res)
-    expect_eq(doc.get("expired", []), [], "prune expired nothing (default expiry)", res)
+    expect_eq(doc.get("expired"), [], "prune expired nothing (default expiry)", res)
     expect_eq(snapshot(c.root / ".ckpt" / "pending"), before, "the pending set is intact after prune")
     expect_pending(c, 70, "default", 4, [0, 1, 2])
 
@@ -751,10 +759,14 @@ def shards_pending_never_a_checkpoint(c):
 def shards_abort(c):
     three_of_four(c, 80, group="g")
     c.run("save", "--step", 81, c.file("plain", "plain\n"), code=0)
+    entry = pending_entry(c, 80)
     res = c.run("--json", "abort", "80", code=0)
     doc = res.json()
-    expect_eq((doc.get("aborted"), doc.get("step"), doc.get("group"), doc.get("count"), doc.get("present"),
-               doc.get("missing")), (name(80), 80, "g", 4, [0, 1, 2], [3]), "abort's JSON", res)
+    expect_eq((doc.get("name"), doc.get("step"), doc.get("shards"), doc.get("replaces")),
+              (name(80), 80, {"group": "g", "count": 4, "present": [0, 1, 2], "missing": [3]}, False),
+              "abort's JSON", res)
+    expect_eq({k: v for k, v in doc.items() if k not in ("schema_version", "root", "warnings")}, entry,
+              "abort's JSON is the pending step as info listed it", res)
     expect_eq(c.pending(), [], "no pending step after abort")
     expect_clean(c.root)
     res = c.run("--json", "abort", "80")
@@ -788,7 +800,10 @@ def shards_prune_pending_expiry(c):
     res = c.run("--json", "prune", "--dry-run", "--pending-expiry", "1s", code=0)
     doc = res.json()
     expect_eq(doc.get("dry_run"), True, "dry_run", res)
-    expect_eq(doc.get("expired"), [name(90)], "the dry run reports the expired step", res)
+    expect_eq(harness.ref_names(doc.get("expired")), [name(90)], "the dry run reports the expired step", res)
+    expect_eq((doc["expired"][0].get("step"), doc["expired"][0].get("shards")),
+              (90, {"group": "default", "count": 4, "present": [0, 1, 2], "missing": [3]}),
+              "the expired step's pending entry", res)
     expect_pending(c, 90, "default", 4, [0, 1, 2])
     res = c.run("--json", "prune", "--pending-expiry", "1h", code=0)
     expect_eq(res.json().get("expired"), [], "still kept with 1h", res)
@@ -798,7 +813,7 @@ def shards_prune_pending_expiry(c):
     before = snapshot(c.root, skip_top=(".ckpt",))
     res = c.run("--json", "prune", "--pending-expiry", "4s", code=0)
     doc = res.json()
-    expect_eq(doc.get("expired"), [name(90)], "prune expires the idle step only", res)
+    expect_eq(harness.ref_names(doc.get("expired")), [name(90)], "prune expires the idle step only", res)
     expect_eq(doc.get("removed"), [], "--pending-expiry alone removes no checkpoint", res)
     expect_eq(snapshot(c.root, skip_top=(".ckpt",)), before, "the committed checkpoints are untouched")
     expect_eq([p["name"] for p in c.pending()], [name(91)], "the fresh step stays pending")

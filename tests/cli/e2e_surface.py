@@ -221,15 +221,19 @@ def progress_json_events(c):
         expect_eq([e["event"] for e in events[-1:]], ["done"], f"{args[0]}: the last event", res)
         expect_eq(len(events), len(progress) + 1, f"{args[0]}: progress events, then done", res)
         check(progress, f"{args[0]}: at least one progress event", res)
+        check(all(e.get("schema_version") == 1 for e in events), f"{args[0]}: every event has schema_version 1", res)
         last = -1
         for e in progress:
-            expect_eq(sorted(e), sorted(["event", "done", "total", "rate", "eta"]), "progress fields", res)
+            expect_eq(sorted(e), sorted(["schema_version", "event", "done", "total", "rate", "eta"]), "progress fields",
+                      res)
             expect_eq(e["total"], BIG, f"{args[0]}: total", res)
             check(last <= e["done"] <= BIG, f"{args[0]}: done counts up to the total: {e}", res)
             check(isinstance(e["rate"], int) and e["rate"] >= 0, f"rate: {e}", res)
             check(e["eta"] is None or (isinstance(e["eta"], int) and e["eta"] >= 0), f"eta: {e}", res)
             last = e["done"]
         done = events[-1]
+        expect_eq(sorted(done), sorted(["schema_version", "event", "done", "total", "elapsed", "rate"]), "done fields",
+                  res)
         expect_eq((done["done"], done["total"]), (BIG, BIG), f"{args[0]}: done counts it all", res)
         check(done["elapsed"] >= 0 and done["rate"] >= 0, f"{args[0]}: done: {done}", res)
 
@@ -376,6 +380,12 @@ def diff_two_checkpoints(c):
     j = res.json()
     expect_eq((j["a"]["name"], j["b"]["name"]), (name(100), name(300)), "the two sides", res)
     expect_eq((j["a"]["step"], j["b"]["path"]), (100, str(c.root / name(300))), "step, path", res)
+    for side, step in (("a", 100), ("b", 300)):
+        m = harness.meta(c.root, step)
+        expect_eq(j[side], {"name": name(step), "path": str(c.root / name(step)), "step": step,
+                            "commit_seq": m["commit_seq"], "created": m["created"], "metrics": m["metrics"],
+                            "total_size": m["total_size"], "file_count": len(m["files"])},
+                  f"side {side}: the checkpoint's summary, as its _checkpoint.json records it", res)
     expect_eq([f["path"] for f in j["added"]], ["optim/1.pt"], "added", res)
     expect_eq([f["path"] for f in j["removed"]], ["gone.bin"], "removed", res)
     expect_eq([f["path"] for f in j["changed"]], ["model.bin", "optim/0.pt"], "changed", res)

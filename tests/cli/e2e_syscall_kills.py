@@ -510,8 +510,9 @@ def retry_unchanged(c, mode, start, slot, after_kill, new_committed):
                    what="(r) the killed save retried unchanged")
         doc = r.json()
         if new_committed and not mode.force:
-            check(doc.get("existing") is True, '(r) the retry of a committed save with identical files must '
-                  'say "existing": true', r)
+            check(doc.get("existing") is True and doc.get("committed") is False,
+                  '(r) the retry of a committed save with identical files must say "existing": true, '
+                  '"committed": false (it committed nothing)', r)
             expect_eq(snapshot(retry / "root" / tnm), before, f"(r) {tnm} after the retry", r)
         expect_eq(file_entries(snapshot(retry / "root" / tnm)), start.pre, f"(r) the files of {tnm}", r)
         expect_latest(c, retry, tnm, "(r) after the retry")

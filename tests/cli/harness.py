@@ -102,7 +102,8 @@ class Result:
             raise Fail(f"stdout is not one JSON document ({e})\n{self.describe()}")
 
     def json_error(self):
-        """The {"error": {...}} object of a --json failure (one line on stderr), or a Fail."""
+        """The "error" object of a --json failure, {"schema_version": 1, "error": {...}, "warnings": [...]}
+        (one line on stderr), or a Fail."""
         lines = [line for line in self.err.splitlines() if line.strip()]
         check(self.out == "", "with --json a failure must print nothing on stdout", self)
         check(len(lines) == 1, f"with --json a failure must print exactly one line on stderr, got {len(lines)}", self)
@@ -111,7 +112,9 @@ class Result:
         except ValueError as e:
             raise Fail(f"stderr line is not JSON ({e})\n{self.describe()}")
         err = doc.get("error") if isinstance(doc, dict) else None
-        check(isinstance(err, dict), 'stderr JSON must be {"error": {...}}', self)
+        check(isinstance(err, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("warnings"), list)
+              and all(isinstance(w, str) for w in doc["warnings"]),
+              'stderr JSON must be {"schema_version": 1, "error": {...}, "warnings": [...]}', self)
         return err
 
     def lines(self):
@@ -144,6 +147,63 @@ def expect_json_error(res, code, kind, message=False):
         check(isinstance(err.get("message"), str) and err["message"] != "",
               "error.message must be a non-empty string", res)
     return err
+
+
+# --------------------------------------------------------------------------
+# reading --json output (its vocabulary: docs/json/README.md)
+
+
+def ref_names(refs):
+    """The names of a list of refs ({"name", "path", "step"}: "removed", "pruned", ...), in order."""
+    return [r["name"] for r in refs]
+
+
+def ref_name(ref):
+    """The name of one ref or best marker ("last", "best", "shared.with"), None for null."""
+    return None if ref is None else ref["name"]
+
+
+def load_locations(doc):
+    """{stored path: absolute path to read} of a `load --json` output (its "files" list)."""
+    return {f["path"]: f["location"] for f in doc["files"]}
+
+
+def manifest_view(m):
+    """What `info REF --json` reports of a _checkpoint.json m: its fields but "format", with the manifest's
+    schema_version as "format_version", a sharded one's shard count and group as the "shards" set, and
+    every file's sha256 (null when not recorded)."""
+    out = {}
+    for k, v in m.items():
+        if k == "format":
+            continue
+        if k == "schema_version":
+            out["format_version"] = v
+        elif k == "shards":
+            out["shards"] = {"group": m.get("shard_group", ""), "count": v, "present": list(range(v)), "missing": []}
+        elif k in ("shard_group", "shard_retired"):
+            continue
+        elif k == "files":
+            out["files"] = [{**e, "sha256": e.get("sha256")} for e in v]
+        else:
+            out[k] = v
+    return out
+
+
+def expect_best_marker(best, best_file, root, what, res=None):
+    """A --json "best" marker stands for best_file, the contents of ROOT/best.json (read_best; None: no
+    best.json): its name is best.json's path, its path is ROOT/that name (absolute), and step, key, mode,
+    value and updated are best.json's."""
+    if best_file is None:
+        expect_eq(best, None, f"{what} (no best.json)", res)
+        return
+    check(isinstance(best, dict), f"{what}: a best marker object, got {best!r}", res)
+    expect_eq(best.get("name"), best_file.get("path"), f"{what}: name (best.json path)", res)
+    for k in ("step", "key", "mode", "value", "updated"):
+        expect_eq(best.get(k), best_file.get(k), f"{what}: {k} (best.json {k})", res)
+    p = best.get("path")
+    check(isinstance(p, str) and os.path.isabs(p)
+          and os.path.realpath(p) == os.path.realpath(os.path.join(root, best_file.get("path", ""))),
+          f"{what}: path must be the absolute path of ROOT/{best_file.get('path')}, got {p!r}", res)
 
 
 # --------------------------------------------------------------------------

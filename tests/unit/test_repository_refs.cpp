@@ -303,3 +303,29 @@ TEST_CASE("repository_refs: a non-finite metric is stored as null and never beco
   CHECK(repo.last() == "step-000000005");
   expect_ref(repo.ctx, repo.root, "best", 2);
 }
+
+TEST_CASE("repository_refs: a save reports best.json as it is after the save") {
+  ckpt_test::TempDir tmp;
+  Repo repo(tmp);
+  auto r1 = repo.save(1, {}, {});
+  CHECK_FALSE(r1.best.has_value());  // no key: no best.json
+  auto r2 = repo.save(2, {{"loss", 2.0}}, best_key("loss"));
+  REQUIRE(r2.best.has_value());
+  CHECK(r2.best_updated);
+  CHECK(r2.best->path == "step-000000002");
+  auto r3 = repo.save(3, {{"loss", 3.0}}, best_key("loss"));
+  CHECK_FALSE(r3.best_updated);
+  REQUIRE(r3.best.has_value());  // not improved: still the earlier one, as the file says
+  CHECK(ckpt::serialize_best(*r3.best) == ckpt::serialize_best(*repo.best()));
+  CHECK(r3.best->path == "step-000000002");
+  CHECK(r3.committed);
+  CHECK_FALSE(r3.existing);
+
+  // The same files again: existing, committed by an earlier call, not this one.
+  auto again = repo.save(3, {{"loss", 3.0}}, best_key("loss"));
+  CHECK(again.existing);
+  CHECK_FALSE(again.committed);
+  CHECK(again.commit_seq == r3.commit_seq);
+  REQUIRE(again.best.has_value());
+  CHECK(again.best->path == "step-000000002");
+}

@@ -200,6 +200,9 @@ struct SaveReport {
   bool best_updated = false;
   std::optional<std::string> best_key;
   std::optional<double> best_value;  // this checkpoint's value of best_key
+  // best.json after the save (read under the lock by the save that commits);
+  // nullopt when there is none.
+  std::optional<BestMarker> best;
   std::vector<std::string> pruned;
   // The step was already committed with the same files: nothing new was
   // committed (the markers, policy and retention were brought up to date).
@@ -210,7 +213,8 @@ struct SaveReport {
   std::uint64_t shared_bytes = 0;
   std::optional<std::string> shared_with;
   // False for a shard that was recorded but did not complete the step (the
-  // step stays pending; commit_seq is 0, files and total_size are the shard's).
+  // step stays pending; commit_seq is 0, files and total_size are the shard's),
+  // and for a step found `existing` (committed before, not by this call).
   bool committed = true;
   std::optional<ShardStatus> shards;  // sharded saves only
 };

@@ -49,8 +49,9 @@ struct Cli {
   // Renders an Error: the JSON error object or "ckpt: error: ..."; returns the exit code.
   int fail(const Error& e) const;
   void warn(const std::string& message) const;
-  // The library operation is over: erases the progress line (and ends
-  // --progress json with its "done" event) before the results are printed.
+  // The library operation went to its end: erases the progress line (and
+  // ends --progress json with its "done" event) before the results are
+  // printed. A failed operation calls fail() instead, whose error ends it.
   void progress_done() const;
   // Prints a result: "schema_version" first, then j's fields, then the
   // "warnings" given so far.

@@ -31,8 +31,8 @@ int run_load(Cli& cli, const LoadArgs& a) {
   o.link = a.link;
   if (a.link && a.to.empty()) return cli.fail(Error(ErrorKind::usage, "--link goes with --to"));
   auto r = load(cli.context(), o);
+  if (!r) return cli.fail(r.error());  // no "done": the error ends the progress
   cli.progress_done();
-  if (!r) return cli.fail(r.error());
   if (cli.global.json) {
     std::map<std::string, const FileEntry*> entries;
     for (const auto& f : r->meta.files) entries[f.path] = &f;

@@ -105,8 +105,8 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
 int run_save(Cli& cli, const SaveArgs& a) {
   SaveOptions opts = to_options(cli, a);
   auto r = save(cli.context(), opts);
+  if (!r) return cli.fail(r.error());  // no "done": the error ends the progress
   cli.progress_done();
-  if (!r) return cli.fail(r.error());
   if (cli.global.json) {
     std::string root = cli.root_path();
     std::map<std::string, std::optional<double>> metrics;

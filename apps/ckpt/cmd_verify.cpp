@@ -33,8 +33,9 @@ int run_verify(Cli& cli, const VerifyArgs& a) {
   o.strict = a.strict;
   o.repair = a.repair;
   auto r = verify(cli.context(), o);
+  if (!r) return cli.fail(r.error());  // no "done": the error ends the progress
+  // Checked to the end (found bad or not): the progress is done.
   cli.progress_done();
-  if (!r) return cli.fail(r.error());
   int rc = r->ok ? 0 : 1;
   // Every failing command says so on stderr (ckpt(1)); the report stays on stdout.
   std::size_t failed_checkpoints = 0;

@@ -284,6 +284,17 @@ def json_every_command_matches_schema(c):
         check(events and events[-1]["event"] == "done", "--progress json ends with a done event", res)
         for e in events:
             c.validate("progress", e, res)
+    # an operation that fails ends its events with the error object, never with "done"
+    with open(c.root / name(20) / "big.bin", "r+b") as f:
+        f.seek(20 << 20)
+        f.write(b"corrupt")
+    res = c.run("--progress", "json", "--json", "load", "20", "--to", c.tmp / "big2", code=1)
+    lines = [json.loads(line) for line in res.err.splitlines() if line.startswith("{")]
+    check(lines and "error" in lines[-1], "the last line is the error object", res)
+    check(all(e.get("event") != "done" for e in lines), "no done event for a failed load", res)
+    for e in lines[:-1]:
+        c.validate("progress", e, res)
+    c.validate("error", lines[-1], res)
 
     check_vocabulary(c)
     unused = {f.name[: -len(".schema.json")] for f in SCHEMAS.glob("*.schema.json")} - c.covered - {"defs"}

@@ -502,13 +502,9 @@ ALL_SPACED = MARKERS + steps(1, 20, 300)
 # bash
 
 
-@scenario
-def bash_commands_and_options(c):
-    """Commands, global options, a command's options, option values, directories for -C and --to."""
-    sh = c.bash()
+def commands_and_options(c, sh):
+    """What bash and zsh both complete the same way: commands, options, option values, directories."""
     expect_offered(sh.complete("ckpt "), COMMANDS, "ckpt TAB: the commands", exact=True)
-    expect_offered(sh.complete("ckpt pr"), ["promote-best", "prune"], "ckpt pr", exact=True)
-    expect_line(sh.complete("ckpt pro"), "ckpt promote-best ", "ckpt pro")
     expect_line(sh.complete("ckpt promo"), "ckpt promote-best ", "ckpt promo")
     expect_offered(sh.complete("ckpt -"), GLOBAL_LONG + ["-C", "-q", "-h", "-V", "--version"], "global options")
     expect_offered(sh.complete("ckpt info --"), GLOBAL_LONG + ["--path", "--limit", "--sort"],
@@ -520,22 +516,29 @@ def bash_commands_and_options(c):
     expect_line(sh.complete("ckpt --progress=j"), "ckpt --progress=json ", "--progress=j")
     expect_offered(sh.complete("ckpt save --mode "), ["min", "max"], "--mode", exact=True)
     expect_offered(sh.complete("ckpt info --sort "), ["step", "commit"], "--sort", exact=True)
-    expect_offered(sh.complete("ckpt save --checksum "), ["sha256", "none"], "--checksum", exact=True)
     expect_offered(sh.complete("ckpt help "), COMMANDS, "help COMMAND", exact=True)
     (c.tmp / "a dir" / "sub").mkdir(parents=True)
     (c.tmp / "a file").write_bytes(b"")
     expect_line(sh.complete("ckpt -C a\\ d"), "ckpt -C a\\ dir/", "-C completes directories, quoted")
     expect_line(sh.complete("ckpt --root=a\\ d"), "ckpt --root=a\\ dir/", "--root=DIR")
     expect_line(sh.complete("ckpt load latest --to a\\ dir/s"), "ckpt load latest --to a\\ dir/sub/", "--to")
-    expect_offered(sh.complete("ckpt -C a"), ["a dir"], "-C offers directories only", exact=True)
 
 
 @scenario
-def bash_refs_from_the_root(c):
-    """Checkpoints from -C DIR, --root DIR, --root=DIR, -CDIR (before or after the command), $CKPT_ROOT,
-    ~/DIR and --root=~/DIR, in a root whose name has a space; pending steps for abort."""
+def bash_commands_and_options(c):
+    """Commands, global options, a command's options, option values, directories for -C and --to."""
+    sh = c.bash()
+    commands_and_options(c, sh)
+    expect_offered(sh.complete("ckpt pr"), ["promote-best", "prune"], "ckpt pr", exact=True)
+    expect_line(sh.complete("ckpt pro"), "ckpt promote-best ", "ckpt pro")
+    expect_offered(sh.complete("ckpt save --checksum "), ["sha256", "none"], "--checksum", exact=True)
+    expect_offered(sh.complete("ckpt -C a"), ["a dir"], "-C offers directories only", exact=True)
+
+
+def refs_from_the_root(c, start_shell):
+    """What bash and zsh both complete the same way: the refs of the root however it is given."""
     spaced, home_root, env_root, _ = sample_roots(c)
-    sh = c.bash(env={"CKPT_ROOT": str(env_root)})
+    sh = start_shell(env={"CKPT_ROOT": str(env_root)})
     s = esc(spaced)
     for typed in (f"ckpt -C {s} info ", f"ckpt --root {s} verify ", f"ckpt --root={s} rm ",
                   f"ckpt -C{s} load ", f"ckpt info -C {s} ", f"ckpt rm --root={s} -n ",
@@ -545,11 +548,19 @@ def bash_refs_from_the_root(c):
     expect_line(sh.complete(f"ckpt -C {s} info step-00000002"), f"ckpt -C {s} info {name(20)} ", "a unique ref")
     expect_line(sh.complete(f"ckpt --root={s} diff latest b"), f"ckpt --root={s} diff latest best ",
                 "diff's second ref")
-    expect_offered(sh.complete(f"ckpt -C {s} diff latest best "), [], "diff takes two refs", exact=True)
     expect_offered(sh.complete("ckpt info "), MARKERS + steps(9), "$CKPT_ROOT", exact=True)
     expect_offered(sh.complete("ckpt -C ~/runs/exp info "), MARKERS + steps(4, 5), "-C ~/DIR", exact=True)
     expect_offered(sh.complete("ckpt verify --root=~/runs/exp "), MARKERS + steps(4, 5), "--root=~/DIR", exact=True)
     expect_offered(sh.complete(f"ckpt -C {s} abort "), steps(7), "abort: the pending steps", exact=True)
+    return sh, s
+
+
+@scenario
+def bash_refs_from_the_root(c):
+    """Checkpoints from -C DIR, --root DIR, --root=DIR, -CDIR (before or after the command), $CKPT_ROOT,
+    ~/DIR and --root=~/DIR, in a root whose name has a space; pending steps for abort."""
+    sh, s = refs_from_the_root(c, c.bash)
+    expect_offered(sh.complete(f"ckpt -C {s} diff latest best "), [], "diff takes two refs", exact=True)
 
 
 @scenario
@@ -605,46 +616,14 @@ def bash_1500_checkpoints_no_process_per_checkpoint(c):
 @scenario
 def zsh_commands_and_options(c):
     """Commands, global options, a command's options, option values, directories for -C and --to."""
-    sh = c.zsh()
-    expect_offered(sh.complete("ckpt "), COMMANDS, "ckpt TAB: the commands", exact=True)
-    expect_line(sh.complete("ckpt promo"), "ckpt promote-best ", "ckpt promo")
-    expect_offered(sh.complete("ckpt -"), GLOBAL_LONG + ["-C", "-q", "-h", "-V", "--version"], "global options")
-    expect_offered(sh.complete("ckpt info --"), GLOBAL_LONG + ["--path", "--limit", "--sort"],
-                   "info's options and the global ones", absent=["--version", "--step"])
-    expect_offered(sh.complete("ckpt save --"), ["--step", "--from", "--metric", "--mode", "--checksum", "--shard",
-                                                 "--pending-expiry", "--no-dedup", "--root"], "save's options")
-    expect_offered(sh.complete("ckpt prune -"), ["-n", "--dry-run", "--keep-last", "--pending-expiry"], "prune")
-    expect_offered(sh.complete("ckpt --progress "), ["auto", "always", "never", "json"], "--progress", exact=True)
-    expect_line(sh.complete("ckpt --progress=j"), "ckpt --progress=json ", "--progress=j")
-    expect_offered(sh.complete("ckpt save --mode "), ["min", "max"], "--mode", exact=True)
-    expect_offered(sh.complete("ckpt info --sort "), ["step", "commit"], "--sort", exact=True)
-    expect_offered(sh.complete("ckpt help "), COMMANDS, "help COMMAND", exact=True)
-    (c.tmp / "a dir" / "sub").mkdir(parents=True)
-    (c.tmp / "a file").write_bytes(b"")
-    expect_line(sh.complete("ckpt -C a\\ d"), "ckpt -C a\\ dir/", "-C completes directories, quoted")
-    expect_line(sh.complete("ckpt --root=a\\ d"), "ckpt --root=a\\ dir/", "--root=DIR")
-    expect_line(sh.complete("ckpt load latest --to a\\ dir/s"), "ckpt load latest --to a\\ dir/sub/", "--to")
+    commands_and_options(c, c.zsh())
 
 
 @scenario
 def zsh_refs_from_the_root(c):
     """Checkpoints from -C DIR, --root DIR, --root=DIR, -CDIR (before or after the command), $CKPT_ROOT,
     ~/DIR and --root=~/DIR, in a root whose name has a space; pending steps for abort."""
-    spaced, home_root, env_root, _ = sample_roots(c)
-    sh = c.zsh(env={"CKPT_ROOT": str(env_root)})
-    s = esc(spaced)
-    for typed in (f"ckpt -C {s} info ", f"ckpt --root {s} verify ", f"ckpt --root={s} rm ",
-                  f"ckpt -C{s} load ", f"ckpt info -C {s} ", f"ckpt rm --root={s} -n ",
-                  f"ckpt -C '{spaced}' diff ", f"ckpt -C \"{spaced}\" rollback ",
-                  f"ckpt -q --json -C {s} --threads 2 promote-best "):
-        expect_offered(sh.complete(typed), ALL_SPACED, typed, exact=True)
-    expect_line(sh.complete(f"ckpt -C {s} info step-00000002"), f"ckpt -C {s} info {name(20)} ", "a unique ref")
-    expect_line(sh.complete(f"ckpt --root={s} diff latest b"), f"ckpt --root={s} diff latest best ",
-                "diff's second ref")
-    expect_offered(sh.complete("ckpt info "), MARKERS + steps(9), "$CKPT_ROOT", exact=True)
-    expect_offered(sh.complete("ckpt -C ~/runs/exp info "), MARKERS + steps(4, 5), "-C ~/DIR", exact=True)
-    expect_offered(sh.complete("ckpt verify --root=~/runs/exp "), MARKERS + steps(4, 5), "--root=~/DIR", exact=True)
-    expect_offered(sh.complete(f"ckpt -C {s} abort "), steps(7), "abort: the pending steps", exact=True)
+    sh, s = refs_from_the_root(c, c.zsh)
     # what a person sees: the list under the line
     r = sh.complete(f"ckpt -C {s} info ")
     for w in ALL_SPACED:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets everything up (with the test tools: strace, python3-torch, time, openssl, xfsprogs), then builds and
+# Sets everything up (with the test tools: strace, python3-torch, python3-jsonschema, zsh, fish,
+# bash-completion, time, openssl, xfsprogs, a single-node Ceph), then builds and
 # runs every test: release (with bench/run --quick), a short libFuzzer run of every fuzz target
 # (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), the tests of the threaded paths under
 # ThreadSanitizer, then the suite under ASan+UBSan.

@@ -322,7 +322,7 @@ void Cli::warn(const std::string& message) const {
 
 json Cli::with_envelope(const json& j) const {
   json out = {{"schema_version", k_json_schema_version}};
-  for (const auto& [k, v] : j.items()) out[k] = v;
+  add_fields(out, j);
   out["warnings"] = m_warnings;
   return out;
 }
@@ -374,7 +374,9 @@ json last_json(const std::string& root, const std::optional<std::string>& name) 
 }
 
 json file_json(const FileEntry& f) {
-  json j = {{"path", f.path}, {"size", f.size}, {"sha256", f.sha256 ? json(*f.sha256) : json(nullptr)}};
+  json j = {{"path", f.path},
+            {"size", f.size},
+            {"sha256", f.sha256 ? json(*f.sha256) : json(nullptr)}};
   if (f.shard) j["shard"] = *f.shard;
   return j;
 }

@@ -34,13 +34,12 @@ int run_load(Cli& cli, const LoadArgs& a) {
   if (!r) return cli.fail(r.error());  // no "done": the error ends the progress
   cli.progress_done();
   if (cli.global.json) {
+    // The files handed back are the manifest's (a selection of them).
     std::map<std::string, const FileEntry*> entries;
     for (const auto& f : r->meta.files) entries[f.path] = &f;
     json files = json::array();
     for (const auto& [stored, abs] : r->files) {
-      auto it = entries.find(stored);
-      json f = it != entries.end() ? file_json(*it->second)
-                                   : json{{"path", stored}, {"size", nullptr}, {"sha256", nullptr}};
+      json f = file_json(*entries.at(stored));
       f["location"] = abs;
       files.push_back(f);
     }

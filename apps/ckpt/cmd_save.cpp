@@ -2,7 +2,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -100,8 +99,6 @@ SaveOptions to_options(const Cli& cli, const SaveArgs& a) {
   return o;
 }
 
-
-
 int run_save(Cli& cli, const SaveArgs& a) {
   SaveOptions opts = to_options(cli, a);
   auto r = save(cli.context(), opts);
@@ -109,10 +106,6 @@ int run_save(Cli& cli, const SaveArgs& a) {
   cli.progress_done();
   if (cli.global.json) {
     std::string root = cli.root_path();
-    std::map<std::string, std::optional<double>> metrics;
-    for (const auto& [k, v] : opts.metrics) {
-      metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
-    }
     json j = {{"root", root},
               {"name", r->name},
               {"path", r->path},
@@ -120,7 +113,7 @@ int run_save(Cli& cli, const SaveArgs& a) {
               {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
               {"committed", r->committed},
               {"existing", r->existing},
-              {"metrics", metrics_json(metrics)},
+              {"metrics", metrics_json(r->metrics)},
               {"total_size", r->total_size},
               {"file_count", r->files},
               {"best_updated", r->best_updated},

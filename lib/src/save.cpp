@@ -26,6 +26,15 @@ namespace detail::saving {
 
 namespace {
 
+// The metrics as a manifest records them: a value that is not finite is null.
+std::map<std::string, std::optional<double>> recorded_metrics(
+    const std::map<std::string, double>& given) {
+  std::map<std::string, std::optional<double>> out;
+  for (const auto& [k, v] : given) {
+    out[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+  }
+  return out;
+}
 
 void add_planned(Plan& plan, std::set<std::string>& seen, std::string source, std::string dest,
                  std::uint64_t size) {
@@ -502,11 +511,7 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
   report.total_size = committed.total_size;
   report.existing = true;
   report.committed = false;  // committed before, not by this call
-  std::map<std::string, std::optional<double>> metrics;
-  for (const auto& [k, v] : opts.metrics) {
-    metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
-  }
-  if (metrics != committed.metrics || opts.meta != committed.meta) {
+  if (recorded_metrics(opts.metrics) != committed.metrics || opts.meta != committed.meta) {
     ctx.warning(fmt::format("{} is already committed with these files; its recorded metrics "
                             "and meta are kept (--force replaces the checkpoint)",
                             committed.name));
@@ -779,9 +784,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   CheckpointMeta meta;
   meta.name = name;
   meta.step = opts.step;
-  for (const auto& [k, v] : opts.metrics) {
-    meta.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
-  }
+  meta.metrics = recorded_metrics(opts.metrics);
   meta.meta = opts.meta;
   meta.checksum = checksum;
   meta.weights = weights;
@@ -859,6 +862,7 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
   using namespace detail::saving;
   return capture([&]() -> SaveReport {
     SaveReport report = save_one(ctx, opts);
+    report.metrics = recorded_metrics(opts.metrics);
     // The committing save took best.json's state under the lock; a shard that
     // did not complete its set, or a step already committed, reads it now.
     if (!report.committed) report.best = read_best_tolerant(ctx, parent_path(report.path));

@@ -197,6 +197,9 @@ struct SaveReport {
   std::uint64_t commit_seq = 0;
   std::size_t files = 0;
   std::uint64_t total_size = 0;
+  // The metrics this call was given, as a manifest records them (not finite:
+  // nullopt).
+  std::map<std::string, std::optional<double>> metrics;
   bool best_updated = false;
   std::optional<std::string> best_key;
   std::optional<double> best_value;  // this checkpoint's value of best_key

@@ -271,10 +271,12 @@ class PtyShell:
         mark = len(self.out)
         t0 = time.monotonic()
         self.send(typed + self.begin_key + "\t\x14")
-        self.wait(files["line"].exists, timeout, f"the TAB after {typed!r}")
+        # the binding ends the line with a newline: the file can exist, created but not yet written
+        self.wait(lambda: files["line"].exists() and files["line"].read_text().endswith("\n"), timeout,
+                  f"the TAB after {typed!r}")
         wall = time.monotonic() - t0
         self.drain(0.05)
-        line = files["line"].read_text()
+        line = files["line"].read_text()[:-1]
         words = files["words"].read_text().splitlines() if files["words"].exists() else None
         func = extra = None
         if files["time"].exists():
@@ -337,7 +339,7 @@ def bash_setup(io, traced=False):
         f"{{ ((${{#COMPREPLY[@]}})) && printf '%s\\n' \"${{COMPREPLY[@]}}\"; }} > {io}/words; "
         f"compopt > {io}/opts 2>&1; "
         f"printf '%s %s %s\\n' $t0 $t1 ${{#COMPREPLY[@]}} > {io}/time; return $rc; }}",
-        f"bind -x '\"\\C-t\": printf %s \"$READLINE_LINE\" > {io}/line'",
+        f"bind -x '\"\\C-t\": printf \"%s\\n\" \"$READLINE_LINE\" > {io}/line'",
     ] + ([f"bind -x '\"\\C-b\": : > {io}/begin'"] if traced else [])
 
 
@@ -348,7 +350,7 @@ def zsh_setup(io, timed=False, traced=False):
     lines = [
         "PS1='%% '; bindkey -e; unsetopt beep",
         f"fpath=({shlex.quote(str(COMPLETIONS))} $fpath); autoload -Uz compinit; compinit -u -D",
-        f"__dump_line() {{ print -rn -- \"$BUFFER\" > {io}/line }}; zle -N __dump_line; bindkey '^T' __dump_line",
+        f"__dump_line() {{ print -r -- \"$BUFFER\" > {io}/line }}; zle -N __dump_line; bindkey '^T' __dump_line",
         "compadd() { if (( ${@[(I)-[OAD]]} )); then builtin compadd \"$@\"; return; fi; "
         "local -a __hits; builtin compadd -O __hits \"$@\"; "
         f"(( $#__hits )) && print -rl -- $__hits >> {io}/words; builtin compadd \"$@\" }}",

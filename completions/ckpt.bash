@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bash completion for ckpt(1).
 #
 # cmake --install puts this file at PREFIX/share/bash-completion/completions/ckpt, where

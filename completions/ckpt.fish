@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # fish completion for ckpt(1).
 #
 # cmake --install puts this file in a vendor_completions.d directory that fish reads (see

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sets everything up, builds ckpt, and runs the main job on a demonstration root (./demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Coverage-guided fuzzing (tests/fuzz) with libFuzzer: installs clang and its runtimes (Debian 12,
 # as root; skipped when present), builds the "fuzz" preset (build/fuzz), then runs each target for
 # FUZZ_SECONDS on a COPY of its committed seed corpus (the corpus in git never grows by itself).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what ckpt needs to build on Debian 12 (run as root; skipped when present).
 # --test: also what the tests need: strace (kills at exact system calls),
 # python3-torch (the PyTorch training loop in examples/pytorch), python3-jsonschema

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sets everything up (with the test tools: strace, python3-torch, python3-jsonschema, zsh, fish,
 # bash-completion, time, openssl, xfsprogs, a single-node Ceph), then builds and
 # runs every test: release (with bench/run --quick), a short libFuzzer run of every fuzz target

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The front end: global options, deprecated aliases, error rendering, dispatch.
 #include "cli.hpp"
 

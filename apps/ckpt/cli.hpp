@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared state of the command-line front end: global options, output, the command table.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt abort: remove a pending sharded step.
 #include <memory>
 

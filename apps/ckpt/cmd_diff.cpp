@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt diff: what changed between two checkpoints (files and metrics).
 #include <memory>
 #include <set>

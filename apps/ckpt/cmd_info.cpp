@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt info: the table of checkpoints, or one checkpoint in detail.
 #include <algorithm>
 #include <memory>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt load: verified paths of a checkpoint's files, or a verified copy of them.
 #include <map>
 #include <memory>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt promote-best: offer a checkpoint as best, or rebuild best.json.
 #include <cerrno>
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt prune: the retention plan as a keep/remove table, and its execution.
 #include <map>
 #include <memory>

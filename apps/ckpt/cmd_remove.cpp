@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt rm and ckpt rollback: remove checkpoints by name, or everything after one.
 #include <memory>
 

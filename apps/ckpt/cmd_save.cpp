@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt save: options, the call into the library, and the report.
 #include <cerrno>
 #include <cmath>

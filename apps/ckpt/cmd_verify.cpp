@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ckpt verify: integrity of checkpoints and markers, like sha256sum -c.
 #include <memory>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ckpt binary: a thin forward into the command-line front end.
 #include "cli.hpp"
 

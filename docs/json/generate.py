@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the JSON Schemas of ckpt's --json outputs (docs/json/*.schema.json).
 
 The schemas are this file's output: edit here, run `python3 docs/json/generate.py`, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """A small deterministic PyTorch training job that checkpoints through ckpt.
 
 A 16->32->1 MLP (with dropout) learns a noisy regression on CPU. Everything
@@ -17,8 +18,8 @@ and commits them with `ckpt save --from WORK` (--move: moving them in),
 recording the loss on a fixed held-out batch as the metric val_loss. At the
 end it writes the raw float32 bytes of every parameter to --out.
 
-`ckpt` must be on PATH; the ckpt calls go through ckpt_helper.py beside this
-file.
+The ckpt calls go through examples/python/ckpt.py, the one Python helper of
+these examples; it runs $CKPT_BIN, else `ckpt` on PATH.
 """
 
 import argparse
@@ -28,8 +29,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ckpt_helper import CkptError, ckpt  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from ckpt import Ckpt, NotFoundError  # noqa: E402  (examples/python/ckpt.py)
 
 IN, HIDDEN = 16, 32
 TRAIN_POOL, VAL_SIZE, BATCH = 64, 256, 16
@@ -100,15 +101,16 @@ def main():
     data_gen = torch.Generator().manual_seed(99)  # which samples each batch takes
     torch.manual_seed(7)  # dropout
 
+    ck = Ckpt(args.root)
     start = 1
     try:
-        loaded = ckpt("load", "latest", root=args.root)
-    except CkptError as e:
-        if e.reason != "empty_root":
+        loaded = ck.load("latest")
+    except NotFoundError as e:
+        if e.reason != "empty_root":  # no_root: a mistyped --root, never a fresh start
             raise
         print("starting fresh", flush=True)
     else:
-        files = {f["path"]: f["location"] for f in loaded["files"]}  # stored path -> absolute path
+        files = loaded.files  # stored path -> absolute path
         state = torch.load(files["state.pt"])
         if state["step"] != loaded["step"]:
             sys.exit(f"train.py: {loaded['name']}: state.pt holds step {state['step']}, "
@@ -135,13 +137,8 @@ def main():
         torch.save(opt.state_dict(), os.path.join(args.work, "optim.pt"))
         torch.save({"step": step, "torch_rng": torch.get_rng_state(), "data_rng": data_gen.get_state()},
                    os.path.join(args.work, "state.pt"))
-        cmd = ["save", "--step", str(step), "--from", args.work, "--metric", f"val_loss={v!r}",
-               "--best-key", args.best_key, "--weights", "model.pt"]
-        if args.keep_last is not None:
-            cmd += ["--keep-last", str(args.keep_last)]
-        if args.move:
-            cmd.append("--move")
-        info = ckpt(*cmd, root=args.root)
+        info = ck.save(step, from_dir=args.work, metrics={"val_loss": v}, best_key=args.best_key,
+                       weights="model.pt", keep_last=args.keep_last, move=args.move)
         print(f"saved {info['name']} step {step} val_loss {v!r}"
               + (" (already committed)" if info.get("existing") else "")
               + (" best" if info["best_updated"] else "")

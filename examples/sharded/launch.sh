@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # A torchrun-style launch of N local ranks that save one checkpoint together,
 # with no barrier: each rank writes its own shard file and stores it with
 # `ckpt save --shard env` (RANK and WORLD_SIZE, as torchrun sets them); the

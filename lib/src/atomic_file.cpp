@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Atomic file replacement: temp file, fsync, rename, directory fsync.
 #include "ckpt/atomic_file.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Timestamp formatting and parsing, and retention durations.
 #include "ckpt/clock.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // diff: two checkpoints compared by their manifests.
 #include <algorithm>
 #include <map>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parsing and serialising _checkpoint.json, SHA256SUMS, best.json, policy.json and last.
 #include "ckpt/format.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The POSIX implementation of FileSystem and the helpers built on the interface.
 #include "ckpt/fs.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers shared by the repository operations; not part of the public API.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // load: select, verify and hand back (or materialise) a checkpoint's files.
 #include <fcntl.h>
 

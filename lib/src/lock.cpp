@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // flock-based locks. Locks are not file data, so they bypass the FileSystem interface.
 #include "ckpt/lock.hpp"
 

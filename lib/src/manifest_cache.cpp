@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // .ckpt/manifests: each checkpoint's _checkpoint.json as parsed, so that a
 // listing of 10,000 checkpoints reads one file and stats 10,000 manifests
 // instead of opening, reading and parsing all of them.

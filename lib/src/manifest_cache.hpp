@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The parsed manifests of a root's checkpoints, kept in .ckpt/manifests for listings.
 #pragma once
 

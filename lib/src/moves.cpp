@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // save --move: the journal of files renamed into staging, and putting them back after an interruption.
 #include <algorithm>
 #include <cerrno>

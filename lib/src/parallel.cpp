@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A bounded set of threads over a list of items, with the first error rethrown.
 #include "ckpt/parallel.hpp"
 

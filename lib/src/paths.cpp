@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stored-path validation and globbing.
 #include "ckpt/paths.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // promote-best: offer one checkpoint as best (strict improvement), or rebuild best.json.
 #include <cmath>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // prune: apply the retention policy; unlist by an atomic rename into trash, then delete.
 #include <algorithm>
 #include <cerrno>

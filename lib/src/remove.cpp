@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // rm and rollback: remove named checkpoints, crash-safe as prune, and bring
 // the markers up to date.
 #include <algorithm>

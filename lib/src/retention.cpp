@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The retention policy as a pure function of the checkpoints, the rules and the markers.
 #include "ckpt/retention.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Roots, markers and refs: what a command needs before it can act on a checkpoint.
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "ckpt/parallel.hpp"
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
+#include "ckpt/version.hpp"
 #include "internal.hpp"
 #include "manifest_cache.hpp"
 
@@ -35,7 +37,7 @@ bool is_root_entry(const std::string& name) {
 
 }  // namespace
 
-std::string tool_version() { return "ckpt 0.1.0"; }
+std::string tool_version() { return "ckpt " CKPT_VERSION; }
 
 FileSystem& Context::file_system() const { return fs ? *fs : default_fs(); }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // save: stage, hash, fsync, commit by rename under the root lock, then the markers.
 #include <fcntl.h>
 

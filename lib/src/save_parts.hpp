@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The parts of a save that a sharded save shares: the plan of what to store,
 // the staging directory and the stager that copies, hashes and fsyncs into it,
 // and the steps of a commit. Private to the library.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Sharded saves (SPEC §10): many writers, one checkpoint, no barrier.
 //
 // Layout, all under the root lock once written:

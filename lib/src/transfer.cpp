@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The copy+hash loop and hashing of files already in place.
 //
 // A file of at least k_overlap_min bytes is read on the calling thread into a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // verify: checkpoints against their manifests, markers against the checkpoints; --repair.
 #include <fcntl.h>
 

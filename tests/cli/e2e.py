@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end tests for the `ckpt` command-line tool.
 
 The contract under test is SPEC.md (format v1): commands, options, exit

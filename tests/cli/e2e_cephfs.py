@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Sharded saves on a real distributed file system: a single-node Ceph cluster (tests/cluster/ceph-up.sh:
 mon, mgr, OSD, MDS, all on 127.0.0.1) with CephFS mounted twice through ceph-fuse, as two hosts would
 mount it. Half the writers of each step run on each mount; the commit must happen exactly once and the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The shell completions in the real shells: bash (with bash-completion) and zsh (with compinit),
 each interactive on a pseudo-terminal where a TAB is typed and the line read back, and fish through
 `complete -C`. Commands, options and their values; checkpoints from -C and --root before or after

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The command table agrees with --help, the man pages and the shell completions."""
+import ast
 import json
 import os
 import re
@@ -150,27 +152,103 @@ def docs_bash_completion_works():
 TORCH_PYTHON = "/usr/bin/python3"  # Debian's interpreter, the one python3-torch installs for
 
 
-def readme_python_blocks():
-    """The ```python blocks of the README, in order."""
+HELPER = "examples/python/ckpt.py"  # the one Python helper: the README's loop and the PyTorch example import it
+
+
+def readme_loop():
+    """The README's training loop: its one ```python block that imports the helper (module ckpt)."""
     blocks = re.findall(r"^```python\n(.*?)^```$", read("README.md"), re.S | re.M)
-    assert len(blocks) >= 2, f"the README should hold the helper and the loop, found {len(blocks)} python blocks"
-    return blocks
+    loops = [b for b in blocks if re.search(r"^from ckpt import ", b, re.M)]
+    assert len(loops) == 1, f"the README should hold one python block importing the helper, found {len(loops)}"
+    return loops[0]
+
+
+def top_level_names(source):
+    """The classes, functions and variables a module defines at its top level."""
+    names = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def man_unescape(line):
+    return line.replace("\\-", "-").replace("\\e", "\\").replace("\\(aq", "'")
 
 
 @scenario
 def docs_readme_helper_is_the_example():
-    helper = readme_python_blocks()[0]
-    assert helper == read("examples/pytorch/ckpt_helper.py"), \
-        "the README's helper must be examples/pytorch/ckpt_helper.py as it is (the example and the tests import it)"
+    """One helper, not two: the README's loop, the PyTorch example and ckpt(1)'s excerpt all use
+    examples/python/ckpt.py, so that none of them can drift from the file the tests drive."""
+    helper = read(HELPER)
+    defined = top_level_names(helper)
+    methods = {n.name for c in ast.parse(helper).body if isinstance(c, ast.ClassDef) and c.name == "Ckpt"
+               for n in c.body if isinstance(n, ast.FunctionDef)}
+    problems = []
+
+    # no other helper: no other Python file under examples/ runs ckpt itself or defines its errors
+    for dirpath, _dirs, files in os.walk(os.path.join(TOP, "examples")):
+        for f in files:
+            path = os.path.relpath(os.path.join(dirpath, f), TOP)
+            if f.endswith(".py") and path != HELPER:
+                text = read(path)
+                if re.search(r"\bsubprocess\b|class \w*Error\b|def ckpt\b", text):
+                    problems.append(f"{path} runs ckpt or defines errors itself: use {HELPER}")
+
+    # the README's loop imports names the helper defines and calls methods a Ckpt has (the loop runs
+    # in docs_readme_python_runs, with the helper file copied beside it)
+    loop = readme_loop()
+    tree = ast.parse(loop)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "ckpt":
+            problems += [f"the README imports {a.name} from ckpt, which {HELPER} does not define"
+                         for a in node.names if a.name not in defined]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "ck" \
+                and node.func.attr not in methods:
+            problems.append(f"the README calls ck.{node.func.attr}(), which Ckpt does not have")
+    if HELPER not in read("README.md"):
+        problems.append(f"the README does not name {HELPER}")
+
+    # the PyTorch example imports that very file (not a copy): load train.py as a module, not as
+    # __main__, and ask where its `ckpt` came from
+    probe = ("import importlib.util, sys\n"
+             "spec = importlib.util.spec_from_file_location('train', sys.argv[1])\n"
+             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+             "print(sys.modules['ckpt'].__file__)\n")
+    r = subprocess.run([TORCH_PYTHON, "-c", probe, os.path.join(TOP, "examples", "pytorch", "train.py")],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    if r.returncode != 0:
+        problems.append(f"importing examples/pytorch/train.py under {TORCH_PYTHON} failed:\n{r.stderr}")
+    elif os.path.realpath(r.stdout.strip()) != os.path.realpath(os.path.join(TOP, HELPER)):
+        problems.append(f"examples/pytorch/train.py imports ckpt from {r.stdout.strip()}, not {HELPER}")
+
+    # ckpt(1)'s abridged helper: every line but those with "..." is a line of the file (comments aside)
+    man = read("man/ckpt.1")
+    m = re.search(r"examples/python/ckpt\.py.*?^\.EX\n(.*?)^\.EE$", man, re.S | re.M)
+    if not m:
+        problems.append(f"man/ckpt.1 shows no excerpt of {HELPER}")
+    else:
+        file_lines = {line.split("  #")[0].strip() for line in helper.splitlines()}
+        shown = [man_unescape(line) for line in m.group(1).splitlines()]
+        checked = [line for line in shown if "..." not in line and line.strip()]
+        problems += [f"man/ckpt.1's excerpt has a line that {HELPER} does not: {line.strip()!r}"
+                     for line in checked if line.split("  #")[0].strip() not in file_lines]
+        if len(checked) < 10:
+            problems.append(f"man/ckpt.1's excerpt: only {len(checked)} lines checked")
+    assert not problems, "\n".join(problems)
 
 
 def run_readme_loop(tmp, root, timeout=300):
-    """Runs the README's helper and loop as one script in tmp, with this ckpt first on PATH."""
-    helper, loop = readme_python_blocks()[:2]
+    """Runs the README's loop as a script in tmp, with the helper copied beside it (as the README says)
+    and this ckpt as $CKPT_BIN."""
     script = os.path.join(tmp, "readme_loop.py")
     with open(script, "w") as f:
-        f.write(helper + "\n" + loop)
-    env = dict(os.environ, CKPT_ROOT=root, PATH=os.path.dirname(BIN) + os.pathsep + os.environ.get("PATH", ""))
+        f.write(readme_loop())
+    shutil.copyfile(os.path.join(TOP, HELPER), os.path.join(tmp, "ckpt.py"))
+    env = dict(os.environ, CKPT_ROOT=root, CKPT_BIN=BIN, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([TORCH_PYTHON, script], cwd=tmp, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -184,8 +262,8 @@ def docs_readme_python_runs():
         # A mistyped root: the loop stops with no_root and creates nothing.
         wrong = os.path.join(tmp, "typo", "checkpoints")
         r = run_readme_loop(tmp, wrong)
-        assert r.returncode != 0 and "CkptError" in r.stderr and "no such root" in r.stderr, \
-            f"the README loop on a missing root must stop with CkptError (no_root): rc {r.returncode}\n{r.stderr}"
+        assert r.returncode != 0 and "NotFoundError" in r.stderr and "no such root" in r.stderr, \
+            f"the README loop on a missing root must stop with NotFoundError (no_root): rc {r.returncode}\n{r.stderr}"
         assert not os.path.exists(wrong), "the README loop created a mistyped root"
 
         # A new run: the launcher creates the root; the loop trains and commits 0, 10, 20, 30.

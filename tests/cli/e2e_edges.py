@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Edge cases found in review: sources overlapping the root, load --to copies, --repair with refs,
 newer-schema checkpoints, non-finite lock timeouts.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Reliability end-to-end tests for `ckpt`: processes killed at random
 moments, SIGINT/SIGTERM during a save, a full disk, and many commands side by
 side on one root (SPEC.md §7 save/prune/promote-best, §8 exit codes,

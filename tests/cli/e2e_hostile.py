@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Hostile-input end-to-end tests for `ckpt` (SPEC.md §1, §2, §3, §4, §5,
 §6, §7, §8): hand-made malicious roots, read-only roots and directories that
 are not roots.

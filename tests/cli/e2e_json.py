@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """--json through the real binary: every command's output, error object and progress event
 validated against the published JSON Schemas (docs/json/), one vocabulary across commands
 (the same name with the same type everywhere), and invalid checkpoints and warnings reported

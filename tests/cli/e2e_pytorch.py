@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end scenarios with a real client of `ckpt`: the PyTorch training job
 examples/pytorch/train.py, SIGKILLed at random moments and started again until
 it finishes, must end exactly where an uninterrupted run of it ends.
@@ -23,7 +24,8 @@ scenarios fail, never skip, when it cannot).
     python3 tests/cli/e2e_pytorch.py --all           run every scenario
 
 The binary comes from $CKPT_BIN, else ../../build/release/apps/ckpt/ckpt
-relative to this file; train.py finds it as `ckpt` on PATH. Every scenario runs
+relative to this file; train.py runs it through examples/python/ckpt.py, given
+as $CKPT_BIN (a link named ckpt, first on PATH too). Every scenario runs
 in a fresh temporary directory $TMPDIR/ckpt-pytorch-<name>-* (TMPDIR: /tmp by
 default) that is removed on success and kept (its path printed) on failure; set
 CKPT_E2E_KEEP=1 to keep it on success too. The output of each start of the
@@ -159,11 +161,13 @@ def wait_group_gone(pgid, what):
 class Ctx(harness.BaseCtx):
     def __init__(self, tmp):
         super().__init__(tmp)
-        # train.py runs `ckpt` from PATH: a directory of our own holding only that name, first on PATH
+        # train.py's helper runs $CKPT_BIN, else `ckpt` from PATH: both are a link of our own named ckpt
+        # (SaveWatch knows a save by that name)
         bindir = self.tmp / "bin"
         bindir.mkdir()
         (bindir / "ckpt").symlink_to(BIN)
         self.env = child_env({"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+                              "CKPT_BIN": str(bindir / "ckpt"),
                               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
         self.groups = []  # process groups started, ended in close()
 

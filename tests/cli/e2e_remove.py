@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """ckpt rm and ckpt rollback through the real binary: what they remove, what the markers say
 afterwards, what they refuse, and a kill -9 at every rename and unlink they make.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """What a restarted training job meets: `latest` behind a stale `last`, re-saving a
 step that is already committed, `save --move` and its journal, and what a script
 reads to decide (SPEC.md §1, §4, §7 save/info/verify/load, §8; man/ckpt-load.1).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end tests for the retention commands of `ckpt`: save's retention,
 prune and promote-best (SPEC.md §5, §6, §7, §8, §9).
 

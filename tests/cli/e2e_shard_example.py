@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The worked example of sharded saves, examples/sharded/launch.sh, run as a user would: N local
 ranks started torchrun-style, each saving its own shard with `ckpt save --shard env`.
 

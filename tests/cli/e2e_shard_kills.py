@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Sharded saves (SPEC.md §10) under kills: many writers of one step, some of
 them SIGKILLed, the committer killed in the middle of its commit, and writers
 in two mount namespaces that see the root at two different paths.

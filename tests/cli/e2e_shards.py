@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Sharded saves (SPEC §10): many writers started together on one root (tmpfs and disk), the refusals
 (path collisions, N mismatch, malformed --shard, superseded groups, committed steps, conflicting
 metrics), --shard env and the default attempt group, retries and --force, and pending steps in info,

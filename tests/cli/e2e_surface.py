@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """What a person at a terminal and a script reading stdout meet first: progress on a real
 pseudo-terminal (counts, rate, time left, nothing left behind), --progress json, TERM=dumb, write
 errors on standard output, and `created` as the commit time.

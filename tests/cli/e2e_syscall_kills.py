@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """`ckpt save` killed at every system call that changes the file system, then
 what the client does next (SPEC.md §2-§4, §7 save/verify/load/prune, §9).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The harness shared by the end-to-end test files tests/cli/e2e*.py.
 
 Not a test file itself (CMake globs e2e*.py) and it registers no scenario.

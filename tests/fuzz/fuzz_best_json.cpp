@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // best.json (SPEC §5): parse_best never throws anything but ckpt::Error; what it accepts names a
 // checkpoint directory (no '/') of the recorded step, and survives serialize_best unchanged.
 #include <cstdint>

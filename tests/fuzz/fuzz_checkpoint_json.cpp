@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // _checkpoint.json (SPEC §3): parse_checkpoint never throws anything but ckpt::Error, and
 // whatever it accepts survives serialize_checkpoint -> parse_checkpoint unchanged.
 #include <cmath>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Small text parsers: parse_duration (SPEC §6 keep_within), parse_rfc3339_ms (SPEC §3 created),
 // stored_path_problem (SPEC §2) and glob_match (load --only, save --weights). None may crash;
 // each is checked against a simple reference where one is cheap to write.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `last` (SPEC §4): parse_last_text, and detail::read_last on a real root whose `last` file holds
 // the input. Neither throws anything but ckpt::Error; read_last returns only a checkpoint
 // directory name (no '/'), agrees with parse_last_text, and a canonical name round-trips.

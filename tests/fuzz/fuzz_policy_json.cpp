@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // policy.json (SPEC §6): parse_policy never throws anything but ckpt::Error; what it accepts is
 // valid (non-empty best key, keep_every >= 1, keep_within a duration, known checksum) and
 // survives serialize_policy unchanged.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Refs (SPEC §1) through ckpt::resolve_ref against a small real root. The input is the ref; a
 // leading '@' stands for the root's absolute path and a leading '%' for its parent, so that the
 // fuzzer can reach the path forms ("@/step-000000100", "%/outside/step-000000400", "@/../rootx").

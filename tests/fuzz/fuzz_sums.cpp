@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA256SUMS (SPEC §2-§3): parse_sums never throws anything but ckpt::Error; what it accepts
 // is valid (64 lowercase hex digits, valid stored paths) and survives serialize_sums.
 #include <cstdint>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared helpers of the fuzz targets: reporting a broken property, temporary roots.
 #pragma once
 

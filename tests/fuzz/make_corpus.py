@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the committed seed corpus of the fuzz targets (tests/fuzz/corpus/<target>/).
 
 The seeds are small, meaningful inputs: valid documents, near misses and edge cases (empty,

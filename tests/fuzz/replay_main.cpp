@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A main() for the fuzz targets without libFuzzer: runs LLVMFuzzerTestOneInput once over
 // every file given, or found (recursively, in sorted order) under each directory given.
 // Arguments starting with '-' (libFuzzer flags) are ignored. Exits non-zero when an

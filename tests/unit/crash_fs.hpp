@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A FileSystem that models what survives a power cut: a durable state that only fsync advances.
 //
 // The real operations run on the real disk (the volatile state). Beside it,

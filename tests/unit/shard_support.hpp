@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers for the tests of sharded saves (SPEC §10): what each shard stores, its save options,
 // and checks that a committed sharded checkpoint is whole and that nothing private is left.
 #pragma once

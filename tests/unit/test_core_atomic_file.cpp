@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AtomicFile and write_file_atomic: the final name holds the old or the new content, never a
 // partial one, and no temporary file outlives the writer.
 #include <doctest/doctest.h>
@@ -10,7 +11,7 @@
 
 #include "ckpt/atomic_file.hpp"
 #include "ckpt/error.hpp"
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/fs.hpp"
 #include "test_support.hpp"
 

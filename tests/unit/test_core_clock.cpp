@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Retention durations and RFC 3339 timestamps.
 #include <doctest/doctest.h>
 

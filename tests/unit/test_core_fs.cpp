@@ -1,9 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
 // The real file system's tree removal: never through a symbolic link, never outside the tree.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
 
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/fs.hpp"
 #include "test_support.hpp"
 

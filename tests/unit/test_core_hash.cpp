@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA-256 against the FIPS 180-2 test vectors, and the hex-digest predicate.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The threads under save, verify and load: for_each_parallel, and copy_and_hash
 // with its read-ahead ring (reader, hasher and writer on threads of their own).
 #include <doctest/doctest.h>
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "ckpt/error.hpp"
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/hash.hpp"
 #include "ckpt/parallel.hpp"
 #include "ckpt/transfer.hpp"

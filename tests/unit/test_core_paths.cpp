@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stored-path validation (SPEC §2) and glob matching over stored paths.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Crash-state exploration: after every operation of save, prune, promote-best and verify --repair,
 // the disk a power cut would leave must hold only complete checkpoints and sane markers. For
 // sharded saves each crash state is also recovered the way a job would: the killed writer again.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every-operation fault injection: each command is run once per file-system operation with that
 // operation failing (EIO; ENOSPC for writes), and the root must stay sound every time. Sharded
 // saves are run the same way, each failure followed by the user's next step (the writer again).
@@ -12,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"

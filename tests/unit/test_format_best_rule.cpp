@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The best rule (SPEC §5): strict improvement, ties keep the earlier commit, NaN never best.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // _checkpoint.json (SPEC §3): serialisation round trip and the reader's rejections.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // best.json, policy.json, last, and step directory names (SPEC §2, §4-§6).
 #include <doctest/doctest.h>
 

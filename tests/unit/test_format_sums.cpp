@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA256SUMS: the coreutils "<hex>  <path>" format, written and read.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // save --dedup: files unchanged since the newest checkpoint are shared with it
 // (a clone, or here a hard link), read-only; verify reads a shared inode once;
 // retention keeps every checkpoint whole when they share inodes.
@@ -7,7 +8,7 @@
 #include <atomic>
 #include <string>
 
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"

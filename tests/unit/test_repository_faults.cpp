@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // save under injected I/O failures: whatever operation fails, no partial checkpoint becomes
 // visible, the markers keep naming complete checkpoints, and staging is cleaned up.
 #include <doctest/doctest.h>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "ckpt/error.hpp"
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/format.hpp"
 #include "ckpt/fs.hpp"
 #include "ckpt/repository.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // .ckpt/manifests: a listing reads the manifests it has not seen and trusts
 // the cache only while each manifest's file is unchanged.
 #include <doctest/doctest.h>
@@ -10,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Context::progress: one contract for save, verify and load, whatever the
 // number of threads: (done, total) for the whole operation, done only
 // growing, never past total, ending at total.

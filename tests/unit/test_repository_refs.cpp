@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Refs (SPEC §1) through resolve_ref, and the best.json rule end to end through save.
 #include <doctest/doctest.h>
 

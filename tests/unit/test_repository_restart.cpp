@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a killed and restarted job meets: latest behind a stale last, saving a committed step
 // again, --move putting files back, and the reasons of not-found errors.
 #include <doctest/doctest.h>
@@ -14,7 +15,7 @@
 #include <vector>
 
 #include "ckpt/error.hpp"
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/format.hpp"
 #include "ckpt/fs.hpp"
 #include "ckpt/repository.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Sharded saves (SPEC §10) through the library: parse_shard, recording shards and the commit by
 // the last one, the refusals (collision, mismatch, superseded, committed step), --force,
 // abort_pending and the expiry of idle pending steps by prune.
@@ -12,7 +13,7 @@
 
 #include "ckpt/clock.hpp"
 #include "ckpt/error.hpp"
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "shard_support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The retention policy as a table: each rule alone, unions, ties, NaN, marker protection, edges.
 #include <doctest/doctest.h>
 

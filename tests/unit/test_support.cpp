@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TempDir helper and the listener that tells it whether the current test failed.
 #include "test_support.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared helpers for the unit tests: a per-test temporary directory and small file utilities.
 #pragma once
 
@@ -7,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 
 namespace ckpt_test {
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A file written under a temporary name and renamed over its final name by commit().
 #pragma once
 

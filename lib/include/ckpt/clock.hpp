@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Timestamps (RFC 3339, UTC) and retention durations.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Error kinds, the error value, and the mapping to the exit codes of SPEC §8.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The on-disk contract of SPEC §2-§6: each file's shape, parsed, validated and serialised here only.
 #pragma once
 
@@ -112,7 +113,14 @@ struct Policy {
   bool has_retention_rule() const {
     return keep_last || keep_best || keep_every || keep_within;
   }
-  bool operator==(const Policy&) const = default;
+  // Spelled out (not defaulted) so that the header stays C++17.
+  bool operator==(const Policy& o) const {
+    return best_key == o.best_key && best_mode == o.best_mode && keep_last == o.keep_last &&
+           keep_best == o.keep_best && keep_every == o.keep_every &&
+           keep_within == o.keep_within && checksum == o.checksum && dedup == o.dedup &&
+           pending_expiry == o.pending_expiry;
+  }
+  bool operator!=(const Policy& o) const { return !(*this == o); }
 };
 std::string serialize_policy(const Policy& p);
 Policy parse_policy(std::string_view text);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The file-system interface every layer goes through, so tests can fail or record any operation.
 #pragma once
 

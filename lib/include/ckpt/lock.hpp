@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Advisory whole-file locks (flock) with a timeout; released when the holder dies.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Running byte-moving work on every core: a bounded set of threads over a list of items.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Stored-path rules (SPEC §2) and glob matching of stored paths.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The operations on a root: one function a verb (save, info, verify, load).
 #pragma once
 
@@ -15,7 +16,7 @@
 
 namespace ckpt {
 
-std::string tool_version();  // "ckpt 0.1.0"
+std::string tool_version();  // "ckpt " CKPT_VERSION: "ckpt 0.2.0"
 
 struct Context {
   FileSystem* fs = nullptr;  // nullptr: the real file system

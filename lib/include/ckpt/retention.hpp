@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Retention (SPEC §6): the policy as a pure function, and the prune and promote-best operations.
 #pragma once
 

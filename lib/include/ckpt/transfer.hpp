@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Moving bytes into staging: the copy+hash loop, reflink, and hashing in place.
 #pragma once
 

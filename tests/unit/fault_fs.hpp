@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A FileSystem wrapper that counts operations and fails the Nth one, for fault-injection tests.
 #pragma once
 

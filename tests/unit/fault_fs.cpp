@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: Apache-2.0
 // Counting and failing file-system operations on purpose.
-#include "ckpt/fault_fs.hpp"
+#include "fault_fs.hpp"
 
 #include <fmt/format.h>
 

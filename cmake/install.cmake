@@ -96,9 +96,12 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/ckptConfigVersion.cmake
                                  COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/ckptConfig.cmake ${PROJECT_BINARY_DIR}/ckptConfigVersion.cmake
         DESTINATION ${CKPT_CMAKE_DIR} COMPONENT dev)
-# ckpt.pc: the prefix is taken at install time, so that cmake --install --prefix P works.
+# ckpt.pc: filled in now but for the prefix, which is taken at install time, so that
+# cmake --install --prefix P works.
+set(CKPT_PC_PREFIX "@CKPT_PC_PREFIX@")
+configure_file(${PROJECT_SOURCE_DIR}/cmake/ckpt.pc.in ${PROJECT_BINARY_DIR}/ckpt.pc.in @ONLY)
 install(CODE "set(CKPT_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
-  configure_file([[${PROJECT_SOURCE_DIR}/cmake/ckpt.pc.in]] [[${PROJECT_BINARY_DIR}/ckpt.pc]] @ONLY)"
+  configure_file([[${PROJECT_BINARY_DIR}/ckpt.pc.in]] [[${PROJECT_BINARY_DIR}/ckpt.pc]] @ONLY)"
   COMPONENT dev)
 install(FILES ${PROJECT_BINARY_DIR}/ckpt.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 include(${PROJECT_SOURCE_DIR}/cmake/packaging.cmake)

@@ -10,15 +10,22 @@ include(CMakePackageConfigHelpers)
 if(TARGET ckpt_bin)
   install(TARGETS ckpt_bin RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
 endif()
-# The man pages, their headers stamped with this version (.TH ... "ckpt @PROJECT_VERSION@").
+# The man pages, their headers stamped with this version (.TH ... "ckpt @PROJECT_VERSION@"),
+# compressed as Debian policy wants them (man reads them either way).
 file(GLOB CKPT_MAN_PAGES ${PROJECT_SOURCE_DIR}/man/*.[15])
+set(ckpt_man_gz "")
 foreach(page IN LISTS CKPT_MAN_PAGES)
   get_filename_component(page_name ${page} NAME)
   string(REGEX MATCH "[15]$" section ${page_name})
   configure_file(${page} ${PROJECT_BINARY_DIR}/man/${page_name} @ONLY)
-  install(FILES ${PROJECT_BINARY_DIR}/man/${page_name} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section}
-          COMPONENT cli)
+  add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/man/${page_name}.gz
+                     COMMAND gzip -9nkf ${PROJECT_BINARY_DIR}/man/${page_name}
+                     DEPENDS ${PROJECT_BINARY_DIR}/man/${page_name})
+  list(APPEND ckpt_man_gz ${PROJECT_BINARY_DIR}/man/${page_name}.gz)
+  install(FILES ${PROJECT_BINARY_DIR}/man/${page_name}.gz
+          DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section} COMPONENT cli)
 endforeach()
+add_custom_target(ckpt_man_pages ALL DEPENDS ${ckpt_man_gz})
 # Shell completions go where each shell looks for the install prefix PREFIX (CMAKE_INSTALL_PREFIX,
 # or cmake --install --prefix); CKPT_ZSH_COMPLETIONS_DIR and CKPT_FISH_COMPLETIONS_DIR, when set,
 # are used instead (relative to PREFIX, or absolute).

@@ -9,12 +9,12 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME ckpt)
 set(CPACK_PACKAGE_VENDOR "The ckpt developers")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 # The Maintainer field: whoever publishes the packages sets their address.
 set(CKPT_PACKAGE_CONTACT "The ckpt developers <ckpt@example.org>" CACHE STRING
     "Maintainer of the Debian packages (Name <address>)")
 set(CPACK_PACKAGE_CONTACT "${CKPT_PACKAGE_CONTACT}")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_INSTALL_PREFIX /usr)
 # Install with DESTDIR under the staging directory and the real prefix, so that what is computed
 # from the prefix at install time (ckpt.pc, where the shells look) says /usr.
 set(CPACK_SET_DESTDIR ON)
@@ -27,22 +27,24 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME ckpt)
 set(CPACK_DEBIAN_CLI_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_CLI_PACKAGE_SHLIBDEPS ON)
-set(CPACK_COMPONENT_CLI_DESCRIPTION
-    "atomic, verifiable checkpoints for training jobs\n"
-    "ckpt commits a set of files (weights, optimizer state, RNG state) as one\n"
-    "checkpoint, atomically, with a SHA-256 manifest; answers latest and best in\n"
-    "O(1); verifies integrity; applies retention safely beside a running job; and\n"
-    "hands back verified paths. Sharded saves from many writers, JSON output.")
+# The first line is the synopsis, the rest the long description: each package has its own, so
+# no common summary is prepended to them.
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "")
+set(CPACK_DEBIAN_CLI_DESCRIPTION "atomic, verifiable checkpoints for training jobs
+ckpt commits a set of files (weights, optimizer state, RNG state) as one
+checkpoint, atomically, with a SHA-256 manifest; answers latest and best in
+O(1); verifies integrity; applies retention safely beside a running job; and
+hands back verified paths. Sharded saves from many writers, JSON output.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libckpt-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libfmt-dev, libssl-dev")
-set(CPACK_COMPONENT_DEV_DESCRIPTION
-    "atomic, verifiable checkpoints for training jobs (C++ library)\n"
-    "The static library behind the ckpt command, its C++17 headers, a CMake\n"
-    "package (find_package(ckpt CONFIG) -> ckpt::ckpt) and a pkg-config file.")
+set(CPACK_DEBIAN_DEV_DESCRIPTION "C++ library of ckpt, atomic verifiable checkpoints
+The static library behind the ckpt command, its C++17 headers, a CMake
+package (find_package(ckpt CONFIG) gives ckpt::ckpt) and a pkg-config file.")
 
-# Each package's copyright (the license) and Debian changelog, where Debian policy wants them.
+# Each package's copyright (the license) and changelog (changelog.gz: a native package, whose
+# version is ckpt's own), where Debian policy wants them.
 set(ckpt_changelog ${PROJECT_BINARY_DIR}/packaging/changelog.Debian)
 string(TIMESTAMP ckpt_changelog_date "%a, %d %b %Y %H:%M:%S +0000" UTC)
 foreach(component IN ITEMS cli dev)
@@ -57,7 +59,7 @@ foreach(component IN ITEMS cli dev)
                      DEPENDS ${ckpt_changelog}.${pkg})
   add_custom_target(ckpt_changelog_${component} ALL DEPENDS ${ckpt_changelog}.${pkg}.gz)
   install(FILES ${ckpt_changelog}.${pkg}.gz DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg}
-          RENAME changelog.Debian.gz COMPONENT ${component})
+          RENAME changelog.gz COMPONENT ${component})
   install(FILES ${PROJECT_SOURCE_DIR}/packaging/copyright DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/${pkg}
           COMPONENT ${component})
 endforeach()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Sets everything up (with the test tools: strace, python3-torch, python3-jsonschema, zsh, fish,
-# bash-completion, time, openssl, xfsprogs, a single-node Ceph), then builds and
-# runs every test: release (with bench/run --quick), a short libFuzzer run of every fuzz target
+# bash-completion, lintian, time, openssl, xfsprogs, a single-node Ceph), then builds and runs every
+# test: release (with bench/run --quick), the Debian packages installed and used
+# (scripts/package-test.sh), a short libFuzzer run of every fuzz target
 # (scripts/fuzz.sh; FUZZ_SECONDS=0 skips it), the tests of the threaded paths under
 # ThreadSanitizer, then the suite under ASan+UBSan.
 set -euo pipefail
@@ -17,6 +18,8 @@ run_suite() {
   ctest --preset "$1" -j"$jobs"
 }
 run_suite release
+# The Debian packages: cpack, lintian, apt-get install, then the installed command and library.
+scripts/package-test.sh
 # Every fuzz target for FUZZ_SECONDS (default 20) on a copy of its seed corpus (clang).
 scripts/fuzz.sh
 run_suite tsan

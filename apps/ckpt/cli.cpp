@@ -553,7 +553,7 @@ int run(int argc, char** argv) {
 
 namespace {
 
-// "ckpt 0.1.0"; with --json, the version, the manifest format's and the
+// "ckpt 0.2.0"; with --json, the version, the manifest format's and the
 // JSON vocabulary's.
 int print_version(const Cli& cli) {
   if (cli.global.json) {

@@ -38,7 +38,9 @@ from harness import (BIN, Fail, Result, check, expect_best_marker, expect_eq, ex
                      load_json, load_locations, make_big_file, manifest_view, meta, name, read_best, ref_name,
                      ref_names, sha256_file, snapshot, staging_bytes, staging_dirs, step_dirs, write_json)
 
-VERSION = "0.1.0"
+# the version project() in CMakeLists.txt gives (the one place it is written)
+VERSION = re.search(r"project\(ckpt VERSION ([0-9.]+)",
+                    (harness.HERE.parent.parent / "CMakeLists.txt").read_text()).group(1)
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour / text attributes
 DEFAULT_TIMEOUT = 60
 

@@ -4,6 +4,8 @@
 #   run.sh find_package PREFIX      the CMake package installed under PREFIX
 #   run.sh pkg-config PREFIX        ckpt.pc installed under PREFIX
 #   run.sh add_subdirectory SRC     ckpt's source tree SRC as a subproject
+#   run.sh docs-example PREFIX      the example of docs/library.md, as written there, against
+#                                   ckpt.pc under PREFIX, run where it expects its files
 # PREFIX may be /usr (the Debian package). Exits nonzero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -48,6 +50,34 @@ case $mode in
       printf 'the consumer'\''s install holds more than its own program:\n%s\n' "$installed" >&2
       exit 1
     fi
+    ;;
+  docs-example)
+    # The ```cpp block of docs/library.md, compiled as a reader would paste it.
+    awk '/^```cpp$/ {on = 1; next} /^```$/ {on = 0} on' "$here/../../docs/library.md" >example.cpp
+    [[ -s example.cpp ]] || { echo "no C++ example in docs/library.md" >&2; exit 1; }
+    export PKG_CONFIG_PATH="$where/lib/pkgconfig:$where/lib/x86_64-linux-gnu/pkgconfig:${PKG_CONFIG_PATH:-}"
+    # shellcheck disable=SC2046
+    c++ -std=c++17 -Wall -Wextra -Werror example.cpp \
+        $(pkg-config --cflags --libs ckpt) -o example
+    mkdir out
+    printf 'weights\n' >out/model.bin
+    printf 'optimizer\n' >out/optim.bin
+    out=$(./example)
+    printf '%s\n' "$out"
+    # Three saves, the best at step 3 (val_loss 1/3), its weights loaded, the two others pruned.
+    expected="saved step-000000001 (new best)
+saved step-000000002 (new best)
+saved step-000000003 (new best)
+model.bin -> $work/runs/exp1/checkpoints/step-000000003/model.bin
+pruned step-000000001
+pruned step-000000002"
+    if [[ $out != "$expected" ]]; then
+      printf 'the example of docs/library.md printed something else; expected:\n%s\n' "$expected" >&2
+      exit 1
+    fi
+    [[ -f runs/exp1/checkpoints/step-000000003/_checkpoint.json ]]
+    echo "docs example: ok"
+    exit 0
     ;;
   *)
     echo "run.sh: unknown mode $mode" >&2

@@ -10,7 +10,7 @@ include(CMakePackageConfigHelpers)
 if(TARGET ckpt_bin)
   install(TARGETS ckpt_bin RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
 endif()
-# The man pages, their headers stamped with this version (.TH ... "ckpt @PROJECT_VERSION@"),
+# The man pages, stamped with this version (@PROJECT_VERSION@: the .TH header, the examples),
 # compressed as Debian policy wants them (man reads them either way).
 file(GLOB CKPT_MAN_PAGES ${PROJECT_SOURCE_DIR}/man/*.[15])
 set(ckpt_man_gz "")

@@ -24,10 +24,12 @@ if grep -q '^E:' "$build/lintian.txt"; then
   exit 1
 fi
 echo "== packages: install"
-apt-get install -y -qq "${debs[@]/#/$src/}" >/dev/null
+# --reinstall: a machine that has this version installed already gets these files.
+apt-get install -y -qq --reinstall "${debs[@]/#/$src/}" >/dev/null
 version=$(sed -n 's/^project(ckpt VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 out=$(ckpt --version)
-[[ $out == "ckpt $version" ]] || { echo "ckpt --version says '$out', want 'ckpt $version'" >&2; exit 1; }
+want="ckpt $version (checkpoint format 1)"
+[[ $out == "$want" ]] || { echo "ckpt --version says '$out', want '$want'" >&2; exit 1; }
 ckpt --json version
 man -w ckpt-save
 man -w 5 ckpt-format

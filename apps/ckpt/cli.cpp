@@ -553,7 +553,10 @@ int run(int argc, char** argv) {
 
 namespace {
 
-// "ckpt 0.2.0"; with --json, the version, the manifest format's and the
+// "ckpt 0.2.0 (checkpoint format 1)": the tool and the format it writes.
+std::string version_line() { return fmt::format("{} (checkpoint format {})", tool_version(), k_schema_version); }
+
+// version_line(); with --json, the version, the manifest format's and the
 // JSON vocabulary's.
 int print_version(const Cli& cli) {
   if (cli.global.json) {
@@ -562,7 +565,7 @@ int print_version(const Cli& cli) {
                     {"version", tool.substr(tool.find(' ') + 1)},
                     {"format_version", k_schema_version}});
   } else {
-    std::cout << tool_version() << "\n";
+    std::cout << version_line() << "\n";
   }
   return 0;
 }
@@ -573,7 +576,7 @@ int run_command(Cli& cli, int argc, char** argv) {
   cli.global.json = wants_json(args);
 
   CLI::App app{"ckpt: atomic, verifiable checkpoints for training jobs", "ckpt"};
-  app.set_version_flag("-V,--version", tool_version());
+  app.set_version_flag("-V,--version", version_line());
   app.require_subcommand(0, 1);
   app.fallthrough();
   app.footer(

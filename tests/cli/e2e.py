@@ -1507,7 +1507,7 @@ def global_options_after_command(c):
     for sub in ("save", "info", "verify", "prune", "promote-best", "load"):
         check(sub in res.out, f"ckpt --help must list {sub}", res)
     res = c.raw([BIN, "--version"], code=0)
-    expect_eq(res.out.splitlines()[:1], [f"ckpt {VERSION}"], "ckpt --version", res)
+    expect_eq(res.out.splitlines(), [f"ckpt {VERSION} (checkpoint format 1)"], "ckpt --version", res)
     res = c.raw([BIN, "help", "nosuchcommand"])
     expect_rc(res, 2, "help of an unknown command")
     res = c.raw([BIN])

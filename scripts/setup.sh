@@ -10,7 +10,7 @@
 # ceph-fuse mounts).
 set -euo pipefail
 pkgs=(build-essential cmake python3 coreutils libcli11-dev nlohmann-json3-dev libssl-dev
-      libfmt-dev doctest-dev groff-base)
+      libfmt-dev libcurl4-openssl-dev doctest-dev groff-base)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(strace python3-torch python3-jsonschema zsh fish bash-completion lintian pkgconf man-db
         shellcheck systemd time openssl xfsprogs

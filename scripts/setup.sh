@@ -7,14 +7,14 @@
 # each in its real shell), and GNU time,
 # openssl and xfsprogs (bench/run, which the suite runs once at its --quick sizes), and
 # a single-node Ceph (tests/cluster/ceph-up.sh: sharded saves on CephFS through two
-# ceph-fuse mounts).
+# ceph-fuse mounts; object-store roots against its S3 gateway, radosgw).
 set -euo pipefail
 pkgs=(build-essential cmake python3 coreutils libcli11-dev nlohmann-json3-dev libssl-dev
       libfmt-dev libcurl4-openssl-dev doctest-dev groff-base)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(strace python3-torch python3-jsonschema zsh fish bash-completion lintian pkgconf man-db
         shellcheck systemd time openssl xfsprogs
-        ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common)
+        ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common radosgw)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

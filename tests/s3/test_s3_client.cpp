@@ -11,49 +11,12 @@
 
 #include "ckpt/error.hpp"
 #include "s3/client.hpp"
+#include "s3_support.hpp"
 
 using namespace ckpt;
 using namespace ckpt::s3;
+using namespace ckpt_test;
 
-namespace {
-
-Config store_config() {
-  auto env = process_environment();
-  if (!env("AWS_ENDPOINT_URL")) {
-    FAIL("AWS_ENDPOINT_URL is not set: run through CTest (the s3.store fixture starts radosgw)");
-  }
-  return load_config(env);
-}
-
-// A bucket of the test's own, emptied and filled by the test.
-std::string fresh_bucket(const std::string& what) {
-  static std::atomic<int> n{0};
-  std::random_device rd;
-  std::string name = "ckpt-t-" + what + "-" + std::to_string(rd() % 1000000) + "-" + std::to_string(n++);
-  Client c(store_config(), name);
-  c.create_bucket();
-  return name;
-}
-
-std::string bytes(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& ch : s) ch = static_cast<char>(rng());
-  return s;
-}
-
-template <typename F>
-Error thrown(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  FAIL("no error thrown");
-  return Error(ErrorKind::io, "");
-}
-
-}  // namespace
 
 TEST_CASE("put, get, head and delete, with keys that need encoding") {
   Client c(store_config(), fresh_bucket("basic"));

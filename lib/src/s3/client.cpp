@@ -230,8 +230,9 @@ std::size_t on_read(char* buf, std::size_t size, std::size_t n, void* user) {
   return len;
 }
 
-int on_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return interrupt_requested() ? 1 : 0;
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(user);
+  return interrupt_requested() && !t->req->cleanup ? 1 : 0;
 }
 
 }  // namespace
@@ -275,6 +276,7 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
   if (!m_config.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, m_config.ca_bundle.c_str());
 
   if (req.method == "PUT") {
@@ -329,7 +331,7 @@ Response Client::perform(const Request& req) {
   unsigned attempt = 0;
   for (;;) {
     ++attempt;
-    check_interrupt();
+    if (!req.cleanup) check_interrupt();
     std::uint64_t n;
     {
       std::lock_guard<std::mutex> lock(m_mutex);
@@ -590,6 +592,7 @@ void Client::abort_upload(const std::string& key, const std::string& upload_id) 
   req.method = "DELETE";
   req.key = key;
   req.query = {{"uploadId", upload_id}};
+  req.cleanup = true;
   Response r = perform(req);
   if (!r.ok() && r.status != 404) throw error(r, "AbortMultipartUpload " + where_key(key));
 }

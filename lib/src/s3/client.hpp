@@ -43,6 +43,8 @@ struct Request {
   std::string_view body;             // PUT and POST
   // A GET's body, chunk by chunk, instead of into Response::body (2xx only).
   std::function<void(const char*, std::size_t)> sink;
+  // Cleaning up after a failure: sent even once an interrupt was requested.
+  bool cleanup = false;
 };
 
 // A fault a test injects in place of the store's answer: status 0 is a

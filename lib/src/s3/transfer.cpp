@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "s3/transfer.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ckpt/hash.hpp"
+
+namespace ckpt::s3 {
+
+namespace {
+
+constexpr std::size_t k_min_part = std::size_t{5} << 20;
+
+using Buffer = std::unique_ptr<char[]>;
+
+void check_tuning(const Tuning& t) {
+  if (t.part_size < k_min_part) {
+    throw Error(ErrorKind::usage, "an object-store part must be at least 5 MiB");
+  }
+  if (t.parallel == 0) throw Error(ErrorKind::usage, "at least one part in flight");
+}
+
+// Reads up to n bytes (fewer only at the end of the file).
+std::size_t read_full(FileSystem& fs, int fd, char* buf, std::size_t n) {
+  std::size_t got = 0;
+  while (got < n) {
+    std::size_t r = fs.read(fd, buf + got, n - got);
+    if (r == 0) break;
+    got += r;
+  }
+  return got;
+}
+
+Error changed_while_read(const std::string& path) {
+  return Error(ErrorKind::io, path + " changed size while it was read; nothing of it was kept");
+}
+
+// Threads that end with the scope, whatever happens.
+class Workers {
+ public:
+  ~Workers() { join(); }
+  template <typename F>
+  void start(unsigned n, F fn) {
+    for (unsigned i = 0; i < n; ++i) m_threads.emplace_back(fn);
+  }
+  void join() {
+    for (auto& t : m_threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  std::vector<std::thread> m_threads;
+};
+
+}  // namespace
+
+Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
+                  const Tuning& tuning, const ProgressFn& progress) {
+  check_tuning(tuning);
+  int fd = fs.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  FdGuard guard(fs, fd);
+  const std::uint64_t size = fs.fstat(fd).size;
+  Sha256 sha;
+  char probe = 0;
+  Moved out;
+  out.size = size;
+
+  if (size <= tuning.part_size) {
+    std::string body(size, '\0');
+    if (read_full(fs, fd, body.data(), body.size()) != size || read_full(fs, fd, &probe, 1) != 0) {
+      throw changed_while_read(path);
+    }
+    check_interrupt();
+    sha.update(body.data(), body.size());
+    client.put(key, body, {}, &out.etag);
+    if (progress) progress(size);
+    out.sha256 = sha.hex_digest();
+    return out;
+  }
+
+  const std::size_t part = tuning.part_size;
+  const std::size_t parts = static_cast<std::size_t>((size + part - 1) / part);
+  std::string upload_id = client.create_upload(key);
+  std::vector<std::string> etags(parts);
+
+  std::mutex m;
+  std::condition_variable cv;
+  struct Job {
+    std::size_t index;
+    std::size_t len;
+    Buffer buf;
+  };
+  std::deque<Job> queue;
+  std::vector<Buffer> pool;
+  std::size_t outstanding = 0;  // parts read and not yet stored
+  bool done_reading = false;
+  std::exception_ptr failure;
+
+  auto worker = [&] {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return failure || !queue.empty() || done_reading; });
+        if (failure || queue.empty()) return;
+        job = std::move(queue.front());
+        queue.pop_front();
+      }
+      try {
+        std::string etag = client.upload_part(key, upload_id, static_cast<unsigned>(job.index + 1),
+                                              std::string_view(job.buf.get(), job.len));
+        if (progress) progress(job.len);
+        std::lock_guard<std::mutex> lock(m);
+        etags[job.index] = std::move(etag);
+        pool.push_back(std::move(job.buf));
+        --outstanding;
+        cv.notify_all();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!failure) failure = std::current_exception();
+        cv.notify_all();
+        return;
+      }
+    }
+  };
+
+  Workers workers;
+  try {
+    workers.start(static_cast<unsigned>(std::min<std::size_t>(tuning.parallel, parts)), worker);
+    for (std::size_t i = 0; i < parts; ++i) {
+      Buffer buf;
+      {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return failure || outstanding < tuning.parallel; });
+        if (failure) break;
+        if (!pool.empty()) {
+          buf = std::move(pool.back());
+          pool.pop_back();
+        }
+        ++outstanding;
+      }
+      if (!buf) buf.reset(new char[part]);
+      std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(part, size - i * part));
+      if (read_full(fs, fd, buf.get(), len) != len) throw changed_while_read(path);
+      check_interrupt();
+      sha.update(buf.get(), len);
+      std::lock_guard<std::mutex> lock(m);
+      queue.push_back(Job{i, len, std::move(buf)});
+      cv.notify_all();
+    }
+    if (read_full(fs, fd, &probe, 1) != 0) throw changed_while_read(path);
+    {
+      std::lock_guard<std::mutex> lock(m);
+      done_reading = true;
+      cv.notify_all();
+    }
+    workers.join();
+    if (failure) std::rethrow_exception(failure);
+    client.complete_upload(key, upload_id, etags);
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      if (!failure) failure = std::current_exception();
+      cv.notify_all();
+    }
+    workers.join();
+    try {
+      client.abort_upload(key, upload_id);
+    } catch (const Error&) {
+      // Left for prune, which aborts stale uploads; the first error is the one to report.
+    }
+    std::rethrow_exception(failure);
+  }
+  out.sha256 = sha.hex_digest();
+  return out;
+}
+
+Moved download(Client& client, const std::string& key, std::uint64_t size, const Tuning& tuning,
+               const std::function<void(const char*, std::size_t)>& sink, const ProgressFn& progress) {
+  check_tuning(tuning);
+  Sha256 sha;
+  Moved out;
+  out.size = size;
+  const std::size_t part = tuning.part_size;
+  const std::size_t parts = static_cast<std::size_t>((size + part - 1) / part);
+
+  std::mutex m;
+  std::condition_variable cv;
+  struct Done {
+    Buffer buf;
+    std::size_t len;
+  };
+  std::map<std::size_t, Done> ready;
+  std::vector<Buffer> pool;
+  std::size_t next = 0;      // the next part to fetch
+  std::size_t consumed = 0;  // parts hashed and passed on
+  std::exception_ptr failure;
+
+  auto worker = [&] {
+    for (;;) {
+      std::size_t i;
+      Buffer buf;
+      {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return failure || next >= parts || next < consumed + tuning.parallel; });
+        if (failure || next >= parts) return;
+        i = next++;
+        if (!pool.empty()) {
+          buf = std::move(pool.back());
+          pool.pop_back();
+        }
+      }
+      try {
+        if (!buf) buf.reset(new char[part]);
+        std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
+        std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(part, size - offset));
+        std::size_t got = 0;
+        client.get_range(key, offset, len, [&](const char* data, std::size_t n) {
+          if (n > len - got) throw Error(ErrorKind::io, "GET of a range: more bytes than asked for");
+          std::memcpy(buf.get() + got, data, n);
+          got += n;
+        });
+        std::lock_guard<std::mutex> lock(m);
+        ready.emplace(i, Done{std::move(buf), len});
+        cv.notify_all();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!failure) failure = std::current_exception();
+        cv.notify_all();
+        return;
+      }
+    }
+  };
+
+  Workers workers;
+  try {
+    workers.start(static_cast<unsigned>(std::min<std::size_t>(tuning.parallel, std::max<std::size_t>(parts, 1))),
+                  worker);
+    for (std::size_t i = 0; i < parts; ++i) {
+      Done d;
+      {
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait(lock, [&] { return failure || ready.count(i) != 0; });
+        if (failure) std::rethrow_exception(failure);
+        auto it = ready.find(i);
+        d = std::move(it->second);
+        ready.erase(it);
+      }
+      check_interrupt();
+      sha.update(d.buf.get(), d.len);
+      if (sink) sink(d.buf.get(), d.len);
+      if (progress) progress(d.len);
+      std::lock_guard<std::mutex> lock(m);
+      pool.push_back(std::move(d.buf));
+      ++consumed;
+      cv.notify_all();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      if (!failure) failure = std::current_exception();
+      cv.notify_all();
+    }
+    workers.join();
+    std::rethrow_exception(failure);
+  }
+  workers.join();
+  out.sha256 = sha.hex_digest();
+  return out;
+}
+
+}  // namespace ckpt::s3

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+// Moving whole files to and from an object store at the speed of the link:
+// parts in parallel (multipart upload, ranged GETs), SHA-256 computed while
+// the bytes stream, memory bounded by the parts in flight.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ckpt/fs.hpp"
+#include "ckpt/transfer.hpp"
+#include "s3/client.hpp"
+
+namespace ckpt::s3 {
+
+struct Tuning {
+  std::size_t part_size = std::size_t{16} << 20;  // at least 5 MiB (the store's minimum part)
+  unsigned parallel = 8;                          // parts in flight, each one buffer of part_size
+};
+
+struct Moved {
+  std::uint64_t size = 0;
+  std::string sha256;  // lowercase hex of every byte moved
+  std::string etag;    // of the object written (uploads)
+};
+
+// Uploads the local file path to key: one PUT with Content-MD5 when it fits
+// in one part, else a multipart upload with up to tuning.parallel parts in
+// flight, each with its Content-MD5. SHA-256 of the bytes is computed as they
+// are read. The file is read once, in order. On any failure or interrupt the
+// multipart upload is aborted (nothing of it stays in the store) and the
+// error rethrown. progress gets the bytes of each part as it is stored.
+// Note: a multipart object's ETag is not an MD5 of the content.
+Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
+                  const Tuning& tuning = {}, const ProgressFn& progress = {});
+
+// Downloads [0, size) of key with ranged GETs, up to tuning.parallel parts in
+// flight, and hands the bytes to sink in order (write them to a file, or drop
+// them to verify), hashing them on the way. Fails (io) when the object is
+// shorter than size. sink may be empty.
+Moved download(Client& client, const std::string& key, std::uint64_t size, const Tuning& tuning = {},
+               const std::function<void(const char*, std::size_t)>& sink = {},
+               const ProgressFn& progress = {});
+
+}  // namespace ckpt::s3

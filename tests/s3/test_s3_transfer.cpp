@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// Whole-file transfers against the real S3 server: parallel multipart uploads
+// and ranged downloads, hashed on the way; failures and interrupts leave no
+// multipart upload behind.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <fstream>
+#include <cstring>
+#include <random>
+
+#include "ckpt/hash.hpp"
+#include "ckpt/transfer.hpp"
+#include "s3/transfer.hpp"
+#include "s3_support.hpp"
+#include "test_support.hpp"
+
+using namespace ckpt;
+using namespace ckpt::s3;
+using namespace ckpt_test;
+
+
+namespace {
+
+std::string write_random(const std::string& path, std::size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i + 8 <= n; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(&s[i], &v, 8);
+  }
+  std::ofstream(path, std::ios::binary).write(s.data(), static_cast<std::streamsize>(s.size()));
+  return s;
+}
+
+constexpr std::size_t k_mib = 1 << 20;
+
+}  // namespace
+
+TEST_CASE("upload and download: one PUT, multipart in parallel, hashes and bytes") {
+  Client c(store_config(), fresh_bucket("xfer"));
+  TempDir dir;
+  PosixFileSystem fs;
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 4;
+  for (std::size_t size : {std::size_t{0}, std::size_t{1000}, 5 * k_mib, 5 * k_mib + 1, 37 * k_mib + 123}) {
+    CAPTURE(size);
+    std::string path = dir.sub("f" + std::to_string(size));
+    std::string data = write_random(path, size, static_cast<unsigned>(size));
+    std::atomic<std::uint64_t> reported{0};
+    Moved up = upload_file(c, fs, path, "obj/" + std::to_string(size), tuning,
+                           [&](std::uint64_t n) { reported += n; });
+    CHECK(up.size == size);
+    CHECK(up.sha256 == sha256_hex(data));
+    CHECK(reported == size);
+    auto info = c.head("obj/" + std::to_string(size));
+    REQUIRE(info);
+    CHECK(info->size == size);
+
+    std::string back;
+    std::uint64_t got = 0;
+    Moved down = download(c, "obj/" + std::to_string(size), size, tuning,
+                          [&](const char* d, std::size_t n) { back.append(d, n); },
+                          [&](std::uint64_t n) { got += n; });
+    CHECK(down.sha256 == up.sha256);
+    CHECK(back == data);
+    CHECK(got == size);
+  }
+  CHECK(c.list_uploads("").empty());
+}
+
+TEST_CASE("download: an object shorter than expected is an error") {
+  Client c(store_config(), fresh_bucket("short"));
+  REQUIRE(c.put("k", std::string(6 * k_mib, 'x')) == Put::done);
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  auto e = thrown([&] { download(c, "k", 7 * k_mib, tuning); });
+  CHECK(e.kind() == ErrorKind::io);
+  CHECK(download(c, "k", 6 * k_mib, tuning).sha256 == sha256_hex(std::string(6 * k_mib, 'x')));
+}
+
+TEST_CASE("a failed part aborts the multipart upload: nothing stays in the store") {
+  Client c(store_config(), fresh_bucket("abort"));
+  TempDir dir;
+  PosixFileSystem fs;
+  write_random(dir.sub("big"), 23 * k_mib, 7);
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 3;
+  // Part 3 fails at every attempt.
+  c.set_fault_hook([](const Request& r, std::uint64_t) -> std::optional<Fault> {
+    for (const auto& [k, v] : r.query) {
+      if (k == "partNumber" && v == "3") return Fault{500, "InternalError"};
+    }
+    return std::nullopt;
+  });
+  auto e = thrown([&] { upload_file(c, fs, dir.sub("big"), "big", tuning); });
+  CHECK(e.kind() == ErrorKind::io);
+  CHECK(std::string(e.what()).find("UploadPart 3") != std::string::npos);
+  c.set_fault_hook({});
+  CHECK(c.list_uploads("").empty());
+  CHECK_FALSE(c.head("big"));
+}
+
+TEST_CASE("an interrupt mid-upload aborts it (exit 130 for the command)") {
+  Client c(store_config(), fresh_bucket("intr"));
+  TempDir dir;
+  PosixFileSystem fs;
+  write_random(dir.sub("big"), 31 * k_mib, 9);
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 2;
+  std::uint64_t done = 0;
+  auto e = thrown([&] {
+    upload_file(c, fs, dir.sub("big"), "big", tuning, [&](std::uint64_t n) {
+      if ((done += n) >= 10 * k_mib) request_interrupt();
+    });
+  });
+  clear_interrupt();
+  CHECK(e.kind() == ErrorKind::interrupted);
+  CHECK(c.list_uploads("").empty());
+  CHECK_FALSE(c.head("big"));
+}
+
+TEST_CASE("a file that grows while it is uploaded is refused") {
+  Client c(store_config(), fresh_bucket("grow"));
+  TempDir dir;
+  PosixFileSystem fs;
+  std::string path = dir.sub("growing");
+  write_random(path, 12 * k_mib, 3);
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 1;
+  bool grown = false;
+  auto e = thrown([&] {
+    upload_file(c, fs, path, "growing", tuning, [&](std::uint64_t) {
+      if (!grown) std::ofstream(path, std::ios::app) << "more";
+      grown = true;
+    });
+  });
+  CHECK(e.kind() == ErrorKind::io);
+  CHECK(std::string(e.what()).find("changed size") != std::string::npos);
+  CHECK(c.list_uploads("").empty());
+  CHECK_FALSE(c.head("growing"));
+}

@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -15,11 +17,26 @@
 
 namespace ckpt_test {
 
-// The store of the s3_store fixture, from the AWS variables CTest sets.
+// The store of the s3_store fixture: the variables of the file $CKPT_S3_ENV_FILE
+// (written by tests/s3/store.sh), else of the environment.
 inline ckpt::s3::Config store_config() {
-  auto env = ckpt::s3::process_environment();
+  auto process = ckpt::s3::process_environment();
+  std::map<std::string, std::string> vars;
+  if (auto file = process("CKPT_S3_ENV_FILE")) {
+    std::ifstream in(*file);
+    REQUIRE_MESSAGE(in, "cannot read " << *file << " (written by tests/s3/store.sh start)");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (auto eq = line.find('='); eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+  }
+  ckpt::s3::Getenv env = [&](const char* name) -> std::optional<std::string> {
+    if (auto it = vars.find(name); it != vars.end()) return it->second;
+    return process(name);
+  };
   if (!env("AWS_ENDPOINT_URL")) {
-    FAIL("AWS_ENDPOINT_URL is not set: run through CTest (the s3.store fixture starts radosgw)");
+    FAIL("no store: run through CTest (the s3_store fixture starts radosgw and sets CKPT_S3_ENV_FILE), "
+         "or set AWS_ENDPOINT_URL and the keys");
   }
   return ckpt::s3::load_config(env);
 }

@@ -5,17 +5,16 @@
 # cluster on the defaults is no obstacle.
 #
 #   store.sh start STATE_FILE   start it (in a new directory under /tmp: the daemons' admin
-#                               sockets need a short path); STATE_FILE records that directory
+#                               sockets need a short path); STATE_FILE records that directory,
+#                               STATE_FILE.env the variables a client needs (AWS_ENDPOINT_URL,
+#                               AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)
 #   store.sh stop STATE_FILE    stop its daemons (only those) and delete the directory
-#
-# The tests reach it through the standard variables (tests/s3/CMakeLists.txt sets them):
-# AWS_ENDPOINT_URL=http://127.0.0.1:$CKPT_S3_PORT, the test user's keys.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 up=$here/../cluster/ceph-up.sh
 cmd=${1:-}
 state=${2:-}
-[ -n "$cmd" ] && [ -n "$state" ] || { sed -n '3,12p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$state" ] || { sed -n '3,13p' "$0"; exit 2; }
 
 export CEPH_WITH_CEPHFS=0 CEPH_FUSE_MOUNTS=0 CEPH_WITH_RGW=1 CEPH_OSD_SIZE=${CEPH_OSD_SIZE:-8G}
 export CEPH_MON_PORT=${CKPT_S3_MON_PORT:-47400} CEPH_RGW_PORT=${CKPT_S3_PORT:-47480}
@@ -36,6 +35,7 @@ case $cmd in
       tail -40 "$dir.log" >&2
       exit 1
     fi
+    grep '^AWS_' "$dir/s3.env" >"$state.env"
     echo "store.sh: radosgw on 127.0.0.1:$CEPH_RGW_PORT in $(($(date +%s) - t0)) s ($dir)"
     ;;
   stop)
@@ -43,7 +43,7 @@ case $cmd in
     dir=$(cat "$state")
     case $dir in /tmp/ckpt-s3-*) ;; *) echo "store.sh: $state names $dir, not a test cluster" >&2; exit 1 ;; esac
     bash "$up" destroy "$dir" >>"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
-    rm -f "$dir.log" "$state"
+    rm -f "$dir.log" "$state" "$state.env"
     ;;
-  *) sed -n '3,12p' "$0"; exit 2 ;;
+  *) sed -n '3,13p' "$0"; exit 2 ;;
 esac

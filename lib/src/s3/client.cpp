@@ -448,6 +448,7 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
                         (opts.content_type.empty() ? std::string("application/octet-stream") : opts.content_type));
   if (opts.if_none_match) req.headers.push_back("If-None-Match: *");
   if (!opts.if_match.empty()) req.headers.push_back("If-Match: " + opts.if_match);
+  req.cleanup = opts.cleanup;
   Response r = perform(req);
   if (r.status == 412) return Put::precondition_failed;
   if (!r.ok()) throw error(r, "PUT " + where_key(key));

@@ -85,6 +85,7 @@ struct PutOptions {
   bool if_none_match = false;  // create only: fails if the key exists
   std::string if_match;        // replace only that version (ETag)
   std::string content_type;
+  bool cleanup = false;  // Request::cleanup
 };
 enum class Put { done, precondition_failed };
 

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "s3/lease.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+#include "ckpt/clock.hpp"
+#include "ckpt/transfer.hpp"
+
+namespace ckpt::s3 {
+
+namespace {
+
+std::string random_token() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) throw Error(ErrorKind::io, "no random bytes for a lease token");
+  std::string out;
+  for (unsigned char c : b) out += fmt::format("{:02x}", c);
+  return out;
+}
+
+// "pid 4242 on host gpu7 (ckpt -C s3://b/p prune)" from a holder object.
+std::string describe(const std::string& holder) {
+  try {
+    auto j = nlohmann::json::parse(holder);
+    std::string who = fmt::format("pid {} on host {}", j.at("pid").get<long long>(),
+                                  j.at("host").get<std::string>());
+    if (auto c = j.value("command", std::string()); !c.empty()) who += fmt::format(" ({})", c);
+    return who;
+  } catch (const std::exception&) {
+    return "another process";
+  }
+}
+
+}  // namespace
+
+std::string lease_text(const LeaseState& s) {
+  nlohmann::json holder = nlohmann::json::object();
+  try {
+    if (!s.holder.empty()) holder = nlohmann::json::parse(s.holder);
+  } catch (const std::exception&) {
+    holder = nlohmann::json::object();
+  }
+  nlohmann::json j = {{"token", s.token}, {"expires_ms", s.expires_ms}, {"holder", holder}};
+  if (s.expires_ms > 0) j["expires"] = format_rfc3339_ms(s.expires_ms);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::optional<LeaseState> parse_lease(const std::string& text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    LeaseState s;
+    s.token = j.at("token").get<std::string>();
+    s.expires_ms = j.at("expires_ms").get<std::int64_t>();
+    s.holder = j.at("holder").dump();
+    return s;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::unique_ptr<Lease> Lease::acquire(Client& client, const std::string& key, const LeaseOptions& opts) {
+  const std::string token = random_token();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<std::int64_t>(opts.timeout_seconds * 1000));
+  auto wait = std::chrono::milliseconds(50);
+  for (;;) {
+    check_interrupt();
+    std::int64_t expires = now_ms() + opts.duration.count();
+    std::string text = lease_text({token, expires, opts.holder});
+    std::string etag;
+    PutOptions create;
+    create.if_none_match = true;
+    create.content_type = "application/json";
+    if (client.put(key, text, create, &etag) == Put::done) {
+      return std::unique_ptr<Lease>(new Lease(client, key, opts, token, etag, expires));
+    }
+    // Someone's lease object is there: take it over if it is free or expired.
+    std::string holder_note;
+    if (auto cur = client.get(key)) {
+      auto st = parse_lease(cur->body);
+      if (!st || st->expires_ms < now_ms()) {
+        PutOptions swap;
+        swap.if_match = cur->etag;
+        swap.content_type = "application/json";
+        expires = now_ms() + opts.duration.count();
+        text = lease_text({token, expires, opts.holder});
+        if (client.put(key, text, swap, &etag) == Put::done) {
+          return std::unique_ptr<Lease>(new Lease(client, key, opts, token, etag, expires));
+        }
+        continue;  // another taker won: look again at once
+      }
+      double left = static_cast<double>(st->expires_ms - now_ms()) / 1000;
+      holder_note = fmt::format("{} (its lease expires in {:.1f} s unless renewed)", describe(st->holder), left);
+    } else {
+      continue;  // gone meanwhile: try to create it again
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Error(ErrorKind::locked, fmt::format("{} is locked by {} (waited {}s); retry later", opts.what,
+                                                 holder_note, opts.timeout_seconds));
+    }
+    auto left = deadline - std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(wait, left));
+    wait = std::min(wait * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+Lease::Lease(Client& client, std::string key, LeaseOptions opts, std::string token, std::string etag,
+             std::int64_t expires_ms)
+    : m_client(client),
+      m_key(std::move(key)),
+      m_opts(std::move(opts)),
+      m_token(std::move(token)),
+      m_etag(std::move(etag)),
+      m_expires_ms(expires_ms) {
+  m_renewer = std::thread([this] { renew_loop(); });
+}
+
+Lease::~Lease() { release(); }
+
+void Lease::renew_loop() {
+  const auto period = m_opts.duration / 3;
+  std::unique_lock<std::mutex> lock(m_mutex);
+  while (!m_stop) {
+    if (m_cv.wait_for(lock, period, [this] { return m_stop; })) break;
+    lock.unlock();
+    std::int64_t expires = now_ms() + m_opts.duration.count();
+    PutOptions swap;
+    swap.if_match = m_etag;
+    swap.content_type = "application/json";
+    swap.cleanup = true;  // renewed through an interrupt: the command is cleaning up
+    std::string etag;
+    try {
+      if (m_client.put(m_key, lease_text({m_token, expires, m_opts.holder}), swap, &etag) == Put::done) {
+        m_etag = etag;
+        m_expires_ms = expires;
+      } else {
+        m_lost = true;  // taken over: ours had expired
+      }
+    } catch (const Error&) {
+      if (now_ms() >= m_expires_ms.load()) m_lost = true;  // could not renew in time
+    }
+    lock.lock();
+    if (m_lost) break;
+  }
+}
+
+void Lease::check() const {
+  if (m_lost || now_ms() >= m_expires_ms.load()) {
+    throw Error(ErrorKind::locked, fmt::format("{}: lost the lock (its lease at {} expired or was taken over); "
+                                               "nothing more was changed",
+                                               m_opts.what, m_key));
+  }
+}
+
+void Lease::release() {
+  {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_stop) return;
+    m_stop = true;
+  }
+  m_cv.notify_all();
+  if (m_renewer.joinable()) m_renewer.join();
+  if (m_lost) return;
+  PutOptions swap;
+  swap.if_match = m_etag;
+  swap.content_type = "application/json";
+  swap.cleanup = true;
+  try {
+    m_client.put(m_key, lease_text({m_token, 0, m_opts.holder}), swap);
+  } catch (const Error&) {
+    // It expires by itself.
+  }
+}
+
+}  // namespace ckpt::s3

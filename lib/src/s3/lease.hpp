@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// Mutual exclusion on an object-store root (SPEC §11): a lease object taken
+// with a create-only PUT, holding its holder and an expiry, renewed by
+// compare-and-swap while held, released by a compare-and-swap that marks it
+// free, and taken over by compare-and-swap once expired or free. No DELETE:
+// S3 has no conditional delete, and a plain one could remove another
+// holder's lease.
+//
+// Assumes the holders' clocks agree to well within the lease's duration
+// (30 s by default; renewed every third of it).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "s3/client.hpp"
+
+namespace ckpt::s3 {
+
+struct LeaseOptions {
+  std::chrono::milliseconds duration{30000};
+  double timeout_seconds = 60;  // how long acquire waits for a held lease (0: one try)
+  std::string what;             // "root s3://bucket/prefix", for messages
+  std::string holder;           // a JSON object naming the holder (pid, host, command)
+};
+
+class Lease {
+ public:
+  // Takes the lease at key, waiting up to opts.timeout_seconds while another
+  // holder's lease is live; Error(locked) naming that holder when it stays.
+  static std::unique_ptr<Lease> acquire(Client& client, const std::string& key, const LeaseOptions& opts);
+  ~Lease();
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  // Marks the lease free (a compare-and-swap: a lease taken over meanwhile
+  // is left alone). Errors are ignored: an unreleased lease expires.
+  void release();
+  // Throws Error(locked) when the lease was lost: another holder took it
+  // over, or it could not be renewed before it expired. Call before each
+  // change the lease protects.
+  void check() const;
+  bool lost() const { return m_lost.load(); }
+  std::int64_t expires_ms() const { return m_expires_ms.load(); }
+
+ private:
+  Lease(Client& client, std::string key, LeaseOptions opts, std::string token, std::string etag,
+        std::int64_t expires_ms);
+  void renew_loop();
+
+  Client& m_client;
+  std::string m_key;
+  LeaseOptions m_opts;
+  std::string m_token;
+  std::string m_etag;  // of our lease object; the renewer alone changes it
+  std::atomic<std::int64_t> m_expires_ms;
+  std::atomic<bool> m_lost{false};
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  bool m_stop = false;
+  std::thread m_renewer;
+};
+
+// The lease document: what acquire writes and reads.
+struct LeaseState {
+  std::string token;        // the holder's random token
+  std::int64_t expires_ms = 0;  // Unix ms; 0 once released
+  std::string holder;       // the holder's JSON object, as written
+};
+std::string lease_text(const LeaseState& s);
+// nullopt when the text is no lease document (torn, foreign): treated as free.
+std::optional<LeaseState> parse_lease(const std::string& text);
+
+}  // namespace ckpt::s3

@@ -121,8 +121,8 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
       try {
         std::string etag = client.upload_part(key, upload_id, static_cast<unsigned>(job.index + 1),
                                               std::string_view(job.buf.get(), job.len));
-        if (progress) progress(job.len);
         std::lock_guard<std::mutex> lock(m);
+        if (progress) progress(job.len);  // one call at a time
         etags[job.index] = std::move(etag);
         pool.push_back(std::move(job.buf));
         --outstanding;

@@ -30,7 +30,8 @@ struct Moved {
 // flight, each with its Content-MD5. SHA-256 of the bytes is computed as they
 // are read. The file is read once, in order. On any failure or interrupt the
 // multipart upload is aborted (nothing of it stays in the store) and the
-// error rethrown. progress gets the bytes of each part as it is stored.
+// error rethrown. progress gets the bytes of each part as it is stored, one
+// call at a time (from any of the threads).
 // Note: a multipart object's ETag is not an MD5 of the content.
 Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
                   const Tuning& tuning = {}, const ProgressFn& progress = {});

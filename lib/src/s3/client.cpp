@@ -188,7 +188,13 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
   if (line.rfind("HTTP/", 0) == 0) {
-    t->resp->headers.clear();  // a new answer (after 100 Continue or a redirect)
+    // A new answer (after 100 Continue or a redirect). Its status is needed
+    // before its body arrives: a streamed GET passes on a 2xx body only.
+    t->resp->headers.clear();
+    std::size_t sp = line.find(' ');
+    t->resp->status = sp == std::string_view::npos
+                          ? 0
+                          : std::strtol(std::string(line.substr(sp + 1, 3)).c_str(), nullptr, 10);
     return size * n;
   }
   std::size_t colon = line.find(':');
@@ -207,7 +213,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::size_t len = size * n;
-  // The status line came first (StatusPeek): only a 2xx body is streamed.
+  // The status line came first (on_header): only a 2xx body is streamed.
   if (t->req->sink && t->resp->status >= 200 && t->resp->status < 300) {
     try {
       t->req->sink(data, len);
@@ -237,7 +243,8 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 
 }  // namespace
 
-Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::string& transport_error) {
+Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::string& transport_error,
+                           bool& retryable) {
   CURL* c = h.curl;
   curl_easy_reset(c);
   Response resp;
@@ -294,36 +301,15 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
 
-  // The status is needed before the body arrives (a streamed GET passes on a
-  // 2xx body only): take it from the status line.
-  struct StatusPeek {
-    static std::size_t header(char* data, std::size_t size, std::size_t n, void* user) {
-      auto* t = static_cast<Transfer*>(user);
-      std::string_view line(data, size * n);
-      if (line.rfind("HTTP/", 0) == 0) {
-        std::size_t sp = line.find(' ');
-        if (sp != std::string_view::npos) {
-          t->resp->status = std::strtol(std::string(line.substr(sp + 1, 3)).c_str(), nullptr, 10);
-        }
-      }
-      return on_header(data, size, n, user);
-    }
-  };
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, StatusPeek::header);
-
   CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(headers);
   if (t.sink_error) std::rethrow_exception(t.sink_error);
   if (rc == CURLE_ABORTED_BY_CALLBACK) throw Error(ErrorKind::interrupted, "interrupted");
   if (rc != CURLE_OK) {
     transport_error = curl_easy_strerror(rc);
+    retryable = transport_worth_retrying(rc);
     resp.status = 0;
-    resp.headers["x-ckpt-curl-code"] = std::to_string(static_cast<int>(rc));
-    return resp;
   }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  resp.status = status;
   return resp;
 }
 
@@ -352,12 +338,8 @@ Response Client::perform(const Request& req) {
       }
     } else {
       auto h = acquire();
-      resp = send_once(*h, req, delivered, transport_error);
+      resp = send_once(*h, req, delivered, transport_error, retry_transport);
       release(std::move(h));
-      if (resp.status == 0) {
-        auto code = static_cast<CURLcode>(std::stoi(resp.header("x-ckpt-curl-code")));
-        retry_transport = transport_worth_retrying(code);
-      }
     }
     resp.attempts = attempt;
     bool retry = resp.status == 0 ? retry_transport : worth_retrying(resp);
@@ -375,12 +357,8 @@ Response Client::perform(const Request& req) {
 
 Error Client::error(const Response& r, const std::string& what) const {
   std::string code = r.error_code();
-  std::string where = "s3://" + m_bucket;
   std::string detail = code.empty() ? "HTTP " + std::to_string(r.status) : code + ", HTTP " + std::to_string(r.status);
-  if (code == "NoSuchBucket" || (r.status == 404 && code.empty() && what.empty())) {
-    return Error(ErrorKind::not_found, "no such bucket: " + where + " (" + detail + ")")
-        .with_reason(k_reason_no_root);
-  }
+  if (code == "NoSuchBucket") return no_bucket(detail);
   if (r.status == 404) return Error(ErrorKind::not_found, what + ": not found (" + detail + ")");
   if (r.status == 403 || code == "AccessDenied" || code == "InvalidAccessKeyId" ||
       code == "SignatureDoesNotMatch") {
@@ -526,7 +504,7 @@ void Client::check_bucket() {
   Request req;
   req.method = "HEAD";
   Response r = perform(req);
-  if (r.status == 404) throw error(Response{404, "<Error><Code>NoSuchBucket</Code></Error>", {}, r.attempts}, "");
+  if (r.status == 404) throw no_bucket("HTTP 404");  // a HEAD answer has no error code
   if (!r.ok()) throw error(r, "HEAD s3://" + m_bucket);
 }
 
@@ -618,6 +596,11 @@ std::vector<Upload> Client::list_uploads(const std::string& prefix) {
     if (key_marker.empty() && id_marker.empty()) break;
   }
   return out;
+}
+
+Error Client::no_bucket(const std::string& detail) const {
+  return Error(ErrorKind::not_found, "no such bucket: s3://" + m_bucket + " (" + detail + ")")
+      .with_reason(k_reason_no_root);
 }
 
 std::string Client::where_key(const std::string& key) const { return "s3://" + m_bucket + "/" + key; }

@@ -155,9 +155,13 @@ class Client {
   struct Handle;
   std::unique_ptr<Handle> acquire();
   void release(std::unique_ptr<Handle> h);
-  Response send_once(Handle& h, const Request& req, bool& delivered, std::string& transport_error);
+  // One attempt. No answer (status 0): transport_error says why, retryable
+  // whether another attempt may get one.
+  Response send_once(Handle& h, const Request& req, bool& delivered, std::string& transport_error,
+                     bool& retryable);
   std::string url(const Request& req) const;
   std::string where_key(const std::string& key) const;  // s3://BUCKET/KEY, for messages
+  Error no_bucket(const std::string& detail) const;      // not_found, reason no_root
 
   Config m_config;
   std::string m_bucket;

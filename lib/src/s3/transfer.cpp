@@ -46,6 +46,19 @@ Error changed_while_read(const std::string& path) {
   return Error(ErrorKind::io, path + " changed size while it was read; nothing of it was kept");
 }
 
+// What the threads of one transfer share: a lock, a wake-up, the first failure.
+struct Shared {
+  std::mutex m;
+  std::condition_variable cv;
+  std::exception_ptr failure;
+  // Records the exception being handled (the first one wins) and wakes every thread.
+  void fail() {
+    std::lock_guard<std::mutex> lock(m);
+    if (!failure) failure = std::current_exception();
+    cv.notify_all();
+  }
+};
+
 // Threads that end with the scope, whatever happens.
 class Workers {
  public:
@@ -95,8 +108,7 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
   std::string upload_id = client.create_upload(key);
   std::vector<std::string> etags(parts);
 
-  std::mutex m;
-  std::condition_variable cv;
+  Shared sh;
   struct Job {
     std::size_t index;
     std::size_t len;
@@ -106,31 +118,28 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
   std::vector<Buffer> pool;
   std::size_t outstanding = 0;  // parts read and not yet stored
   bool done_reading = false;
-  std::exception_ptr failure;
 
   auto worker = [&] {
     for (;;) {
       Job job;
       {
-        std::unique_lock<std::mutex> lock(m);
-        cv.wait(lock, [&] { return failure || !queue.empty() || done_reading; });
-        if (failure || queue.empty()) return;
+        std::unique_lock<std::mutex> lock(sh.m);
+        sh.cv.wait(lock, [&] { return sh.failure || !queue.empty() || done_reading; });
+        if (sh.failure || queue.empty()) return;
         job = std::move(queue.front());
         queue.pop_front();
       }
       try {
         std::string etag = client.upload_part(key, upload_id, static_cast<unsigned>(job.index + 1),
                                               std::string_view(job.buf.get(), job.len));
-        std::lock_guard<std::mutex> lock(m);
+        std::lock_guard<std::mutex> lock(sh.m);
         if (progress) progress(job.len);  // one call at a time
         etags[job.index] = std::move(etag);
         pool.push_back(std::move(job.buf));
         --outstanding;
-        cv.notify_all();
+        sh.cv.notify_all();
       } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        if (!failure) failure = std::current_exception();
-        cv.notify_all();
+        sh.fail();
         return;
       }
     }
@@ -142,9 +151,9 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
     for (std::size_t i = 0; i < parts; ++i) {
       Buffer buf;
       {
-        std::unique_lock<std::mutex> lock(m);
-        cv.wait(lock, [&] { return failure || outstanding < tuning.parallel; });
-        if (failure) break;
+        std::unique_lock<std::mutex> lock(sh.m);
+        sh.cv.wait(lock, [&] { return sh.failure || outstanding < tuning.parallel; });
+        if (sh.failure) break;
         if (!pool.empty()) {
           buf = std::move(pool.back());
           pool.pop_back();
@@ -156,32 +165,28 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
       if (read_full(fs, fd, buf.get(), len) != len) throw changed_while_read(path);
       check_interrupt();
       sha.update(buf.get(), len);
-      std::lock_guard<std::mutex> lock(m);
+      std::lock_guard<std::mutex> lock(sh.m);
       queue.push_back(Job{i, len, std::move(buf)});
-      cv.notify_all();
+      sh.cv.notify_all();
     }
     if (read_full(fs, fd, &probe, 1) != 0) throw changed_while_read(path);
     {
-      std::lock_guard<std::mutex> lock(m);
+      std::lock_guard<std::mutex> lock(sh.m);
       done_reading = true;
-      cv.notify_all();
+      sh.cv.notify_all();
     }
     workers.join();
-    if (failure) std::rethrow_exception(failure);
+    if (sh.failure) std::rethrow_exception(sh.failure);
     client.complete_upload(key, upload_id, etags);
   } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(m);
-      if (!failure) failure = std::current_exception();
-      cv.notify_all();
-    }
+    sh.fail();
     workers.join();
     try {
       client.abort_upload(key, upload_id);
     } catch (const Error&) {
       // Left for prune, which aborts stale uploads; the first error is the one to report.
     }
-    std::rethrow_exception(failure);
+    std::rethrow_exception(sh.failure);
   }
   out.sha256 = sha.hex_digest();
   return out;
@@ -196,8 +201,7 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
   const std::size_t part = tuning.part_size;
   const std::size_t parts = static_cast<std::size_t>((size + part - 1) / part);
 
-  std::mutex m;
-  std::condition_variable cv;
+  Shared sh;
   struct Done {
     Buffer buf;
     std::size_t len;
@@ -206,16 +210,15 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
   std::vector<Buffer> pool;
   std::size_t next = 0;      // the next part to fetch
   std::size_t consumed = 0;  // parts hashed and passed on
-  std::exception_ptr failure;
 
   auto worker = [&] {
     for (;;) {
       std::size_t i;
       Buffer buf;
       {
-        std::unique_lock<std::mutex> lock(m);
-        cv.wait(lock, [&] { return failure || next >= parts || next < consumed + tuning.parallel; });
-        if (failure || next >= parts) return;
+        std::unique_lock<std::mutex> lock(sh.m);
+        sh.cv.wait(lock, [&] { return sh.failure || next >= parts || next < consumed + tuning.parallel; });
+        if (sh.failure || next >= parts) return;
         i = next++;
         if (!pool.empty()) {
           buf = std::move(pool.back());
@@ -232,13 +235,11 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
           std::memcpy(buf.get() + got, data, n);
           got += n;
         });
-        std::lock_guard<std::mutex> lock(m);
+        std::lock_guard<std::mutex> lock(sh.m);
         ready.emplace(i, Done{std::move(buf), len});
-        cv.notify_all();
+        sh.cv.notify_all();
       } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        if (!failure) failure = std::current_exception();
-        cv.notify_all();
+        sh.fail();
         return;
       }
     }
@@ -251,9 +252,9 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
     for (std::size_t i = 0; i < parts; ++i) {
       Done d;
       {
-        std::unique_lock<std::mutex> lock(m);
-        cv.wait(lock, [&] { return failure || ready.count(i) != 0; });
-        if (failure) std::rethrow_exception(failure);
+        std::unique_lock<std::mutex> lock(sh.m);
+        sh.cv.wait(lock, [&] { return sh.failure || ready.count(i) != 0; });
+        if (sh.failure) std::rethrow_exception(sh.failure);
         auto it = ready.find(i);
         d = std::move(it->second);
         ready.erase(it);
@@ -262,19 +263,15 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
       sha.update(d.buf.get(), d.len);
       if (sink) sink(d.buf.get(), d.len);
       if (progress) progress(d.len);
-      std::lock_guard<std::mutex> lock(m);
+      std::lock_guard<std::mutex> lock(sh.m);
       pool.push_back(std::move(d.buf));
       ++consumed;
-      cv.notify_all();
+      sh.cv.notify_all();
     }
   } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(m);
-      if (!failure) failure = std::current_exception();
-      cv.notify_all();
-    }
+    sh.fail();
     workers.join();
-    std::rethrow_exception(failure);
+    std::rethrow_exception(sh.failure);
   }
   workers.join();
   out.sha256 = sha.hex_digest();

@@ -1894,7 +1894,12 @@ def kill_during_save(c):
                 time.sleep(0.002)
             res = c.run("prune", "--keep-last", "10", "--json", code=0)
             expect_eq(res.json().get("cleaned"), [], "prune must not clean a live writer's staging directory", res)
-            check(w.poll() is not None or staging_dirs(c.root) != [], "the live writer's staging must survive prune")
+            # Still staging, or committed: the rename turns the staging directory into the step's
+            # directory in one step, so reading staging first cannot miss both. (Polling the writer
+            # first could: it may commit between the poll and the look.)
+            still_staging = staging_dirs(c.root) != []
+            check(still_staging or (c.root / name(5)).is_dir(),
+                  "the live writer's staging must survive prune (neither staging nor committed)")
             out, err = w.communicate(timeout=60)
         finally:
             if w.poll() is None:

@@ -96,7 +96,7 @@ TEST_CASE("a corrupted transfer is refused by the store (Content-MD5)") {
   CHECK_FALSE(c.get("object"));
 }
 
-TEST_CASE("listing: pages, prefixes, delimiter; batch delete") {
+TEST_CASE("listing: pages, prefixes, delimiter, and batch delete") {
   Client c(store_config(), fresh_bucket("list"));
   std::vector<std::string> keys;
   for (int i = 0; i < 23; ++i) keys.push_back("p/step-" + std::to_string(100 + i) + "/f");

@@ -250,7 +250,7 @@ TEST_CASE("parse_shard: the attempt group defaults to torchelastic's, then SLURM
 
 // ---- recording and committing -------------------------------------------------------
 
-TEST_CASE("sharded save: each shard is recorded; the one completing the set commits") {
+TEST_CASE("sharded save: each shard is recorded, the one completing the set commits") {
   CKPT_TEMP_DIR(tmp);
   Root r(tmp);
   auto s1 = r.plain(1, 0.5);

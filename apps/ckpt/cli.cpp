@@ -291,7 +291,7 @@ std::string Cli::root() const {
   return ".";
 }
 
-std::string Cli::root_path() const { return absolute_path(root()); }
+std::string Cli::root_path() const { return canonical_root(root()); }
 
 void Cli::progress_done() const {
   if (g_progress) g_progress->finish();

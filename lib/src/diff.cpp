@@ -5,16 +5,17 @@
 
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
 Result<DiffReport> diff(const Context& ctx, const std::string& root_arg, const std::string& a,
                         const std::string& b) {
   return capture([&]() -> DiffReport {
-    std::string root = open_root(ctx, root_arg);
+    auto store = detail::open_store(ctx, root_arg);
     DiffReport d;
-    d.a = resolve_ref(ctx, root, a).value();
-    d.b = resolve_ref(ctx, root, b).value();
+    d.a = detail::resolve_checkpoint(ctx, *store, a);
+    d.b = detail::resolve_checkpoint(ctx, *store, b);
     d.by_digest = d.a.meta.checksum == "sha256" && d.b.meta.checksum == "sha256";
     std::map<std::string, const FileEntry*> theirs;
     for (const auto& f : d.b.meta.files) theirs.emplace(f.path, &f);

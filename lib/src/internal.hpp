@@ -17,6 +17,8 @@
 
 namespace ckpt::detail {
 
+class Store;
+
 std::string private_dir(const std::string& root);
 std::string staging_dir(const std::string& root);
 std::string trash_dir(const std::string& root);
@@ -33,18 +35,31 @@ struct LastRead {
 // nullopt when absent; throws Error(integrity) when unreadable or pointing
 // outside the root.
 std::optional<LastRead> read_last(const Context& ctx, const std::string& root);
+std::optional<LastRead> read_last(const Context& ctx, Store& store);
 std::optional<BestMarker> read_best(const Context& ctx, const std::string& root);
+std::optional<BestMarker> read_best(Store& store);
 // .ckpt/commit_seq: the commit_seq of the newest commit a save began (written
 // before its commit rename). nullopt when absent or unreadable.
 std::string commit_counter_path(const std::string& root);
 std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root);
+std::optional<std::uint64_t> read_commit_counter(Store& store);
 std::optional<Policy> read_policy(const Context& ctx, const std::string& root);
+std::optional<Policy> read_policy(Store& store);
+// A checkpoint's manifest: throws not_found (reason no_checkpoint) when its
+// _checkpoint.json is absent (never committed), integrity when it does not
+// parse or records another step.
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
+CheckpointMeta read_meta(Store& store, const std::string& name);
 
-// The checkpoint directory a ref (SPEC §1) names, without reading its metadata.
+// The checkpoint a ref (SPEC §1) names, without reading its metadata: its
+// name in the store, or its directory in a directory root.
+std::string resolve_ref_name(const Context& ctx, Store& store, const std::string& ref);
 std::string resolve_ref_dir(const Context& ctx, const std::string& root, const std::string& ref);
+// resolve_ref over an open store: the checkpoint, its metadata and markers.
+Checkpoint resolve_checkpoint(const Context& ctx, Store& store, const std::string& ref);
 
-// The directory of a step in the root, whatever its zero-padding.
+// The name of a step's checkpoint, whatever its zero-padding; or its directory.
+std::optional<std::string> find_step(Store& store, std::uint64_t step);
 std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
                                          std::uint64_t step);
 
@@ -56,6 +71,7 @@ void check_private_dirs(const Context& ctx, const std::string& root);
 // rewritten when out of date; only prune (not its dry run) asks, so that a
 // command that reads the root never changes it.
 Listing list_root(const Context& ctx, const std::string& root, bool write_cache);
+Listing list_root(const Context& ctx, Store& store, bool write_cache);
 
 // Renames to a name that must not exist: RENAME_NOREPLACE, or where the file
 // system has none (ceph-fuse: EINVAL) a plain rename after checking. Call

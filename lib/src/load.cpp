@@ -14,6 +14,7 @@
 #include "ckpt/paths.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -62,12 +63,12 @@ std::vector<Sized> files_by_size(const std::vector<const FileEntry*>& files) {
   return out;
 }
 
-void check_file(const Context& ctx, const std::string& dir, const FileEntry& f, bool full,
-                Overlap overlap, const ProgressFn& progress) {
-  if (auto p = detail::check_stored_file(ctx, dir, f, full ? Hash::yes : Hash::no, overlap,
-                                         nullptr, progress)) {
+void check_file(const Context& ctx, detail::Store& store, const std::string& name,
+                const FileEntry& f, bool full, Overlap overlap, const ProgressFn& progress) {
+  if (auto p = store.check_file(ctx, name, f, full ? Hash::yes : Hash::no, overlap, nullptr,
+                                progress)) {
     throw Error(ErrorKind::integrity,
-                fmt::format("{}/{}: {} ({})", base_name(dir), f.path, p->kind, p->detail));
+                fmt::format("{}/{}: {} ({})", name, f.path, p->kind, p->detail));
   }
 }
 
@@ -129,24 +130,17 @@ void materialise(const Context& ctx, const std::string& from, const std::string&
 
 // Copies a stored file to `to`, under a temporary name, hashing it in the
 // same read (full) and checking it against the manifest; the caller commits.
-std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, const Checkpoint& c,
-                                         const FileEntry& f, const std::string& to, bool full,
-                                         Overlap overlap, const ProgressFn& progress) {
+std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, detail::Store& store,
+                                         const Checkpoint& c, const FileEntry& f,
+                                         const std::string& to, bool full, Overlap overlap,
+                                         const ProgressFn& progress) {
   FileSystem& fs = ctx.file_system();
   if (auto existing = fs.lstat(to); existing && existing->type == FileType::dir) {
     throw Error(ErrorKind::usage, fmt::format("{} is a directory; refusing to replace it", to));
   }
-  std::string from = join_path(c.path, f.path);
   auto out = std::make_unique<AtomicFile>(fs, to);
-  FdGuard in(fs, fs.open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
   Hash hash = full && f.sha256 ? Hash::yes : Hash::no;
-  TransferResult r;
-  if (fs.clone(in.get(), out->fd())) {
-    r = hash == Hash::yes ? hash_fd(fs, in.get(), hash, progress, overlap)
-                          : TransferResult{fs.fstat(in.get()).size, std::nullopt};
-  } else {
-    r = copy_and_hash(fs, in.get(), out->fd(), hash, progress, overlap);
-  }
+  TransferResult r = store.copy_to(ctx, c.name, f.path, out->fd(), hash, overlap, progress);
   auto bad = [&](const char* kind, const std::string& detail) {
     return Error(ErrorKind::integrity,
                  fmt::format("{}/{}: {} ({})", c.name, f.path, kind, detail));
@@ -165,8 +159,20 @@ std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, const Checkpoint& c
 
 Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
   return capture([&]() -> LoadReport {
-    std::string root = open_root(ctx, opts.root);
-    Checkpoint c = resolve_ref(ctx, root, opts.ref).value();
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
+    const std::string& root = store.location();
+    if (!store.local() && !opts.to) {
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} is an object-store root: give --to DIR to download the files",
+                              root));
+    }
+    if (!store.local() && opts.link) {
+      throw Error(ErrorKind::usage,
+                  "--link shares a directory root's files; an object-store root's are downloaded "
+                  "(drop --link)");
+    }
+    Checkpoint c = detail::resolve_checkpoint(ctx, store, opts.ref);
     auto files = select_files(c.meta, opts);
     // Copied out (--to without --link), each file is hashed as it is copied,
     // in one read; otherwise it is hashed here.
@@ -182,7 +188,7 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     auto order = detail::biggest_first(files_by_size(files));
     unsigned workers = worker_count(ctx.threads);
     for_each_parallel(order.size(), workers, [&](std::size_t k) {
-      check_file(serial.context(), c.path, *files[order[k]], opts.verify && !copy_out,
+      check_file(serial.context(), store, c.name, *files[order[k]], opts.verify && !copy_out,
                  overlap_for(k, order.size(), workers), count);
     });
 
@@ -201,7 +207,7 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     std::string to_real = std::filesystem::weakly_canonical(to, ec).string();
     std::string root_real = std::filesystem::weakly_canonical(root, ec).string();
     if (ec) to_real = to, root_real = root;
-    if (to_real == root_real || to_real.rfind(root_real + "/", 0) == 0) {
+    if (store.local() && (to_real == root_real || to_real.rfind(root_real + "/", 0) == 0)) {
       throw Error(ErrorKind::usage,
                   fmt::format("--to {} is inside the root; materialise elsewhere", *opts.to));
     }
@@ -223,8 +229,8 @@ Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
     std::vector<std::unique_ptr<AtomicFile>> ready(files.size());
     for_each_parallel(order.size(), workers, [&](std::size_t k) {
       const FileEntry& f = *files[order[k]];
-      ready[order[k]] = copy_checked(serial.context(), c, f, join_path(to, f.path), opts.verify,
-                                     overlap_for(k, order.size(), workers), count);
+      ready[order[k]] = copy_checked(serial.context(), store, c, f, join_path(to, f.path),
+                                     opts.verify, overlap_for(k, order.size(), workers), count);
     });
     for (auto& r : ready) r->commit();
     return report;

@@ -20,6 +20,7 @@
 #include "ckpt/version.hpp"
 #include "internal.hpp"
 #include "manifest_cache.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -80,20 +81,16 @@ std::string staging_dir(const std::string& root) { return join_path(private_dir(
 std::string trash_dir(const std::string& root) { return join_path(private_dir(root), "trash"); }
 std::string lock_path(const std::string& root) { return join_path(private_dir(root), "lock"); }
 
-std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = join_path(root, k_last_file);
-  auto st = fs.lstat(path);
-  if (!st) return std::nullopt;
+std::optional<LastRead> read_last(const Context& ctx, Store& store) {
   std::string target;
   bool legacy = false;
-  if (st->type == FileType::symlink) {
-    target = fs.readlink(path);
+  if (auto link = store.read_link(k_last_file)) {
+    target = *link;
     legacy = true;
-  } else if (st->type == FileType::file) {
-    target = parse_last_text(read_file(fs, path, k_max_marker_bytes));
+  } else if (auto text = store.read(k_last_file, k_max_marker_bytes)) {
+    target = parse_last_text(*text);
   } else {
-    throw Error(ErrorKind::integrity, "invalid last: not a file");
+    return std::nullopt;
   }
   if (parse_step_dir_name(target) && target.find('/') == std::string::npos) {
     if (legacy) {
@@ -103,93 +100,130 @@ std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
     }
     return LastRead{target, legacy};
   }
-  // A legacy path form: absolute, or relative to the root.
-  std::string abs = target.front() == '/' ? absolute_path(target)
-                                          : absolute_path(join_path(root, target));
-  if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
+  // A legacy path form (a directory only): absolute, or relative to the root.
+  const std::string& root = store.location();
+  std::string abs;
+  if (store.local() && !target.empty()) {
+    abs = target.front() == '/' ? absolute_path(target) : absolute_path(join_path(root, target));
+  }
+  if (abs.empty() || parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
     throw Error(ErrorKind::integrity,
                 fmt::format("invalid last: {:?} does not name a checkpoint in the root", target));
   }
   ctx.warning(fmt::format(
       "last holds a deprecated form ({}); it is rewritten as \"{}\" by the next change",
-      st->type == FileType::symlink ? "a symbolic link" : "a path", base_name(abs)));
+      legacy ? "a symbolic link" : "a path", base_name(abs)));
   return LastRead{base_name(abs), true};
+}
+
+std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
+  DirStore store(ctx.file_system(), root);
+  return read_last(ctx, store);
 }
 
 std::string commit_counter_path(const std::string& root) {
   return join_path(private_dir(root), "commit_seq");
 }
 
-std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = commit_counter_path(root);
-  if (!fs.lstat(path)) return std::nullopt;
+std::optional<std::uint64_t> read_commit_counter(Store& store) {
   try {
-    std::string text = read_file(fs, path, 64);
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    return parse_step(text);
+    auto text = store.read(std::string(k_private_dir) + "/commit_seq", 64);
+    if (!text) return std::nullopt;
+    while (!text->empty() && text->back() == '\n') text->pop_back();
+    return parse_step(*text);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     return std::nullopt;
   }
 }
 
+std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root) {
+  DirStore store(ctx.file_system(), root);
+  return read_commit_counter(store);
+}
+
+std::optional<BestMarker> read_best(Store& store) {
+  auto text = store.read(k_best_file, k_max_marker_bytes);
+  if (!text) return std::nullopt;
+  return parse_best(*text);
+}
+
 std::optional<BestMarker> read_best(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = join_path(root, k_best_file);
-  if (!fs.lstat(path)) return std::nullopt;
-  return parse_best(read_file(fs, path, k_max_marker_bytes));
+  DirStore store(ctx.file_system(), root);
+  return read_best(store);
+}
+
+std::optional<Policy> read_policy(Store& store) {
+  auto text = store.read(k_policy_file, k_max_marker_bytes);
+  if (!text) return std::nullopt;
+  return parse_policy(*text);
 }
 
 std::optional<Policy> read_policy(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = join_path(root, k_policy_file);
-  if (!fs.lstat(path)) return std::nullopt;
-  return parse_policy(read_file(fs, path, k_max_marker_bytes));
+  DirStore store(ctx.file_system(), root);
+  return read_policy(store);
 }
 
-CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
-  FileSystem& fs = ctx.file_system();
-  std::string path = join_path(dir, k_meta_file);
-  std::string text;
-  try {
-    text = read_file(fs, path, k_max_meta_bytes);
-  } catch (const Error& e) {
-    if (e.sys_errno() != ENOENT) throw;
-    // Never committed (SPEC §1): a ref to it names nothing.
-    throw Error(ErrorKind::not_found,
-                fmt::format("{}: {} is missing, so it is not a committed checkpoint",
-                            base_name(dir), k_meta_file))
-        .with_reason(k_reason_no_checkpoint);
-  }
+CheckpointMeta parse_meta_of(const std::string& name, const std::string& text) {
   try {
     CheckpointMeta m = parse_checkpoint(text);
-    if (auto s = parse_step_dir_name(base_name(dir)); !s || *s != m.step) {
+    if (auto s = parse_step_dir_name(name); !s || *s != m.step) {
       throw Error(ErrorKind::integrity, fmt::format("{} records step {}", k_meta_file, m.step));
     }
     return m;
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
-    throw Error(e.kind(), fmt::format("{}: {}", base_name(dir), e.message()));
+    throw Error(e.kind(), fmt::format("{}: {}", name, e.message()));
   }
 }
 
-std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
-                                         std::uint64_t step) {
-  FileSystem& fs = ctx.file_system();
+namespace {
+
+Error not_committed(const std::string& name) {
+  // Never committed (SPEC §1): a ref to it names nothing.
+  return Error(ErrorKind::not_found,
+               fmt::format("{}: {} is missing, so it is not a committed checkpoint", name,
+                           k_meta_file))
+      .with_reason(k_reason_no_checkpoint);
+}
+
+}  // namespace
+
+CheckpointMeta read_meta(Store& store, const std::string& name) {
+  auto text = store.read(name + "/" + k_meta_file, k_max_meta_bytes);
+  if (!text) throw not_committed(name);
+  return parse_meta_of(name, *text);
+}
+
+CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
+  std::string text;
+  try {
+    text = read_file(ctx.file_system(), join_path(dir, k_meta_file), k_max_meta_bytes);
+  } catch (const Error& e) {
+    if (e.sys_errno() != ENOENT) throw;
+    throw not_committed(base_name(dir));
+  }
+  return parse_meta_of(base_name(dir), text);
+}
+
+std::optional<std::string> find_step(Store& store, std::uint64_t step) {
   // By name, never by listing the root: the canonical width first, then
   // every other width a reader accepts, up to k_max_step_digits digits.
   std::string canonical = step_dir_name(step);
-  if (auto st = fs.lstat(join_path(root, canonical)); st && st->type == FileType::dir) {
-    return join_path(root, canonical);
-  }
+  if (store.has_step(canonical)) return canonical;
   std::string digits = std::to_string(step);
   for (std::size_t width = digits.size(); width <= k_max_step_digits; ++width) {
     std::string name = "step-" + std::string(width - digits.size(), '0') + digits;
     if (name == canonical) continue;
-    std::string p = join_path(root, name);
-    if (auto st = fs.lstat(p); st && st->type == FileType::dir) return p;
+    if (store.has_step(name)) return name;
   }
+  return std::nullopt;
+}
+
+std::optional<std::string> find_step_dir(const Context& ctx, const std::string& root,
+                                         std::uint64_t step) {
+  DirStore store(ctx.file_system(), root);
+  if (auto name = find_step(store, step)) return join_path(root, *name);
   return std::nullopt;
 }
 
@@ -360,86 +394,52 @@ std::string format_number(double v) { return fmt::format("{}", v); }
 
 Result<Listing> list_checkpoints(const Context& ctx, const std::string& root_arg) {
   // A reading command changes nothing, not even the cache.
-  return capture([&]() -> Listing { return detail::list_root(ctx, root_arg, false); });
+  return capture([&]() -> Listing {
+    auto store = detail::open_store(ctx, root_arg);
+    return detail::list_root(ctx, *store, false);
+  });
 }
 
 namespace detail {
 
-Listing list_root(const Context& ctx, const std::string& root_arg, bool write_cache) {
-  FileSystem& fs = ctx.file_system();
+Listing list_root(const Context& ctx, Store& store, bool write_cache) {
   Listing l;
-  l.root = open_root(ctx, root_arg);
-  std::vector<std::pair<std::uint64_t, std::string>> dirs;
-  for (const auto& [n, type] : fs.list_dir_types(l.root)) {
-    if (type != FileType::dir) continue;
-    if (auto step = parse_step_dir_name(n)) dirs.emplace_back(*step, n);
-  }
-  std::sort(dirs.begin(), dirs.end());
-  // Each manifest read once, straight away, in batches over the cores:
-  // 10,000 checkpoints are 10,000 small files to parse.
-  struct Entry {
-    std::optional<CheckpointMeta> meta;
-    std::optional<std::string> invalid;  // why it is no checkpoint
-  };
-  std::vector<Entry> entries(dirs.size());
-  // A manifest whose file is as the cache recorded it is not read again.
-  detail::ManifestCache cache = detail::ManifestCache::load(ctx, l.root);
-  std::mutex cache_mutex;
-  constexpr std::size_t k_batch = 256;
-  std::size_t batches = (dirs.size() + k_batch - 1) / k_batch;
-  for_each_parallel(batches, worker_count(ctx.threads), [&](std::size_t b) {
-    for (std::size_t i = b * k_batch; i < std::min(dirs.size(), (b + 1) * k_batch); ++i) {
-      const std::string& name = dirs[i].second;
-      std::string dir = join_path(l.root, name);
-      std::optional<detail::ManifestKey> key;
-      if (auto st = fs.lstat(join_path(dir, k_meta_file)); st && st->type == FileType::file) {
-        key = detail::manifest_key(*st);
-        std::lock_guard<std::mutex> lock(cache_mutex);
-        if ((entries[i].meta = cache.take(name, *key))) continue;
-      }
-      try {
-        entries[i].meta = detail::read_meta(ctx, dir);
-        if (key) {
-          std::lock_guard<std::mutex> lock(cache_mutex);
-          cache.put(name, *key);
-        }
-      } catch (const Error& e) {
-        if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
-        if (e.kind() == ErrorKind::not_found || e.sys_errno() == ENOENT) {
-          if (!fs.lstat(dir)) continue;  // pruned while we looked
-        }
-        entries[i].invalid = e.message();
-      }
-    }
-  });
-  l.checkpoints.reserve(dirs.size());
-  for (std::size_t i = 0; i < dirs.size(); ++i) {
-    const std::string& name = dirs[i].second;
+  l.root = store.location();
+  std::vector<std::pair<std::uint64_t, std::string>> steps;
+  for (auto& n : store.step_names()) steps.emplace_back(*parse_step_dir_name(n), std::move(n));
+  std::sort(steps.begin(), steps.end());
+  std::vector<std::string> names;
+  names.reserve(steps.size());
+  for (auto& [step, n] : steps) names.push_back(std::move(n));
+  // Each manifest read once, straight away, in batches over the cores.
+  std::vector<ManifestRead> entries = store.read_manifests(ctx, names);
+  l.checkpoints.reserve(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
     if (entries[i].meta) {
-      l.checkpoints.push_back(
-          Checkpoint{name, join_path(l.root, name), std::move(*entries[i].meta), {}});
+      l.checkpoints.push_back(Checkpoint{name, store.path_of(name), std::move(*entries[i].meta), {}});
     } else if (entries[i].invalid) {
       l.invalid.emplace_back(name, std::move(*entries[i].invalid));
     }
   }
-  if (write_cache) cache.store(ctx, l.root, l.checkpoints);
+  if (write_cache && store.local()) static_cast<DirStore&>(store).store_cache(ctx, l.checkpoints);
   try {
-    if (auto last = detail::read_last(ctx, l.root)) l.last_marker = last->name;
+    if (auto last = read_last(ctx, store)) l.last_marker = last->name;
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     ctx.warning(e.message());
   }
   // What `latest` means: the newest committed, whatever a crash left in `last`.
-  const Checkpoint* n = detail::newest(l.checkpoints);
+  const Checkpoint* n = newest(l.checkpoints);
   l.last = n ? std::optional<std::string>(n->name) : l.last_marker;
   try {
-    l.best = detail::read_best(ctx, l.root);
+    l.best = read_best(store);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     ctx.warning(e.message());
   }
   try {
-    l.policy = detail::read_policy(ctx, l.root);
+    l.policy = read_policy(store);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     ctx.warning(e.message());
@@ -448,34 +448,39 @@ Listing list_root(const Context& ctx, const std::string& root_arg, bool write_ca
     if (l.last && *l.last == c.name) c.markers.push_back("last");
     if (l.best && l.best->path == c.name) c.markers.push_back("best");
   }
-  l.pending = detail::read_pending(ctx, l.root);
+  if (store.local()) l.pending = read_pending(ctx, l.root);
   return l;
+}
+
+Listing list_root(const Context& ctx, const std::string& root_arg, bool write_cache) {
+  auto store = open_store(ctx, root_arg);
+  return list_root(ctx, *store, write_cache);
 }
 
 }  // namespace detail
 
 namespace {
 
-std::string latest_dir(const Context& ctx, const std::string& root);
-Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message,
+std::string latest_name(const Context& ctx, detail::Store& store);
+Error ref_not_found(const Context& ctx, detail::Store& store, const std::string& message,
                     std::optional<std::uint64_t> step = std::nullopt);
 
-Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const std::string& dir,
+Checkpoint load_checkpoint(const Context& ctx, detail::Store& store, const std::string& name,
                            bool is_latest) {
-  Checkpoint c{base_name(dir), dir, detail::read_meta(ctx, dir), {}};
+  Checkpoint c{name, store.path_of(name), detail::read_meta(store, name), {}};
   if (!is_latest) {
     // The marker goes where `latest` leads: O(1) unless `last` is stale.
     Context quiet = ctx;
     quiet.warn = nullptr;
     try {
-      is_latest = latest_dir(quiet, root) == dir;
+      is_latest = latest_name(quiet, store) == name;
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
     }
   }
   if (is_latest) c.markers.push_back("last");
   try {
-    if (auto best = detail::read_best(ctx, root); best && best->path == c.name) {
+    if (auto best = detail::read_best(store); best && best->path == c.name) {
       c.markers.push_back("best");
     }
   } catch (const Error& e) {
@@ -484,26 +489,24 @@ Checkpoint load_checkpoint(const Context& ctx, const std::string& root, const st
   return c;
 }
 
-std::string dir_by_name(const Context& ctx, const std::string& root, const std::string& name,
-                        const std::string& ref) {
-  std::string dir = join_path(root, name);
-  auto st = ctx.file_system().lstat(dir);
-  if (!st || st->type != FileType::dir) {
-    throw ref_not_found(ctx, root, fmt::format("no checkpoint {} ({})", name, ref),
+const std::string& step_by_name(const Context& ctx, detail::Store& store, const std::string& name,
+                                const std::string& ref) {
+  if (!store.has_step(name)) {
+    throw ref_not_found(ctx, store, fmt::format("no checkpoint {} ({})", name, ref),
                         parse_step_dir_name(name));
   }
-  return dir;
+  return name;
 }
 
 // A ref that names nothing: "empty_root" when the root holds no checkpoint at
 // all (a resume loop starts fresh), else "no_checkpoint". Only on failure, so
 // the scan costs nothing in the normal case.
-Error ref_not_found(const Context& ctx, const std::string& root, const std::string& message,
+Error ref_not_found(const Context& ctx, detail::Store& store, const std::string& message,
                     std::optional<std::uint64_t> step) {
   bool any = false;
   std::string text = message;
   try {
-    Listing l = list_checkpoints(ctx, root).value();
+    Listing l = detail::list_root(ctx, store, false);
     any = !l.checkpoints.empty();
     for (const auto& p : l.pending) {
       if (step && p.step == *step) {
@@ -524,23 +527,21 @@ Error ref_not_found(const Context& ctx, const std::string& root, const std::stri
 // of the newest commit any save made (the counter in .ckpt/). A save killed
 // between its commit and its `last` update leaves them apart; then, and when
 // the counter is absent, the checkpoints themselves decide.
-std::string latest_dir(const Context& ctx, const std::string& root) {
-  FileSystem& fs = ctx.file_system();
+std::string latest_name(const Context& ctx, detail::Store& store) {
   std::optional<detail::LastRead> last;
   try {
-    last = detail::read_last(ctx, root);
+    last = detail::read_last(ctx, store);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     ctx.warning(fmt::format("{}; finding the newest checkpoint by scanning", e.message()));
   }
   std::optional<Error> unreadable;  // what `last` names, when it is not a checkpoint
-  auto counter = detail::read_commit_counter(ctx, root);
+  auto counter = detail::read_commit_counter(store);
   if (last) {
-    std::string dir = join_path(root, last->name);
-    if (auto st = fs.lstat(dir); st && st->type == FileType::dir) {
+    if (store.has_step(last->name)) {
       try {
-        std::uint64_t seq = detail::read_meta(ctx, dir).commit_seq;
-        if (counter && seq >= *counter) return dir;
+        std::uint64_t seq = detail::read_meta(store, last->name).commit_seq;
+        if (counter && seq >= *counter) return last->name;
       } catch (const Error& e) {
         if (e.kind() == ErrorKind::io) throw;
         unreadable = e;
@@ -552,7 +553,7 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
       last.reset();
     }
   }
-  auto listing = list_checkpoints(ctx, root).value();
+  Listing listing = detail::list_root(ctx, store, false);
   const Checkpoint* n = detail::newest(listing.checkpoints);
   if (unreadable) {
     // A damaged checkpoint that may be the newest is reported as such, never
@@ -561,7 +562,7 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
     ctx.warning(fmt::format("last names {}, which is not a readable checkpoint ({}); the newest "
                             "committed checkpoint is {}",
                             last->name, unreadable->message(), n->name));
-    return n->path;
+    return n->name;
   }
   if (n == nullptr) {
     throw Error(ErrorKind::not_found, "the root holds no checkpoint yet")
@@ -572,42 +573,60 @@ std::string latest_dir(const Context& ctx, const std::string& root) {
                             "was interrupted after its commit); using {}",
                             last->name, n->name, n->name));
   }
-  return n->path;
+  return n->name;
 }
 
 }  // namespace
 
 namespace detail {
 
-std::string resolve_ref_dir(const Context& ctx, const std::string& root, const std::string& ref) {
+std::string resolve_ref_name(const Context& ctx, Store& store, const std::string& ref) {
   if (ref.empty()) throw Error(ErrorKind::usage, "empty checkpoint ref");
-  if (ref == "latest" || ref == "last") return latest_dir(ctx, root);
+  if (ref == "latest" || ref == "last") return latest_name(ctx, store);
   if (ref == "best") {
-    auto best = read_best(ctx, root);
-    if (!best) throw ref_not_found(ctx, root, "no best checkpoint (best.json is absent)");
-    return dir_by_name(ctx, root, best->path, ref);
+    auto best = read_best(store);
+    if (!best) throw ref_not_found(ctx, store, "no best checkpoint (best.json is absent)");
+    return step_by_name(ctx, store, best->path, ref);
   }
   if (ref.find_first_not_of("0123456789") == std::string::npos) {
     auto step = parse_step(ref);
     if (!step) throw Error(ErrorKind::usage, fmt::format("step {} is out of range", ref));
-    auto dir = find_step_dir(ctx, root, *step);
-    if (!dir) throw ref_not_found(ctx, root, fmt::format("no checkpoint for step {}", ref), *step);
-    return *dir;
+    auto name = find_step(store, *step);
+    if (!name) {
+      throw ref_not_found(ctx, store, fmt::format("no checkpoint for step {}", ref), *step);
+    }
+    return *name;
   }
   if (ref.find('/') == std::string::npos) {
     if (!parse_step_dir_name(ref)) {
       throw Error(ErrorKind::usage,
                   fmt::format("bad ref {:?}: expected latest, best, a step, step-N or a path", ref));
     }
-    return dir_by_name(ctx, root, ref, ref);
+    return step_by_name(ctx, store, ref, ref);
   }
-  // A path: it must name a checkpoint directory directly inside the root.
-  std::string abs = absolute_path(ref);
+  // A path: it must name a checkpoint directly inside the root.
+  const std::string& root = store.location();
+  std::string abs = store.local() ? absolute_path(ref) : ref;
+  while (!store.local() && abs.size() > 1 && abs.back() == '/') abs.pop_back();
   if (parent_path(abs) != root || !parse_step_dir_name(base_name(abs))) {
     throw Error(ErrorKind::usage,
                 fmt::format("{} is not a checkpoint directory inside the root {}", ref, root));
   }
-  return dir_by_name(ctx, root, base_name(abs), ref);
+  return step_by_name(ctx, store, base_name(abs), ref);
+}
+
+std::string resolve_ref_dir(const Context& ctx, const std::string& root, const std::string& ref) {
+  DirStore store(ctx.file_system(), root);
+  return join_path(root, resolve_ref_name(ctx, store, ref));
+}
+
+}  // namespace detail
+
+namespace detail {
+
+Checkpoint resolve_checkpoint(const Context& ctx, Store& store, const std::string& ref) {
+  return load_checkpoint(ctx, store, resolve_ref_name(ctx, store, ref),
+                         ref == "latest" || ref == "last");
 }
 
 }  // namespace detail
@@ -615,9 +634,8 @@ std::string resolve_ref_dir(const Context& ctx, const std::string& root, const s
 Result<Checkpoint> resolve_ref(const Context& ctx, const std::string& root_arg,
                                const std::string& ref) {
   return capture([&]() -> Checkpoint {
-    std::string root = open_root(ctx, root_arg);
-    return load_checkpoint(ctx, root, detail::resolve_ref_dir(ctx, root, ref),
-                           ref == "latest" || ref == "last");
+    auto store = detail::open_store(ctx, root_arg);
+    return detail::resolve_checkpoint(ctx, *store, ref);
   });
 }
 

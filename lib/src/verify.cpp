@@ -13,6 +13,7 @@
 #include "ckpt/parallel.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -21,20 +22,6 @@ namespace {
 void add(CheckpointCheck& c, std::string path, std::string kind, std::string detail,
          Severity sev = Severity::failure) {
   c.problems.push_back(Problem{std::move(path), std::move(kind), std::move(detail), sev});
-}
-
-// Files under dir (relative, '/'-separated) that are not directories.
-void walk(FileSystem& fs, const std::string& dir, const std::string& prefix,
-          std::vector<std::string>& out) {
-  for (const auto& n : fs.list_dir(dir)) {
-    std::string rel = prefix.empty() ? n : prefix + "/" + n;
-    auto st = fs.lstat(join_path(dir, n));
-    if (st && st->type == FileType::dir) {
-      walk(fs, join_path(dir, n), rel, out);
-    } else {
-      out.push_back(rel);
-    }
-  }
 }
 
 }  // namespace
@@ -92,16 +79,15 @@ std::optional<Problem> check_stored_file(const Context& ctx, const std::string& 
 
 namespace {
 
-CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, bool quick,
-                                 std::optional<CheckpointMeta>* meta_out,
+CheckpointCheck check_checkpoint(const Context& ctx, detail::Store& store, const std::string& name,
+                                 bool quick, std::optional<CheckpointMeta>* meta_out,
                                  detail::InodeDigests* seen = nullptr,
                                  const ProgressFn& progress = {}) {
-  FileSystem& fs = ctx.file_system();
   CheckpointCheck c;
-  c.name = base_name(dir);
+  c.name = name;
   CheckpointMeta meta;
   try {
-    meta = detail::read_meta(ctx, dir);
+    meta = detail::read_meta(store, name);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
     // Written by a newer ckpt: not ours to judge (exit 7, SPEC §3).
@@ -117,10 +103,9 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
   detail::SerialCallbacks serial(ctx);
   unsigned workers = worker_count(ctx.threads);
   for_each_parallel(order.size(), workers, [&](std::size_t k) {
-    found[order[k]] = detail::check_stored_file(serial.context(), dir, meta.files[order[k]],
-                                                quick ? Hash::no : Hash::yes,
-                                                overlap_for(k, order.size(), workers), seen,
-                                                progress);
+    found[order[k]] = store.check_file(serial.context(), name, meta.files[order[k]],
+                                       quick ? Hash::no : Hash::yes,
+                                       overlap_for(k, order.size(), workers), seen, progress);
   });
   for (std::size_t i = 0; i < meta.files.size(); ++i) {
     listed.insert(meta.files[i].path);
@@ -131,14 +116,22 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
     }
   }
   // SHA256SUMS must agree with _checkpoint.json.
-  std::string sums_path = join_path(dir, k_sums_file);
-  bool sums_present = fs.lstat(sums_path).has_value();
   if (meta.checksum == "sha256") {
-    if (!sums_present) {
+    std::optional<std::string> sums_text;
+    std::optional<Error> unreadable;
+    try {
+      sums_text = store.read(name + "/" + k_sums_file, k_max_meta_bytes);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      unreadable = e;
+    }
+    if (unreadable) {
+      add(c, k_sums_file, "sums_mismatch", unreadable->message());
+    } else if (!sums_text) {
       add(c, k_sums_file, "sums_mismatch", "missing although checksum is sha256");
     } else {
       try {
-        auto sums = parse_sums(read_file(fs, sums_path, k_max_meta_bytes));
+        auto sums = parse_sums(*sums_text);
         std::map<std::string, std::string> expected;
         for (const auto& f : meta.files) expected[f.path] = *f.sha256;
         if (sums != expected) {
@@ -164,8 +157,7 @@ CheckpointCheck check_checkpoint(const Context& ctx, const std::string& dir, boo
       }
     }
   }
-  std::vector<std::string> present;
-  walk(fs, dir, "", present);
+  std::vector<std::string> present = store.files(name);
   std::sort(present.begin(), present.end());
   for (const auto& p : present) {
     if (listed.count(p) || p == k_meta_file || (p == k_sums_file && meta.checksum == "sha256")) {
@@ -183,32 +175,40 @@ bool counts(const Problem& p, bool strict) { return p.severity == Severity::fail
 
 Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
   return capture([&]() -> VerifyReport {
-    std::string root = open_root(ctx, opts.root);
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
+    const std::string& root = store.location();
     if (opts.repair && !opts.refs.empty()) {
       throw Error(ErrorKind::usage,
                   "--repair works on the whole root (the markers); give no REF with it");
+    }
+    if (opts.repair && !store.local()) {
+      throw Error(ErrorKind::unsupported,
+                  fmt::format("verify --repair does not rewrite the markers of an object-store "
+                              "root yet ({}); verify without --repair reports them",
+                              root));
     }
     VerifyReport report;
     FileLock lock;
     if (opts.repair) lock = detail::lock_root(ctx, root);
 
-    std::vector<std::string> dirs;
+    std::vector<std::string> names;
     if (opts.refs.empty()) {
-      auto listing = list_checkpoints(ctx, root).value();
-      for (const auto& c : listing.checkpoints) dirs.push_back(c.path);
-      for (const auto& [name, why] : listing.invalid) dirs.push_back(join_path(root, name));
-      std::sort(dirs.begin(), dirs.end());
+      auto listing = detail::list_root(ctx, store, false);
+      for (const auto& c : listing.checkpoints) names.push_back(c.name);
+      for (const auto& [name, why] : listing.invalid) names.push_back(name);
+      std::sort(names.begin(), names.end());
     } else {
-      // Only the directory: unreadable metadata is a problem to report, not a reason to stop.
-      for (const auto& ref : opts.refs) dirs.push_back(detail::resolve_ref_dir(ctx, root, ref));
+      // Only the name: unreadable metadata is a problem to report, not a reason to stop.
+      for (const auto& ref : opts.refs) names.push_back(detail::resolve_ref_name(ctx, store, ref));
     }
 
     // The bytes to hash, for the progress callback: every listed file's size.
     std::uint64_t total = 0;
     if (ctx.progress && !opts.quick) {
-      for (const auto& dir : dirs) {
+      for (const auto& name : names) {
         try {
-          total += detail::read_meta(ctx, dir).total_size;
+          total += detail::read_meta(store, name).total_size;
         } catch (const Error& e) {
           if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
         }
@@ -220,16 +220,16 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
 
     std::vector<Checkpoint> complete;
     detail::InodeDigests seen;  // a file shared by checkpoints (save --dedup) is read once
-    for (const auto& dir : dirs) {
+    for (const auto& name : names) {
       std::optional<CheckpointMeta> meta;
       CheckpointCheck c;
       try {
-        c = check_checkpoint(ctx, dir, opts.quick, &meta, &seen, count);
+        c = check_checkpoint(ctx, store, name, opts.quick, &meta, &seen, count);
       } catch (const Error& e) {
-        if (e.sys_errno() != ENOENT || ctx.file_system().lstat(dir)) throw;
+        if (e.sys_errno() != ENOENT || store.has_step(name)) throw;
         continue;  // pruned while we looked: no longer a checkpoint, nothing to report
       }
-      if (!c.problems.empty() && opts.refs.empty() && !ctx.file_system().lstat(dir)) continue;
+      if (!c.problems.empty() && opts.refs.empty() && !store.has_step(name)) continue;
       for (const auto& p : c.problems) {
         if (counts(p, opts.strict)) c.ok = false;
       }
@@ -240,7 +240,7 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
         return p.kind == "metadata" || p.kind == "missing" || p.kind == "size_mismatch" ||
                p.kind == "not_regular";
       });
-      if (meta && intact) complete.push_back(Checkpoint{c.name, dir, *meta, {}});
+      if (meta && intact) complete.push_back(Checkpoint{c.name, store.path_of(name), *meta, {}});
       report.checkpoints.push_back(std::move(c));
     }
     if (!opts.refs.empty()) return report;
@@ -258,7 +258,7 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     std::optional<std::string> last_name;
     bool last_legacy = false;
     try {
-      if (auto last = detail::read_last(ctx, root)) {
+      if (auto last = detail::read_last(ctx, store)) {
         last_name = last->name;
         last_legacy = last->legacy;
       }
@@ -271,19 +271,18 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     complete.reserve(complete.size() + 8);  // complete_now adds at most four: no reallocation
     auto complete_now = [&](const std::string& name) -> bool {
       if (by_name(name)) return true;
-      std::string dir = join_path(root, name);
-      if (!ctx.file_system().lstat(dir)) return false;
+      if (!store.has_step(name)) return false;
       std::optional<CheckpointMeta> meta;
-      CheckpointCheck c = check_checkpoint(ctx, dir, true, &meta);
+      CheckpointCheck c = check_checkpoint(ctx, store, name, true, &meta);
       bool intact = meta && std::none_of(c.problems.begin(), c.problems.end(), [](const Problem& p) {
         return p.severity == Severity::failure;
       });
-      if (intact) complete.push_back(Checkpoint{c.name, dir, *meta, {}});
+      if (intact) complete.push_back(Checkpoint{c.name, store.path_of(name), *meta, {}});
       return intact;
     };
     if (last_name && !complete_now(*last_name)) {
       try {
-        if (auto again = detail::read_last(ctx, root); again && again->name != *last_name) {
+        if (auto again = detail::read_last(ctx, store); again && again->name != *last_name) {
           last_name = again->name;
           last_legacy = again->legacy;
         }
@@ -308,7 +307,7 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
 
     std::optional<BestMarker> best;
     try {
-      best = detail::read_best(ctx, root);
+      best = detail::read_best(store);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
       // A newer ckpt's best.json: report it, and never let --repair downgrade it.
@@ -317,14 +316,14 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     }
     std::optional<Policy> policy;
     try {
-      policy = detail::read_policy(ctx, root);
+      policy = detail::read_policy(store);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
       add(m, k_policy_file, "policy_invalid", e.message());
     }
     if (best && !complete_now(best->path)) {
       try {
-        if (auto again = detail::read_best(ctx, root)) best = again;
+        if (auto again = detail::read_best(store)) best = again;
       } catch (const Error& e) {
         if (e.kind() == ErrorKind::io) throw;
       }

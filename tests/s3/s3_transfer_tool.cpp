@@ -1,39 +1,83 @@
 // SPDX-License-Identifier: Apache-2.0
-// A driver of the whole-file transfers for bench/ (until the commands reach
-// object stores): upload files to a bucket, or download and hash objects.
-//   s3_transfer_tool put BUCKET PREFIX FILE...    prints "sha256  key" for each
+// A plain S3 tool over the library's client, for tests and bench/: what a
+// user's own tool (aws s3 cp, rclone) would do to a bucket behind ckpt's back.
+//   s3_transfer_tool mb BUCKET                    creates the bucket
+//   s3_transfer_tool put BUCKET PREFIX FILE...    uploads each as PREFIX/<base name>, prints "sha256  key"
+//   s3_transfer_tool put-tree BUCKET PREFIX DIR   uploads every file under DIR as PREFIX/<relative path>
+//   s3_transfer_tool put-text BUCKET KEY TEXT     writes one object (overwriting it)
 //   s3_transfer_tool get BUCKET KEY...            downloads (and drops) each, prints "sha256  key"
+//   s3_transfer_tool ls BUCKET PREFIX             prints "size  key" of every object under PREFIX
+//   s3_transfer_tool rm BUCKET KEY...             deletes each
 // The store comes from the AWS variables. Files go one after another, each
 // with its parts in parallel.
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ckpt/fs.hpp"
 #include "s3/transfer.hpp"
 
-int main(int argc, char** argv) {
-  using namespace ckpt;
-  if (argc < 4 || (std::strcmp(argv[1], "put") != 0 && std::strcmp(argv[1], "get") != 0)) {
-    std::fprintf(stderr, "usage: %s put BUCKET PREFIX FILE... | get BUCKET KEY...\n", argv[0]);
-    return 2;
+namespace {
+
+using namespace ckpt;
+
+void put_tree(s3::Client& client, FileSystem& fs, const std::string& dir, const std::string& key) {
+  for (const auto& [name, type] : fs.list_dir_types(dir)) {
+    std::string path = join_path(dir, name);
+    std::string k = key.empty() ? name : key + "/" + name;
+    if (type == FileType::dir) {
+      put_tree(client, fs, path, k);
+    } else if (type == FileType::file) {
+      auto m = s3::upload_file(client, fs, path, k);
+      std::printf("%s  %s\n", m.sha256.c_str(), k.c_str());
+    }
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> a(argv + 1, argv + argc);
+  auto usage = [&] {
+    std::fprintf(stderr,
+                 "usage: %s mb BUCKET | put BUCKET PREFIX FILE... | put-tree BUCKET PREFIX DIR | "
+                 "put-text BUCKET KEY TEXT | get BUCKET KEY... | ls BUCKET PREFIX | rm BUCKET KEY...\n",
+                 argv[0]);
+    return 2;
+  };
+  if (a.size() < 2) return usage();
+  const std::string& cmd = a[0];
   try {
-    s3::Client client(s3::load_config(s3::process_environment()), argv[2]);
+    s3::Client client(s3::load_config(s3::process_environment()), a[1]);
     PosixFileSystem fs;
-    if (std::strcmp(argv[1], "put") == 0) {
-      for (int i = 4; i < argc; ++i) {
-        std::string key = std::string(argv[3]) + "/" + base_name(argv[i]);
-        auto m = s3::upload_file(client, fs, argv[i], key);
+    if (cmd == "mb") {
+      client.create_bucket();
+    } else if (cmd == "put" && a.size() >= 4) {
+      for (std::size_t i = 3; i < a.size(); ++i) {
+        std::string key = a[2] + "/" + base_name(a[i]);
+        auto m = s3::upload_file(client, fs, a[i], key);
         std::printf("%s  %s\n", m.sha256.c_str(), key.c_str());
       }
-    } else {
-      for (int i = 3; i < argc; ++i) {
-        auto info = client.head(argv[i]);
-        if (!info) throw Error(ErrorKind::not_found, std::string(argv[i]) + ": no such object");
-        auto m = s3::download(client, argv[i], info->size);
-        std::printf("%s  %s\n", m.sha256.c_str(), argv[i]);
+    } else if (cmd == "put-tree" && a.size() == 4) {
+      put_tree(client, fs, a[3], a[2]);
+    } else if (cmd == "put-text" && a.size() == 4) {
+      client.put(a[2], a[3]);
+    } else if (cmd == "get" && a.size() >= 3) {
+      for (std::size_t i = 2; i < a.size(); ++i) {
+        auto info = client.head(a[i]);
+        if (!info) throw Error(ErrorKind::not_found, a[i] + ": no such object");
+        auto m = s3::download(client, a[i], info->size);
+        std::printf("%s  %s\n", m.sha256.c_str(), a[i].c_str());
       }
+    } else if (cmd == "ls" && a.size() == 3) {
+      for (const auto& o : client.list(a[2]).objects) {
+        std::printf("%llu  %s\n", static_cast<unsigned long long>(o.size), o.key.c_str());
+      }
+    } else if (cmd == "rm" && a.size() >= 3) {
+      client.remove_many(std::vector<std::string>(a.begin() + 2, a.end()));
+    } else {
+      return usage();
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "s3_transfer_tool: %s\n", e.what());

@@ -45,6 +45,11 @@ struct Context {
 // Returns the absolute path.
 std::string open_root(const Context& ctx, const std::string& path);
 
+// A root as output shows it: a directory's absolute path, or an object
+// store's s3://BUCKET/PREFIX (SPEC §11) without a trailing slash. Throws
+// Error(usage) on a malformed s3:// address.
+std::string canonical_root(const std::string& root);
+
 // Where a sharded step stands: which shards of how many are recorded.
 struct ShardStatus {
   std::string group;

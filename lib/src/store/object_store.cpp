@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+// A root in an object store: the store seam over s3::Client.
+#include "store/object_store.hpp"
+
+#include <fmt/format.h>
+
+#include "ckpt/parallel.hpp"
+#include "internal.hpp"
+
+namespace ckpt::detail {
+
+namespace {
+
+// GETs and HEADs of small objects wait on the network, not on a core.
+constexpr unsigned k_request_workers = 16;
+
+bool is_root_name(const std::string& name) {
+  return name == k_private_dir || name == k_last_file || name == k_best_file ||
+         name == k_policy_file || parse_step_dir_name(name).has_value();
+}
+
+}  // namespace
+
+ObjectStore::ObjectStore(s3::Config config, s3::Location where)
+    : Store(where.url()), m_where(where), m_client(std::move(config), where.bucket) {}
+
+std::string ObjectStore::path_of(const std::string& name) const {
+  return location() + "/" + name;
+}
+
+std::optional<std::string> ObjectStore::read(const std::string& name, std::size_t max) {
+  auto obj = m_client.get(key(name));
+  if (!obj) return std::nullopt;
+  if (obj->body.size() > max) {
+    throw Error(ErrorKind::integrity, fmt::format("{} is too large ({} bytes, at most {})",
+                                                  path_of(name), obj->body.size(), max));
+  }
+  return std::move(obj->body);
+}
+
+std::vector<std::string> ObjectStore::step_names() {
+  std::string top = m_where.prefix.empty() ? "" : m_where.prefix + "/";
+  std::vector<std::string> names;
+  for (const auto& p : m_client.list(top, "/").prefixes) {
+    // "PREFIX/step-000000001/"
+    std::string n = p.substr(top.size());
+    if (!n.empty() && n.back() == '/') n.pop_back();
+    if (parse_step_dir_name(n)) names.push_back(n);
+  }
+  return names;
+}
+
+bool ObjectStore::has_step(const std::string& name) {
+  return m_client.head(key(name + "/" + k_meta_file)).has_value();
+}
+
+std::vector<ManifestRead> ObjectStore::read_manifests(const Context& ctx,
+                                                      const std::vector<std::string>& names) {
+  std::vector<ManifestRead> entries(names.size());
+  unsigned workers = ctx.threads ? ctx.threads : k_request_workers;
+  for_each_parallel(names.size(), workers, [&](std::size_t i) {
+    std::optional<std::string> text;
+    try {
+      text = read(names[i] + "/" + k_meta_file, k_max_meta_bytes);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::integrity) throw;
+      entries[i].invalid = fmt::format("{}: {}", names[i], e.message());
+      return;
+    }
+    // Data objects of a save that has not committed (or never will): not
+    // a checkpoint, and not an invalid one either.
+    if (!text) return;
+    try {
+      entries[i].meta = parse_meta_of(names[i], *text);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      entries[i].invalid = e.message();
+    }
+  });
+  return entries;
+}
+
+std::vector<std::string> ObjectStore::files(const std::string& name) {
+  std::string top = key(name) + "/";
+  std::vector<std::string> out;
+  for (const auto& o : m_client.list(top).objects) out.push_back(o.key.substr(top.size()));
+  return out;
+}
+
+std::optional<Problem> ObjectStore::check_file(const Context&, const std::string& name,
+                                               const FileEntry& f, Hash hash, Overlap,
+                                               InodeDigests*, const ProgressFn& progress) {
+  auto problem = [&](const char* kind, std::string detail) {
+    return Problem{f.path, kind, std::move(detail), Severity::failure};
+  };
+  std::string k = key(name + "/" + f.path);
+  auto info = m_client.head(k);
+  if (!info) return problem("missing", "listed in _checkpoint.json but absent");
+  if (info->size != f.size) {
+    return problem("size_mismatch", fmt::format("size {} but {} recorded", info->size, f.size));
+  }
+  if (hash == Hash::no || !f.sha256) return std::nullopt;
+  s3::Moved got;
+  try {
+    got = s3::download(m_client, k, f.size, m_tuning, {}, progress);
+  } catch (const Error& e) {
+    // Gone or shortened while it was read.
+    if (e.kind() != ErrorKind::io && e.kind() != ErrorKind::not_found) throw;
+    return problem("unreadable", e.message());
+  }
+  if (got.sha256 != *f.sha256) {
+    return problem("digest_mismatch",
+                   fmt::format("sha256 {} but {} recorded", got.sha256, *f.sha256));
+  }
+  return std::nullopt;
+}
+
+TransferResult ObjectStore::copy_to(const Context& ctx, const std::string& name,
+                                    const std::string& path, int out_fd, Hash hash, Overlap,
+                                    const ProgressFn& progress) {
+  std::string k = key(name + "/" + path);
+  auto info = m_client.head(k);
+  if (!info) {
+    throw Error(ErrorKind::integrity,
+                fmt::format("{}/{}: missing (listed in _checkpoint.json but absent)", name, path));
+  }
+  FileSystem& fs = ctx.file_system();
+  s3::Moved got = s3::download(
+      m_client, k, info->size, m_tuning,
+      [&](const char* data, std::size_t n) { fs.write(out_fd, data, n); }, progress);
+  TransferResult r;
+  r.size = got.size;
+  if (hash == Hash::yes) r.sha256 = got.sha256;
+  return r;
+}
+
+void ObjectStore::check_root() {
+  m_client.check_bucket();
+  if (m_client.head(key(k_last_file))) return;
+  std::string top = m_where.prefix.empty() ? "" : m_where.prefix + "/";
+  s3::Listing l = m_client.list(top, "/");
+  if (l.objects.empty() && l.prefixes.empty()) {
+    throw Error(ErrorKind::not_found, fmt::format("no such root: {}", location()))
+        .with_reason(k_reason_no_root);
+  }
+  for (const auto& p : l.prefixes) {
+    std::string n = p.substr(top.size());
+    if (!n.empty() && n.back() == '/') n.pop_back();
+    if (is_root_name(n)) return;
+  }
+  for (const auto& o : l.objects) {
+    if (is_root_name(o.key.substr(top.size()))) return;
+  }
+  throw Error(ErrorKind::unsupported,
+              fmt::format("{} is not a ckpt root (no .ckpt/, last, best.json, policy.json or "
+                          "step-* under it); check -C",
+                          location()));
+}
+
+std::unique_ptr<Store> open_object_store(const Context&, const std::string& root) {
+  s3::Location where = s3::parse_s3_url(root);
+  auto store = std::make_unique<ObjectStore>(s3::load_config(s3::process_environment()), where);
+  store->check_root();
+  return store;
+}
+
+}  // namespace ckpt::detail

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+// A root in an object store (SPEC §11): the store seam over s3::Client. The
+// layout mirrors a directory's: PREFIX/last, PREFIX/best.json,
+// PREFIX/step-000000001/_checkpoint.json and the stored files beside it.
+// A step is committed exactly when its _checkpoint.json exists; data
+// objects without one are invisible.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "s3/client.hpp"
+#include "s3/config.hpp"
+#include "s3/transfer.hpp"
+#include "store/store.hpp"
+
+namespace ckpt::detail {
+
+class ObjectStore final : public Store {
+ public:
+  ObjectStore(s3::Config config, s3::Location where);
+  std::string path_of(const std::string& name) const override;
+  bool local() const override { return false; }
+  std::optional<std::string> read(const std::string& name, std::size_t max) override;
+  std::optional<std::string> read_link(const std::string&) override { return std::nullopt; }
+  std::vector<std::string> step_names() override;
+  bool has_step(const std::string& name) override;
+  std::vector<ManifestRead> read_manifests(const Context& ctx,
+                                           const std::vector<std::string>& names) override;
+  std::vector<std::string> files(const std::string& name) override;
+  std::optional<Problem> check_file(const Context& ctx, const std::string& name,
+                                    const FileEntry& f, Hash hash, Overlap overlap,
+                                    InodeDigests* seen, const ProgressFn& progress) override;
+  TransferResult copy_to(const Context& ctx, const std::string& name, const std::string& path,
+                         int out_fd, Hash hash, Overlap overlap,
+                         const ProgressFn& progress) override;
+
+  // Throws not_found (reason no_root) when nothing is stored under the
+  // prefix, unsupported when what is there is not a ckpt root.
+  void check_root();
+
+  s3::Client& client() { return m_client; }
+  const s3::Location& where() const { return m_where; }
+
+ private:
+  std::string key(const std::string& name) const { return m_where.key(name); }
+
+  s3::Location m_where;
+  s3::Client m_client;
+  s3::Tuning m_tuning;
+};
+
+// The ObjectStore of an s3:// root, its bucket and prefix checked.
+std::unique_ptr<Store> open_object_store(const Context& ctx, const std::string& root);
+
+}  // namespace ckpt::detail

@@ -106,6 +106,11 @@ install(FILES ${PROJECT_BINARY_DIR}/ckptConfig.cmake ${PROJECT_BINARY_DIR}/ckptC
 # ckpt.pc: filled in now but for the prefix, which is taken at install time, so that
 # cmake --install --prefix P works.
 set(CKPT_PC_PREFIX "@CKPT_PC_PREFIX@")
+# dlopen (libcurl is loaded at run time): in libc since glibc 2.34, in libdl before.
+set(CKPT_PC_DL "")
+foreach(lib IN LISTS CMAKE_DL_LIBS)
+  string(APPEND CKPT_PC_DL " -l${lib}")
+endforeach()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/ckpt.pc.in ${PROJECT_BINARY_DIR}/ckpt.pc.in @ONLY)
 install(CODE "set(CKPT_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
   configure_file([[${PROJECT_BINARY_DIR}/ckpt.pc.in]] [[${PROJECT_BINARY_DIR}/ckpt.pc]] @ONLY)"

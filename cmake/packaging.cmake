@@ -4,7 +4,8 @@
 #   libckpt-dev_<version>_<arch>.deb  libckpt.a, the headers, the CMake package, ckpt.pc (component dev)
 # Two packages, as Debian splits a tool from its development files: a machine that only runs
 # `ckpt` gets no headers, and the -dev package brings the -dev packages it needs to link
-# (libfmt-dev, libssl-dev, libcurl4-openssl-dev).
+# (libfmt-dev, libssl-dev). libcurl is loaded at run time for object-store roots (dlopen), which
+# dpkg-shlibdeps cannot see: the command depends on it by name, the library recommends it.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME ckpt)
 set(CPACK_PACKAGE_VENDOR "The ckpt developers")
@@ -27,6 +28,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME ckpt)
 set(CPACK_DEBIAN_CLI_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_CLI_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_CLI_PACKAGE_DEPENDS "libcurl4")
 # The first line is the synopsis, the rest the long description: each package has its own, so
 # no common summary is prepended to them.
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "")
@@ -38,7 +40,8 @@ hands back verified paths. Sharded saves from many writers, JSON output.")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libckpt-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
-set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libfmt-dev, libssl-dev, libcurl4-openssl-dev")
+set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libfmt-dev, libssl-dev")
+set(CPACK_DEBIAN_DEV_PACKAGE_RECOMMENDS "libcurl4")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "C++ library of ckpt, atomic verifiable checkpoints
 The static library behind the ckpt command, its C++17 headers, a CMake
 package (find_package(ckpt CONFIG) gives ckpt::ckpt) and a pkg-config file.")

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "s3/client.hpp"
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -11,17 +10,12 @@
 #include <thread>
 
 #include "ckpt/transfer.hpp"
+#include "s3/curl_api.hpp"
 #include "s3/xml.hpp"
 
 namespace ckpt::s3 {
 
 namespace {
-
-// The whole process initialises libcurl once, before the first client.
-struct CurlGlobal {
-  CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
-};
-void init_curl() { static CurlGlobal once; }
 
 constexpr long k_connect_timeout_s = 15;
 // A transfer that moves less than 1 byte/s for this long has stalled.
@@ -126,16 +120,30 @@ std::string Response::error_code() const { return xml_text(body, "Code").value_o
 
 struct Client::Handle {
   CURL* curl = nullptr;
-  Handle() : curl(curl_easy_init()) {
+  Handle() : curl(curl_api().easy_init()) {
     if (curl == nullptr) throw Error(ErrorKind::io, "cannot start an HTTP client (curl_easy_init)");
   }
-  ~Handle() { curl_easy_cleanup(curl); }
+  ~Handle() { curl_api().easy_cleanup(curl); }
 };
+
+namespace {
+
+std::mutex g_new_hook_mutex;
+FaultHook g_new_hook;
+
+}  // namespace
+
+void Client::set_fault_hook_for_new_clients(FaultHook hook) {
+  std::lock_guard<std::mutex> lock(g_new_hook_mutex);
+  g_new_hook = std::move(hook);
+}
 
 Client::Client(Config config, std::string bucket)
     : m_config(std::move(config)), m_bucket(std::move(bucket)) {
-  init_curl();
+  curl_api();  // loads libcurl, or says why it cannot
   m_base = m_config.bucket_url(m_bucket);
+  std::lock_guard<std::mutex> lock(g_new_hook_mutex);
+  m_hook = g_new_hook;
 }
 
 Client::~Client() = default;
@@ -245,8 +253,9 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 
 Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::string& transport_error,
                            bool& retryable) {
+  const CurlApi& api = curl_api();
   CURL* c = h.curl;
-  curl_easy_reset(c);
+  api.easy_reset(c);
   Response resp;
   Transfer t;
   t.req = &req;
@@ -258,7 +267,7 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   std::string userpwd = m_config.credentials.access_key + ":" + m_config.credentials.secret_key;
 
   curl_slist* headers = nullptr;
-  auto add = [&](const std::string& hdr) { headers = curl_slist_append(headers, hdr.c_str()); };
+  auto add = [&](const std::string& hdr) { headers = api.slist_append(headers, hdr.c_str()); };
   // The payload is not hashed into the signature: a body carries Content-MD5
   // instead, which the store checks.
   add("x-amz-content-sha256: UNSIGNED-PAYLOAD");
@@ -269,44 +278,44 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   // it then does not send, and the store refuses the signature.
   for (const auto& hdr : req.headers) add(hdr);
 
-  curl_easy_setopt(c, CURLOPT_URL, u.c_str());
-  curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
-  curl_easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k_connect_timeout_s);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, k_stall_seconds);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-  if (!m_config.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, m_config.ca_bundle.c_str());
+  api.easy_setopt(c, CURLOPT_URL, u.c_str());
+  api.easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
+  api.easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str());
+  api.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k_connect_timeout_s);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, k_stall_seconds);
+  api.easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  api.easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  api.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  api.easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  api.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  api.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  api.easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  if (!m_config.ca_bundle.empty()) api.easy_setopt(c, CURLOPT_CAINFO, m_config.ca_bundle.c_str());
 
   if (req.method == "PUT") {
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    api.easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    api.easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    api.easy_setopt(c, CURLOPT_READDATA, &t);
+    api.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   } else if (req.method == "POST") {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    api.easy_setopt(c, CURLOPT_POST, 1L);
+    api.easy_setopt(c, CURLOPT_POSTFIELDS, req.body.data());
+    api.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
   } else if (req.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    api.easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (req.method != "GET") {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    api.easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
 
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
+  CURLcode rc = api.easy_perform(c);
+  api.slist_free_all(headers);
   if (t.sink_error) std::rethrow_exception(t.sink_error);
   if (rc == CURLE_ABORTED_BY_CALLBACK) throw Error(ErrorKind::interrupted, "interrupted");
   if (rc != CURLE_OK) {
-    transport_error = curl_easy_strerror(rc);
+    transport_error = api.easy_strerror(rc);
     retryable = transport_worth_retrying(rc);
     resp.status = 0;
   }

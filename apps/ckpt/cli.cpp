@@ -584,7 +584,8 @@ int run_command(Cli& cli, int argc, char** argv) {
       "Exit codes: 0 ok, 1 integrity, 2 usage, 3 not found, 4 conflict, 5 locked,\n"
       "6 I/O, 7 unsupported, 130 interrupted. See ckpt(1).");
   app.add_option("-C,--root", cli.global.root,
-                 "The checkpoint root (default: $CKPT_ROOT, else the current directory)")
+                 "The checkpoint root: a directory, or s3://BUCKET/PREFIX in an object store "
+                 "(default: $CKPT_ROOT, else the current directory)")
       ->type_name("DIR");
   app.add_flag("--json", cli.global.json, "Machine-readable output on stdout, errors on stderr");
   app.add_flag("-q,--quiet", cli.global.quiet, "Print nothing but errors");

@@ -47,6 +47,8 @@ void Context::warning(const std::string& message) const {
 }
 
 std::string open_root(const Context& ctx, const std::string& path) {
+  // The directory operations' entry: an object store is reached through open_store.
+  detail::require_directory_root(path);
   FileSystem& fs = ctx.file_system();
   std::string root = absolute_path(path.empty() ? "." : path);
   auto st = fs.stat(root);

@@ -19,6 +19,7 @@
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 #include "save_parts.hpp"
 
 namespace ckpt {
@@ -546,6 +547,7 @@ void complete_existing(const Context& ctx, const SaveOptions& opts, const std::s
 Prepared prepare_save(const Context& ctx, const SaveOptions& opts) {
   FileSystem& fs = ctx.file_system();
   Prepared p;
+  detail::require_directory_root(opts.root);
   p.root = absolute_path(opts.root.empty() ? "." : opts.root);
   if (auto st = fs.lstat(p.root); st && st->type == FileType::dir) {
     // An interrupted --move's files go back to their sources first, as if

@@ -232,6 +232,17 @@ def store_errors_and_credentials(c):
     check("credentials" in res.err, "the message says credentials are missing", res)
     for url in ("s3://", "s3://b/a//b", "s3://Bad_Bucket!/x", "s3://bucket/../x"):
         c.run("info", root=url, code=2, what=f"malformed address {url}")
+    # The commands that change a root do not work on a store yet: refused, and nothing is
+    # written anywhere (no directory named after the address either).
+    model = c.file("model.bin", b"weights")
+    before = c.run("info", "--json", code=0).out
+    for args in (["save", "--step", "7", model], ["prune", "--keep-last", "1"], ["rm", "1"],
+                 ["rollback", "1"], ["promote-best", "1", "--key", "loss"], ["abort", "2"],
+                 ["verify", "--repair"]):
+        res = c.run(*args, code=7, what=" ".join(map(str, args)) + " on a store")
+        check("object-store root" in res.err, "the message says why", res)
+    expect_eq(c.run("info", "--json", code=0).out, before, "the store is unchanged")
+    check(not (c.tmp / "s3:").exists(), "nothing was written under a directory named s3:")
 
 
 if __name__ == "__main__":

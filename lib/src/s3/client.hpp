@@ -99,6 +99,9 @@ class Client {
   const Config& config() const { return m_config; }
   const std::string& bucket() const { return m_bucket; }
   void set_fault_hook(FaultHook hook) { m_hook = std::move(hook); }
+  // Tests: the hook every client made afterwards starts with (the clients the
+  // repository's operations make for an s3:// root). An empty hook ends it.
+  static void set_fault_hook_for_new_clients(FaultHook hook);
 
   // One request, retried (connection failures, timeouts, 5xx, 429, SlowDown)
   // up to config().max_attempts with exponential backoff; a streamed GET only

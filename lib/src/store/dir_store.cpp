@@ -141,6 +141,14 @@ TransferResult DirStore::copy_to(const Context&, const std::string& name, const 
 
 bool is_store_root(const std::string& root) { return s3::is_s3_url(root); }
 
+void require_directory_root(const std::string& root) {
+  if (!is_store_root(root)) return;
+  throw Error(ErrorKind::unsupported,
+              fmt::format("{} is an object-store root: info, verify, diff and load --to work on "
+                          "it; the commands that change a root do not yet",
+                          canonical_root(root)));
+}
+
 std::unique_ptr<Store> open_store(const Context& ctx, const std::string& root) {
   if (is_store_root(root)) return open_object_store(ctx, root);
   return std::make_unique<DirStore>(ctx.file_system(), open_root(ctx, root));

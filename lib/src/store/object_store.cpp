@@ -104,9 +104,10 @@ std::optional<Problem> ObjectStore::check_file(const Context&, const std::string
   try {
     got = s3::download(m_client, k, f.size, m_tuning, {}, progress);
   } catch (const Error& e) {
-    // Gone or shortened while it was read.
-    if (e.kind() != ErrorKind::io && e.kind() != ErrorKind::not_found) throw;
-    return problem("unreadable", e.message());
+    // Deleted while it was read. A store that fails (after the retries) is
+    // the store's failure (exit 6), never reported as a damaged checkpoint.
+    if (e.kind() != ErrorKind::not_found) throw;
+    return problem("missing", e.message());
   }
   if (got.sha256 != *f.sha256) {
     return problem("digest_mismatch",

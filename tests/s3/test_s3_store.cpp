@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// The repository's reading operations on an s3:// root through the library,
+// with faults injected into the store's answers: retried faults are
+// invisible, a store that keeps failing is Error(io) (exit 6), never a
+// damaged checkpoint, and a failed load puts nothing at --to.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include "ckpt/fs.hpp"
+#include "ckpt/repository.hpp"
+#include "s3/client.hpp"
+#include "s3/transfer.hpp"
+#include "s3_support.hpp"
+#include "test_support.hpp"
+
+using namespace ckpt;
+using namespace ckpt_test;
+
+namespace {
+
+// The operations read the store from the process environment, as the
+// command does: the fixture's variables are exported for the test.
+void export_store_env(const char* max_attempts) {
+  const char* file = std::getenv("CKPT_S3_ENV_FILE");
+  REQUIRE_MESSAGE(file, "run through CTest (the s3_store fixture sets CKPT_S3_ENV_FILE)");
+  std::ifstream in(file);
+  REQUIRE(in);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (auto eq = line.find('='); eq != std::string::npos) {
+      ::setenv(line.substr(0, eq).c_str(), line.substr(eq + 1).c_str(), 1);
+    }
+  }
+  ::setenv("AWS_MAX_ATTEMPTS", max_attempts, 1);
+}
+
+void upload_tree(s3::Client& c, FileSystem& fs, const std::string& dir, const std::string& key) {
+  for (const auto& [name, type] : fs.list_dir_types(dir)) {
+    if (type == FileType::dir) {
+      upload_tree(c, fs, join_path(dir, name), key + "/" + name);
+    } else if (type == FileType::file) {
+      s3::upload_file(c, fs, join_path(dir, name), key + "/" + name);
+    }
+  }
+}
+
+// Two checkpoints saved in a directory, copied into a new bucket; the s3:// root.
+std::string seeded_root(const TempDir& tmp, const char* max_attempts) {
+  export_store_env(max_attempts);
+  std::string local = tmp.sub("root");
+  for (std::uint64_t step : {1, 2}) {
+    write_text(tmp.sub("model.bin"), bytes(std::size_t{3} << 20, static_cast<unsigned>(step)));
+    write_text(tmp.sub("opt.pt"), "optimizer " + std::to_string(step));
+    SaveOptions o;
+    o.root = local;
+    o.step = step;
+    o.sources = {Source{tmp.sub("model.bin"), {}, false}, Source{tmp.sub("opt.pt"), {}, false}};
+    o.weights = {"model.bin"};
+    REQUIRE(save(Context{}, o));
+  }
+  std::string bucket = fresh_bucket("store");
+  s3::Client c(store_config(), bucket);
+  PosixFileSystem fs;
+  upload_tree(c, fs, local, "run");
+  return "s3://" + bucket + "/run";
+}
+
+// Resets the hook whatever the test does.
+struct HookGuard {
+  ~HookGuard() { s3::Client::set_fault_hook_for_new_clients({}); }
+};
+
+}  // namespace
+
+TEST_CASE("object-store root: retried faults are invisible to info, verify and load") {
+  TempDir tmp;
+  // Requests run side by side and count attempts together: a request may
+  // meet a fault on more than one of its tries, and has ten.
+  std::string root = seeded_root(tmp, "10");
+  HookGuard guard;
+  std::atomic<int> injected{0};
+  // Every third attempt of every request fails: 503 SlowDown, a timeout, 500.
+  s3::Client::set_fault_hook_for_new_clients(
+      [&](const s3::Request&, std::uint64_t n) -> std::optional<s3::Fault> {
+        if (n % 3 != 0) return std::nullopt;
+        ++injected;
+        switch ((n / 3) % 3) {
+          case 0: return s3::Fault{503, "SlowDown"};
+          case 1: return s3::Fault{0, ""};
+          default: return s3::Fault{500, "InternalError"};
+        }
+      });
+  auto l = list_checkpoints(Context{}, root);
+  REQUIRE_MESSAGE(l, (l ? "" : l.error().what()));
+  CHECK(l->checkpoints.size() == 2);
+  CHECK(l->last == std::optional<std::string>("step-000000002"));
+  VerifyOptions v;
+  v.root = root;
+  auto r = verify(Context{}, v);
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  CHECK(r->ok);
+  LoadOptions lo;
+  lo.root = root;
+  lo.ref = "latest";
+  lo.to = tmp.sub("out");
+  auto got = load(Context{}, lo);
+  REQUIRE_MESSAGE(got, (got ? "" : got.error().what()));
+  CHECK(read_text(tmp.sub("out/model.bin")) == bytes(std::size_t{3} << 20, 2));
+  CHECK(injected > 5);
+}
+
+TEST_CASE("object-store root: a store that keeps failing is an io error, never a damaged checkpoint") {
+  TempDir tmp;
+  std::string root = seeded_root(tmp, "2");  // a fault that lasts fails fast
+  HookGuard guard;
+  for (auto fault : {s3::Fault{0, ""}, s3::Fault{503, "SlowDown"}, s3::Fault{403, "AccessDenied"}}) {
+    CAPTURE(fault.status);
+    // Every request for model.bin fails, however often it is tried.
+    s3::Client::set_fault_hook_for_new_clients(
+        [fault](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+          if (req.key.size() >= 9 && req.key.compare(req.key.size() - 9, 9, "model.bin") == 0) {
+            return fault;
+          }
+          return std::nullopt;
+        });
+    auto l = list_checkpoints(Context{}, root);  // manifests only: unaffected
+    REQUIRE_MESSAGE(l, (l ? "" : l.error().what()));
+    CHECK(l->checkpoints.size() == 2);
+    VerifyOptions v;
+    v.root = root;
+    auto r = verify(Context{}, v);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().kind() == ErrorKind::io);
+    CHECK(exit_code(r.error().kind()) == 6);
+    LoadOptions lo;
+    lo.root = root;
+    lo.ref = "1";
+    lo.to = tmp.sub("out-fail");
+    auto got = load(Context{}, lo);
+    REQUIRE_FALSE(got);
+    CHECK(got.error().kind() == ErrorKind::io);
+    CHECK_FALSE(exists(tmp.sub("out-fail/opt.pt")));
+    CHECK_FALSE(exists(tmp.sub("out-fail/model.bin")));
+  }
+  // Faults gone: the same root verifies.
+  s3::Client::set_fault_hook_for_new_clients({});
+  VerifyOptions v;
+  v.root = root;
+  auto r = verify(Context{}, v);
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  CHECK(r->ok);
+}

@@ -95,6 +95,7 @@ TEST_CASE("repository_faults: a failure at any operation of save leaves the root
 
   std::uint64_t failed = 0, failed_committed = 0, succeeded = 0;
   std::map<std::string, int> tolerated;  // op name -> times a failure of it did not fail the save
+  int tolerated_cache = 0;               // of those, failures writing the manifest cache
   for (std::uint64_t n = 1; n <= count; ++n) {
     const std::string dir = tmp.sub("run-" + std::to_string(n));
     const std::string root = dir + "/root";
@@ -114,7 +115,16 @@ TEST_CASE("repository_faults: a failure at any operation of save leaves the root
     bool committed = false;
     if (r.ok()) {
       ++succeeded;
-      ++tolerated[ops[n - 1]];
+      // .ckpt/manifests is a cache that the retention's listing rewrites when
+      // it is out of date, which depends on how old the manifests are (the
+      // settle time): a failure to write it fails nothing, by design.
+      const std::string target = fault.fired_target();
+      if (target.find("/.ckpt/.manifests.tmp.") != std::string::npos ||
+          target.find("/.ckpt/manifests") != std::string::npos) {
+        ++tolerated_cache;
+      } else {
+        ++tolerated[fault.fired_op()];
+      }
       committed = true;
     } else {
       const std::string msg = r.error().message();
@@ -184,7 +194,8 @@ TEST_CASE("repository_faults: a failure at any operation of save leaves the root
   MESSAGE("injection points: " << count << "; save failed cleanly: " << failed
                                << "; failed after its commit: " << failed_committed
                                << "; succeeded despite the failure: " << succeeded
-                               << " (ops:" << tolerated_ops << ")");
+                               << " (ops:" << tolerated_ops << "; manifest cache: "
+                               << tolerated_cache << ")");
   CHECK(failed + failed_committed + succeeded == count);
   CHECK(failed > 0);
   // A failed fsync, write or rename must never be swallowed: data would not be durable.

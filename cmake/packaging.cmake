@@ -28,7 +28,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME ckpt)
 set(CPACK_DEBIAN_CLI_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_CLI_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_CLI_PACKAGE_DEPENDS "libcurl4")
+set(CPACK_DEBIAN_CLI_PACKAGE_DEPENDS "libcurl4 (>= 7.75.0)")
 # The first line is the synopsis, the rest the long description: each package has its own, so
 # no common summary is prepended to them.
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "")
@@ -41,7 +41,7 @@ hands back verified paths. Sharded saves from many writers, JSON output.")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libckpt-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libfmt-dev, libssl-dev")
-set(CPACK_DEBIAN_DEV_PACKAGE_RECOMMENDS "libcurl4")
+set(CPACK_DEBIAN_DEV_PACKAGE_RECOMMENDS "libcurl4 (>= 7.75.0)")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "C++ library of ckpt, atomic verifiable checkpoints
 The static library behind the ckpt command, its C++17 headers, a CMake
 package (find_package(ckpt CONFIG) gives ckpt::ckpt) and a pkg-config file.")

@@ -159,19 +159,20 @@ std::unique_ptr<AtomicFile> copy_checked(const Context& ctx, detail::Store& stor
 
 Result<LoadReport> load(const Context& ctx, const LoadOptions& opts) {
   return capture([&]() -> LoadReport {
-    auto store_ptr = detail::open_store(ctx, opts.root);
-    detail::Store& store = *store_ptr;
-    const std::string& root = store.location();
-    if (!store.local() && !opts.to) {
+    // What an object store cannot do is refused before it is asked anything.
+    if (detail::is_store_root(opts.root) && !opts.to) {
       throw Error(ErrorKind::usage,
                   fmt::format("{} is an object-store root: give --to DIR to download the files",
-                              root));
+                              canonical_root(opts.root)));
     }
-    if (!store.local() && opts.link) {
+    if (detail::is_store_root(opts.root) && opts.link) {
       throw Error(ErrorKind::usage,
                   "--link shares a directory root's files; an object-store root's are downloaded "
                   "(drop --link)");
     }
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
+    const std::string& root = store.location();
     Checkpoint c = detail::resolve_checkpoint(ctx, store, opts.ref);
     auto files = select_files(c.meta, opts);
     // Copied out (--to without --link), each file is hashed as it is copied,

@@ -213,6 +213,13 @@ std::optional<std::string> find_step(Store& store, std::uint64_t step) {
   // every other width a reader accepts, up to k_max_step_digits digits.
   std::string canonical = step_dir_name(step);
   if (store.has_step(canonical)) return canonical;
+  if (!store.local()) {
+    // One listing instead of a request for each of the other widths.
+    for (const auto& n : store.step_names()) {
+      if (n != canonical && parse_step_dir_name(n) == step && store.has_step(n)) return n;
+    }
+    return std::nullopt;
+  }
   std::string digits = std::to_string(step);
   for (std::size_t width = digits.size(); width <= k_max_step_digits; ++width) {
     std::string name = "step-" + std::string(width - digits.size(), '0') + digits;
@@ -508,6 +515,15 @@ Error ref_not_found(const Context& ctx, detail::Store& store, const std::string&
   bool any = false;
   std::string text = message;
   try {
+    if (!store.local()) {
+      // Is any step committed? The first that is answers (a manifest read
+      // for each would cost a request each).
+      for (const auto& n : store.step_names()) {
+        if ((any = store.has_step(n))) break;
+      }
+      return Error(ErrorKind::not_found, text)
+          .with_reason(any ? k_reason_no_checkpoint : k_reason_empty_root);
+    }
     Listing l = detail::list_root(ctx, store, false);
     any = !l.checkpoints.empty();
     for (const auto& p : l.pending) {

@@ -90,6 +90,7 @@ CheckpointCheck check_checkpoint(const Context& ctx, detail::Store& store, const
     meta = detail::read_meta(store, name);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+    if (e.reason() == k_reason_no_root) throw;  // the bucket is gone: not this checkpoint's fault
     // Written by a newer ckpt: not ours to judge (exit 7, SPEC §3).
     if (e.kind() == ErrorKind::unsupported) throw;
     add(c, k_meta_file, "metadata", e.message());
@@ -122,7 +123,7 @@ CheckpointCheck check_checkpoint(const Context& ctx, detail::Store& store, const
     try {
       sums_text = store.read(name + "/" + k_sums_file, k_max_meta_bytes);
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
+      if (e.kind() == ErrorKind::io || e.reason() == k_reason_no_root) throw;
       unreadable = e;
     }
     if (unreadable) {
@@ -175,27 +176,31 @@ bool counts(const Problem& p, bool strict) { return p.severity == Severity::fail
 
 Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
   return capture([&]() -> VerifyReport {
-    auto store_ptr = detail::open_store(ctx, opts.root);
-    detail::Store& store = *store_ptr;
-    const std::string& root = store.location();
     if (opts.repair && !opts.refs.empty()) {
       throw Error(ErrorKind::usage,
                   "--repair works on the whole root (the markers); give no REF with it");
     }
-    if (opts.repair && !store.local()) {
+    if (opts.repair && detail::is_store_root(opts.root)) {
       throw Error(ErrorKind::unsupported,
                   fmt::format("verify --repair does not rewrite the markers of an object-store "
                               "root yet ({}); verify without --repair reports them",
-                              root));
+                              canonical_root(opts.root)));
     }
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
+    const std::string& root = store.location();
     VerifyReport report;
     FileLock lock;
     if (opts.repair) lock = detail::lock_root(ctx, root);
 
     std::vector<std::string> names;
+    std::map<std::string, std::uint64_t> sizes;  // what the listing read: no second read
     if (opts.refs.empty()) {
       auto listing = detail::list_root(ctx, store, false);
-      for (const auto& c : listing.checkpoints) names.push_back(c.name);
+      for (const auto& c : listing.checkpoints) {
+        names.push_back(c.name);
+        sizes[c.name] = c.meta.total_size;
+      }
       for (const auto& [name, why] : listing.invalid) names.push_back(name);
       std::sort(names.begin(), names.end());
     } else {
@@ -207,6 +212,10 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     std::uint64_t total = 0;
     if (ctx.progress && !opts.quick) {
       for (const auto& name : names) {
+        if (auto it = sizes.find(name); it != sizes.end()) {
+          total += it->second;
+          continue;
+        }
         try {
           total += detail::read_meta(store, name).total_size;
         } catch (const Error& e) {

@@ -136,7 +136,7 @@ def store_reads_match_directory(c):
                       f"load {' '.join(args)}: {rel} as saved", res)
         expect_eq({f["path"]: f["location"] for f in res.json()["files"]},
                   {rel: str(out / rel) for rel in want}, "load --json: where each file is", res)
-    # What an object store cannot do is refused with a usage error, before anything is read.
+    # What an object store cannot do is refused with a usage error, before the store is asked.
     res = c.run("load", "latest", code=2, what="load without --to")
     check("--to" in res.err, "the message says to give --to", res)
     c.run("load", "latest", "--to", c.tmp / "x", "--link", code=2, what="load --link")
@@ -163,7 +163,8 @@ def store_verify_catches_changes(c):
     out = c.tmp / "out"
     res = c.run("load", "1", "--to", out, code=1, what="load of a damaged checkpoint")
     check("digest_mismatch" in res.err, "load names the problem", res)
-    check(not out.exists() or not any(out.rglob("*.pt")), "nothing of it is put at --to", res)
+    check(not out.exists() or not any(p.is_file() for p in out.rglob("*")),
+          "nothing of it is put at --to (no file, no temporary)", res)
 
     c.tool_run("put-text", c.bucket, c.key(2, "model.bin"), "short")
     c.tool_run("rm", c.bucket, c.key(3, "nested/opt.pt"))
@@ -227,6 +228,10 @@ def store_errors_and_credentials(c):
             for v in bad.values():
                 check(v not in res.out and v not in res.err, "no key or secret in the output", res)
             check(secret not in res.out and secret not in res.err, "no secret in the output", res)
+    # A usage error is one whatever the store would answer: refused before it is asked.
+    c.run("load", "latest", env=bad, code=2, what="load without --to, wrong credentials")
+    c.run("verify", "--repair", root=f"s3://{c.bucket}-none/runs/a", code=7,
+          what="verify --repair, missing bucket")
     no_creds = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
     res = c.run("info", env=no_creds, code=6, what="no credentials")
     check("credentials" in res.err, "the message says credentials are missing", res)
@@ -235,13 +240,13 @@ def store_errors_and_credentials(c):
     # The commands that change a root do not work on a store yet: refused, and nothing is
     # written anywhere (no directory named after the address either).
     model = c.file("model.bin", b"weights")
-    before = c.run("info", "--json", code=0).out
+    before = c.tool_run("ls", c.bucket, "").out
     for args in (["save", "--step", "7", model], ["prune", "--keep-last", "1"], ["rm", "1"],
                  ["rollback", "1"], ["promote-best", "1", "--key", "loss"], ["abort", "2"],
                  ["verify", "--repair"]):
         res = c.run(*args, code=7, what=" ".join(map(str, args)) + " on a store")
         check("object-store root" in res.err, "the message says why", res)
-    expect_eq(c.run("info", "--json", code=0).out, before, "the store is unchanged")
+    expect_eq(c.tool_run("ls", c.bucket, "").out, before, "every object in the bucket is as it was")
     check(not (c.tmp / "s3:").exists(), "nothing was written under a directory named s3:")
 
 

@@ -266,6 +266,13 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   std::string sigv4 = "aws:amz:" + m_config.region + ":s3";
   std::string userpwd = m_config.credentials.access_key + ":" + m_config.credentials.secret_key;
 
+  // Never send the keys unsigned: without Signature V4, USERPWD is Basic authentication.
+  if (api.easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str()) != CURLE_OK ||
+      api.easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str()) != CURLE_OK) {
+    throw Error(ErrorKind::unsupported,
+                "this libcurl cannot sign requests with AWS Signature V4 (7.75 or newer needed)");
+  }
+
   curl_slist* headers = nullptr;
   auto add = [&](const std::string& hdr) { headers = api.slist_append(headers, hdr.c_str()); };
   // The payload is not hashed into the signature: a body carries Content-MD5
@@ -279,8 +286,6 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   for (const auto& hdr : req.headers) add(hdr);
 
   api.easy_setopt(c, CURLOPT_URL, u.c_str());
-  api.easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str());
-  api.easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str());
   api.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k_connect_timeout_s);

@@ -21,11 +21,14 @@ struct CurlApi {
   const char* (*easy_strerror)(CURLcode code);
   curl_slist* (*slist_append)(curl_slist* list, const char* text);
   void (*slist_free_all)(curl_slist* list);
+  curl_version_info_data* (*version_info)(CURLversion stamp);
 };
 
 // libcurl loaded and initialised (curl_global_init) once per process, on the
 // first call; safe from several threads. Throws Error(unsupported) naming the
-// library when it cannot be loaded.
+// library when it cannot be loaded or is older than 7.75 (the first to sign
+// requests with AWS Signature V4: an older one would send the keys as HTTP
+// Basic authentication instead).
 const CurlApi& curl_api();
 
 }  // namespace ckpt::s3

@@ -226,7 +226,8 @@ Moved download(Client& client, const std::string& key, std::uint64_t size, const
         }
       }
       try {
-        if (!buf) buf.reset(new char[part]);
+        // A part, or the whole of a smaller object (every part fits the first).
+        if (!buf) buf.reset(new char[static_cast<std::size_t>(std::min<std::uint64_t>(part, size))]);
         std::uint64_t offset = static_cast<std::uint64_t>(i) * part;
         std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(part, size - offset));
         std::size_t got = 0;

@@ -2,6 +2,8 @@
 // A root in an object store: the store seam over s3::Client.
 #include "store/object_store.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "ckpt/parallel.hpp"
@@ -13,6 +15,15 @@ namespace {
 
 // GETs and HEADs of small objects wait on the network, not on a core.
 constexpr unsigned k_request_workers = 16;
+// The parts in flight of all the files a verify or load moves at once (each
+// one buffer of a part): the outer workers share them.
+constexpr unsigned k_parts_in_flight = 16;
+
+// A store failure that outlasts the retries, or a bucket gone meanwhile, is
+// the store's (exit 6 or 3), never a damaged checkpoint.
+bool store_failure(const Error& e) {
+  return e.kind() != ErrorKind::not_found || e.reason() == k_reason_no_root;
+}
 
 bool is_root_name(const std::string& name) {
   return name == k_private_dir || name == k_last_file || name == k_best_file ||
@@ -57,7 +68,7 @@ bool ObjectStore::has_step(const std::string& name) {
 std::vector<ManifestRead> ObjectStore::read_manifests(const Context& ctx,
                                                       const std::vector<std::string>& names) {
   std::vector<ManifestRead> entries(names.size());
-  unsigned workers = ctx.threads ? ctx.threads : k_request_workers;
+  unsigned workers = ctx.threads ? std::min(ctx.threads, k_request_workers) : k_request_workers;
   for_each_parallel(names.size(), workers, [&](std::size_t i) {
     std::optional<std::string> text;
     try {
@@ -87,7 +98,13 @@ std::vector<std::string> ObjectStore::files(const std::string& name) {
   return out;
 }
 
-std::optional<Problem> ObjectStore::check_file(const Context&, const std::string& name,
+s3::Tuning ObjectStore::tuning(const Context& ctx) const {
+  s3::Tuning t = m_tuning;
+  t.parallel = std::max(2u, k_parts_in_flight / worker_count(ctx.threads));
+  return t;
+}
+
+std::optional<Problem> ObjectStore::check_file(const Context& ctx, const std::string& name,
                                                const FileEntry& f, Hash hash, Overlap,
                                                InodeDigests*, const ProgressFn& progress) {
   auto problem = [&](const char* kind, std::string detail) {
@@ -102,12 +119,10 @@ std::optional<Problem> ObjectStore::check_file(const Context&, const std::string
   if (hash == Hash::no || !f.sha256) return std::nullopt;
   s3::Moved got;
   try {
-    got = s3::download(m_client, k, f.size, m_tuning, {}, progress);
+    got = s3::download(m_client, k, f.size, tuning(ctx), {}, progress);
   } catch (const Error& e) {
-    // Deleted while it was read. A store that fails (after the retries) is
-    // the store's failure (exit 6), never reported as a damaged checkpoint.
-    if (e.kind() != ErrorKind::not_found) throw;
-    return problem("missing", e.message());
+    if (store_failure(e)) throw;
+    return problem("missing", e.message());  // deleted while it was read
   }
   if (got.sha256 != *f.sha256) {
     return problem("digest_mismatch",
@@ -126,9 +141,16 @@ TransferResult ObjectStore::copy_to(const Context& ctx, const std::string& name,
                 fmt::format("{}/{}: missing (listed in _checkpoint.json but absent)", name, path));
   }
   FileSystem& fs = ctx.file_system();
-  s3::Moved got = s3::download(
-      m_client, k, info->size, m_tuning,
-      [&](const char* data, std::size_t n) { fs.write(out_fd, data, n); }, progress);
+  s3::Moved got;
+  try {
+    got = s3::download(
+        m_client, k, info->size, tuning(ctx),
+        [&](const char* data, std::size_t n) { fs.write(out_fd, data, n); }, progress);
+  } catch (const Error& e) {
+    if (store_failure(e)) throw;
+    throw Error(ErrorKind::integrity,
+                fmt::format("{}/{}: missing (deleted while it was read)", name, path));
+  }
   TransferResult r;
   r.size = got.size;
   if (hash == Hash::yes) r.sha256 = got.sha256;

@@ -44,6 +44,8 @@ class ObjectStore final : public Store {
 
  private:
   std::string key(const std::string& name) const { return m_where.key(name); }
+  // The transfer tuning of one file among those moved at once.
+  s3::Tuning tuning(const Context& ctx) const;
 
   s3::Location m_where;
   s3::Client m_client;

@@ -19,6 +19,10 @@ namespace ckpt::detail {
 
 class Store;
 
+// A name only a ckpt root holds at its top: .ckpt, last, best.json,
+// policy.json or step-*.
+bool is_root_entry(const std::string& name);
+
 std::string private_dir(const std::string& root);
 std::string staging_dir(const std::string& root);
 std::string trash_dir(const std::string& root);

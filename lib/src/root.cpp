@@ -31,12 +31,16 @@ PosixFileSystem& default_fs() {
   return fs;
 }
 
+}  // namespace
+
+namespace detail {
+
 bool is_root_entry(const std::string& name) {
   return name == k_private_dir || name == k_last_file || name == k_best_file ||
          name == k_policy_file || parse_step_dir_name(name).has_value();
 }
 
-}  // namespace
+}  // namespace detail
 
 std::string tool_version() { return "ckpt " CKPT_VERSION; }
 
@@ -68,7 +72,7 @@ std::string open_root(const Context& ctx, const std::string& path) {
   auto names = fs.list_dir(root);
   if (names.empty()) return root;
   for (const auto& n : names) {
-    if (is_root_entry(n)) return root;
+    if (detail::is_root_entry(n)) return root;
   }
   throw Error(ErrorKind::unsupported,
               fmt::format("{} is not a ckpt root (no .ckpt/, last, best.json, policy.json or "
@@ -179,33 +183,21 @@ CheckpointMeta parse_meta_of(const std::string& name, const std::string& text) {
   }
 }
 
-namespace {
-
-Error not_committed(const std::string& name) {
-  // Never committed (SPEC §1): a ref to it names nothing.
-  return Error(ErrorKind::not_found,
-               fmt::format("{}: {} is missing, so it is not a committed checkpoint", name,
-                           k_meta_file))
-      .with_reason(k_reason_no_checkpoint);
-}
-
-}  // namespace
-
 CheckpointMeta read_meta(Store& store, const std::string& name) {
   auto text = store.read(name + "/" + k_meta_file, k_max_meta_bytes);
-  if (!text) throw not_committed(name);
+  if (!text) {
+    // Never committed (SPEC §1): a ref to it names nothing.
+    throw Error(ErrorKind::not_found,
+                fmt::format("{}: {} is missing, so it is not a committed checkpoint", name,
+                            k_meta_file))
+        .with_reason(k_reason_no_checkpoint);
+  }
   return parse_meta_of(name, *text);
 }
 
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir) {
-  std::string text;
-  try {
-    text = read_file(ctx.file_system(), join_path(dir, k_meta_file), k_max_meta_bytes);
-  } catch (const Error& e) {
-    if (e.sys_errno() != ENOENT) throw;
-    throw not_committed(base_name(dir));
-  }
-  return parse_meta_of(base_name(dir), text);
+  DirStore store(ctx.file_system(), parent_path(dir));
+  return read_meta(store, base_name(dir));
 }
 
 std::optional<std::string> find_step(Store& store, std::uint64_t step) {

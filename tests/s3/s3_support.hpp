@@ -17,12 +17,11 @@
 
 namespace ckpt_test {
 
-// The store of the s3_store fixture: the variables of the file $CKPT_S3_ENV_FILE
-// (written by tests/s3/store.sh), else of the environment.
-inline ckpt::s3::Config store_config() {
-  auto process = ckpt::s3::process_environment();
+// The variables of the file $CKPT_S3_ENV_FILE (written by tests/s3/store.sh
+// for the s3_store fixture); none when it is not set.
+inline std::map<std::string, std::string> store_vars() {
   std::map<std::string, std::string> vars;
-  if (auto file = process("CKPT_S3_ENV_FILE")) {
+  if (auto file = ckpt::s3::process_environment()("CKPT_S3_ENV_FILE")) {
     std::ifstream in(*file);
     REQUIRE_MESSAGE(in, "cannot read " << *file << " (written by tests/s3/store.sh start)");
     std::string line;
@@ -30,6 +29,13 @@ inline ckpt::s3::Config store_config() {
       if (auto eq = line.find('='); eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
     }
   }
+  return vars;
+}
+
+// The store of the s3_store fixture: store_vars(), else the environment.
+inline ckpt::s3::Config store_config() {
+  auto process = ckpt::s3::process_environment();
+  std::map<std::string, std::string> vars = store_vars();
   ckpt::s3::Getenv env = [&](const char* name) -> std::optional<std::string> {
     if (auto it = vars.find(name); it != vars.end()) return it->second;
     return process(name);

@@ -17,25 +17,9 @@
 
 #include "ckpt/fs.hpp"
 #include "s3/transfer.hpp"
-
-namespace {
+#include "upload_tree.hpp"
 
 using namespace ckpt;
-
-void put_tree(s3::Client& client, FileSystem& fs, const std::string& dir, const std::string& key) {
-  for (const auto& [name, type] : fs.list_dir_types(dir)) {
-    std::string path = join_path(dir, name);
-    std::string k = key.empty() ? name : key + "/" + name;
-    if (type == FileType::dir) {
-      put_tree(client, fs, path, k);
-    } else if (type == FileType::file) {
-      auto m = s3::upload_file(client, fs, path, k);
-      std::printf("%s  %s\n", m.sha256.c_str(), k.c_str());
-    }
-  }
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
@@ -60,7 +44,9 @@ int main(int argc, char** argv) {
         std::printf("%s  %s\n", m.sha256.c_str(), key.c_str());
       }
     } else if (cmd == "put-tree" && a.size() == 4) {
-      put_tree(client, fs, a[3], a[2]);
+      ckpt_test::upload_tree(client, fs, a[3], a[2], [](const std::string& k, const s3::Moved& m) {
+        std::printf("%s  %s\n", m.sha256.c_str(), k.c_str());
+      });
     } else if (cmd == "put-text" && a.size() == 4) {
       client.put(a[2], a[3]);
     } else if (cmd == "get" && a.size() >= 3) {

@@ -6,7 +6,6 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <map>
 
 #include "ckpt/fs.hpp"
@@ -15,6 +14,7 @@
 #include "s3/transfer.hpp"
 #include "s3_support.hpp"
 #include "test_support.hpp"
+#include "upload_tree.hpp"
 
 using namespace ckpt;
 using namespace ckpt_test;
@@ -24,27 +24,10 @@ namespace {
 // The operations read the store from the process environment, as the
 // command does: the fixture's variables are exported for the test.
 void export_store_env(const char* max_attempts) {
-  const char* file = std::getenv("CKPT_S3_ENV_FILE");
-  REQUIRE_MESSAGE(file, "run through CTest (the s3_store fixture sets CKPT_S3_ENV_FILE)");
-  std::ifstream in(file);
-  REQUIRE(in);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (auto eq = line.find('='); eq != std::string::npos) {
-      ::setenv(line.substr(0, eq).c_str(), line.substr(eq + 1).c_str(), 1);
-    }
-  }
+  REQUIRE_MESSAGE(std::getenv("CKPT_S3_ENV_FILE"),
+                  "run through CTest (the s3_store fixture sets CKPT_S3_ENV_FILE)");
+  for (const auto& [name, value] : store_vars()) ::setenv(name.c_str(), value.c_str(), 1);
   ::setenv("AWS_MAX_ATTEMPTS", max_attempts, 1);
-}
-
-void upload_tree(s3::Client& c, FileSystem& fs, const std::string& dir, const std::string& key) {
-  for (const auto& [name, type] : fs.list_dir_types(dir)) {
-    if (type == FileType::dir) {
-      upload_tree(c, fs, join_path(dir, name), key + "/" + name);
-    } else if (type == FileType::file) {
-      s3::upload_file(c, fs, join_path(dir, name), key + "/" + name);
-    }
-  }
 }
 
 // Two checkpoints saved in a directory, copied into a new bucket; the s3:// root.

@@ -44,12 +44,12 @@ std::string DirStore::path_of(const std::string& name) const {
 }
 
 std::optional<std::string> DirStore::read(const std::string& name, std::size_t max) {
-  std::string path = path_of(name);
-  if (!m_fs.lstat(path)) return std::nullopt;
+  // One open, no lstat first: absent is what lstat calls absent.
   try {
-    return read_file(m_fs, path, max);
+    return read_file(m_fs, path_of(name), max);
   } catch (const Error& e) {
-    if (e.sys_errno() == ENOENT) return std::nullopt;  // removed since the look
+    int err = e.sys_errno();
+    if (err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG) return std::nullopt;
     throw;
   }
 }

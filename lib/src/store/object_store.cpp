@@ -25,11 +25,6 @@ bool store_failure(const Error& e) {
   return e.kind() != ErrorKind::not_found || e.reason() == k_reason_no_root;
 }
 
-bool is_root_name(const std::string& name) {
-  return name == k_private_dir || name == k_last_file || name == k_best_file ||
-         name == k_policy_file || parse_step_dir_name(name).has_value();
-}
-
 }  // namespace
 
 ObjectStore::ObjectStore(s3::Config config, s3::Location where)
@@ -49,14 +44,24 @@ std::optional<std::string> ObjectStore::read(const std::string& name, std::size_
   return std::move(obj->body);
 }
 
+std::string ObjectStore::top() const { return m_where.prefix.empty() ? "" : m_where.prefix + "/"; }
+
+s3::Listing ObjectStore::list_top() {
+  std::string t = top();
+  s3::Listing l = m_client.list(t, "/");
+  // "PREFIX/step-000000001/" and "PREFIX/last" as the root's names.
+  for (auto& p : l.prefixes) {
+    p.erase(0, t.size());
+    if (!p.empty() && p.back() == '/') p.pop_back();
+  }
+  for (auto& o : l.objects) o.key.erase(0, t.size());
+  return l;
+}
+
 std::vector<std::string> ObjectStore::step_names() {
-  std::string top = m_where.prefix.empty() ? "" : m_where.prefix + "/";
   std::vector<std::string> names;
-  for (const auto& p : m_client.list(top, "/").prefixes) {
-    // "PREFIX/step-000000001/"
-    std::string n = p.substr(top.size());
-    if (!n.empty() && n.back() == '/') n.pop_back();
-    if (parse_step_dir_name(n)) names.push_back(n);
+  for (auto& n : list_top().prefixes) {
+    if (parse_step_dir_name(n)) names.push_back(std::move(n));
   }
   return names;
 }
@@ -160,19 +165,16 @@ TransferResult ObjectStore::copy_to(const Context& ctx, const std::string& name,
 void ObjectStore::check_root() {
   m_client.check_bucket();
   if (m_client.head(key(k_last_file))) return;
-  std::string top = m_where.prefix.empty() ? "" : m_where.prefix + "/";
-  s3::Listing l = m_client.list(top, "/");
+  s3::Listing l = list_top();
   if (l.objects.empty() && l.prefixes.empty()) {
     throw Error(ErrorKind::not_found, fmt::format("no such root: {}", location()))
         .with_reason(k_reason_no_root);
   }
-  for (const auto& p : l.prefixes) {
-    std::string n = p.substr(top.size());
-    if (!n.empty() && n.back() == '/') n.pop_back();
-    if (is_root_name(n)) return;
+  for (const auto& n : l.prefixes) {
+    if (is_root_entry(n)) return;
   }
   for (const auto& o : l.objects) {
-    if (is_root_name(o.key.substr(top.size()))) return;
+    if (is_root_entry(o.key)) return;
   }
   throw Error(ErrorKind::unsupported,
               fmt::format("{} is not a ckpt root (no .ckpt/, last, best.json, policy.json or "

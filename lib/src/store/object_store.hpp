@@ -44,6 +44,10 @@ class ObjectStore final : public Store {
 
  private:
   std::string key(const std::string& name) const { return m_where.key(name); }
+  // "PREFIX/" ("" at the bucket's top), and one listing of what is directly
+  // under it, named as in the root ("step-000000001", "last").
+  std::string top() const;
+  s3::Listing list_top();
   // The transfer tuning of one file among those moved at once.
   s3::Tuning tuning(const Context& ctx) const;
 

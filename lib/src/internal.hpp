@@ -44,6 +44,8 @@ std::optional<BestMarker> read_best(const Context& ctx, const std::string& root)
 std::optional<BestMarker> read_best(Store& store);
 // .ckpt/commit_seq: the commit_seq of the newest commit a save began (written
 // before its commit rename). nullopt when absent or unreadable.
+// The commit_seq counter: its name in a root, and its path in a directory.
+std::string commit_counter_name();
 std::string commit_counter_path(const std::string& root);
 std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root);
 std::optional<std::uint64_t> read_commit_counter(Store& store);
@@ -86,6 +88,8 @@ bool no_atomic_rename(const Error& e);
 
 // Takes the root lock, honouring ctx.lock_timeout.
 FileLock lock_root(const Context& ctx, const std::string& root);
+// Who holds a lock, as a JSON object: pid, host, command line, since.
+std::string lock_holder_text();
 
 // One stored file against its manifest entry: presence (never through a
 // symbolic link), type, size and, with Hash::yes, its digest. nullopt when good.
@@ -269,6 +273,8 @@ namespace ckpt::detail {
 
 // save() of one shard of a sharded save (count > 1).
 SaveReport save_shard(const Context& ctx, const SaveOptions& opts);
+// save into an object-store root (SPEC §11; store/store_save.cpp).
+SaveReport save_to_store(const Context& ctx, const SaveOptions& opts);
 
 // The pending sharded step of that step, if any; refuse_if_pending throws
 // the conflict a plain save of such a step is (its shards would never commit).

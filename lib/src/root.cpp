@@ -127,13 +127,15 @@ std::optional<LastRead> read_last(const Context& ctx, const std::string& root) {
   return read_last(ctx, store);
 }
 
+std::string commit_counter_name() { return std::string(k_private_dir) + "/commit_seq"; }
+
 std::string commit_counter_path(const std::string& root) {
-  return join_path(private_dir(root), "commit_seq");
+  return join_path(root, commit_counter_name());
 }
 
 std::optional<std::uint64_t> read_commit_counter(Store& store) {
   try {
-    auto text = store.read(std::string(k_private_dir) + "/commit_seq", 64);
+    auto text = store.read(commit_counter_name(), 64);
     if (!text) return std::nullopt;
     while (!text->empty() && text->back() == '\n') text->pop_back();
     return parse_step(*text);
@@ -285,14 +287,6 @@ std::string command_line() {
   return out;
 }
 
-std::string holder_text() {
-  nlohmann::json j = {{"pid", static_cast<long long>(::getpid())},
-                      {"host", this_host()},
-                      {"command", command_line()},
-                      {"since", format_rfc3339_ms(now_ms())},
-                      {"since_ms", now_ms()}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
 
 // "pid 4242 on host gpu7 (ckpt -C runs save --step 5), for 12.3 s", or
 // nothing when there is no announcement or it is stale (its process is gone).
@@ -323,6 +317,15 @@ std::optional<std::string> describe_holder(const std::string& root) {
 
 }  // namespace
 
+std::string lock_holder_text() {
+  nlohmann::json j = {{"pid", static_cast<long long>(::getpid())},
+                      {"host", this_host()},
+                      {"command", command_line()},
+                      {"since", format_rfc3339_ms(now_ms())},
+                      {"since_ms", now_ms()}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 FileLock lock_root(const Context& ctx, const std::string& root) {
   check_private_dirs(ctx, root);
   make_dirs(ctx.file_system(), private_dir(root), Durable::yes);
@@ -337,7 +340,7 @@ FileLock lock_root(const Context& ctx, const std::string& root) {
     throw Error(ErrorKind::locked, fmt::format("{} is locked by {} (waited {}s); retry later",
                                                what, *who, ctx.lock_timeout));
   }
-  lock.announce(holder_path(root), holder_text());
+  lock.announce(holder_path(root), lock_holder_text());
   return lock;
 }
 

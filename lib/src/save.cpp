@@ -26,9 +26,6 @@ namespace ckpt {
 
 namespace detail::saving {
 
-namespace {
-
-// The metrics as a manifest records them: a value that is not finite is null.
 std::map<std::string, std::optional<double>> recorded_metrics(
     const std::map<std::string, double>& given) {
   std::map<std::string, std::optional<double>> out;
@@ -37,6 +34,8 @@ std::map<std::string, std::optional<double>> recorded_metrics(
   }
   return out;
 }
+
+namespace {
 
 void add_planned(Plan& plan, std::set<std::string>& seen, std::string source, std::string dest,
                  std::uint64_t size) {
@@ -145,7 +144,7 @@ Plan make_plan(FileSystem& fs, const SaveOptions& opts, const std::string& root)
   for (const auto& src : opts.sources) {
     if (src.path.empty()) throw Error(ErrorKind::usage, "empty source path");
     Stat st = source_stat(fs, src.path, opts.follow_symlinks, true);
-    check_source_against_root(opts, src.path, root);
+    if (!root.empty()) check_source_against_root(opts, src.path, root);
     if (src.contents) {
       if (st.type != FileType::dir) {
         throw Error(ErrorKind::usage, fmt::format("--from {}: not a directory", src.path));
@@ -725,6 +724,7 @@ namespace detail::saving {
 SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   FileSystem& fs = ctx.file_system();
   check_save_options(ctx, opts);
+  if (detail::is_store_root(opts.root)) return detail::save_to_store(ctx, opts);
   if (opts.shard && opts.shard->count > 1) return detail::save_shard(ctx, opts);
   Prepared prepared = prepare_save(ctx, opts);
   const std::string& root = prepared.root;
@@ -868,7 +868,9 @@ Result<SaveReport> save(const Context& ctx, const SaveOptions& opts) {
     report.metrics = recorded_metrics(opts.metrics);
     // The committing save took best.json's state under the lock; a shard that
     // did not complete its set, or a step already committed, reads it now.
-    if (!report.committed) report.best = read_best_tolerant(ctx, parent_path(report.path));
+    if (!report.committed && !detail::is_store_root(opts.root)) {
+      report.best = read_best_tolerant(ctx, parent_path(report.path));
+    }
     if (opts.shard && !report.shards) {
       // --shard 0/1: a plain save, reported as a set of one.
       report.shards = ShardStatus{opts.shard->group, 1, {0}, {}};

@@ -37,8 +37,13 @@ struct Plan {
   std::vector<std::string> source_dirs;     // directory sources, for --move cleanup
 };
 
+// The metrics as a manifest records them: a value that is not finite is null.
+std::map<std::string, std::optional<double>> recorded_metrics(
+    const std::map<std::string, double>& given);
+
 // The files a save stores, checked (stored paths, reserved names, sources
-// outside the root), sorted by stored path; throws Error(usage) otherwise.
+// outside the root, unless root is empty: an object store), sorted by stored
+// path; throws Error(usage) otherwise.
 Plan make_plan(FileSystem& fs, const SaveOptions& opts, const std::string& root);
 // The stored paths that --weights names; each pattern must match one.
 std::vector<std::string> match_weights(const SaveOptions& opts, const Plan& plan);
@@ -433,6 +438,11 @@ FileLock lock_for_commit(const Context& ctx, const SaveOptions& opts, const std:
                          std::optional<Policy>& policy, std::optional<BestMarker>& best);
 void finish_move(const Context& ctx, const Plan& plan, const std::vector<std::string>& copied);
 std::vector<MovedFile> plan_moves(FileSystem& fs, const Plan& plan, const std::string& staging);
+
+detail::BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>& policy,
+                           const std::optional<BestMarker>& best);
+// The sources' entries as a save would record them, hashed in place.
+std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan);
 
 std::optional<std::string> content_difference(const CheckpointMeta& committed,
                                               const std::vector<FileEntry>& files);

@@ -15,7 +15,9 @@ Usage: e2e_store.py --list | --all | SCENARIO...
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -59,8 +61,8 @@ class Ctx(harness.RootCtx):
         e.update(extra or {})
         return e
 
-    def run(self, *args, root=None, code=None, what="", env=None):
-        cmd = [harness.BIN, "--lock-timeout", "5", "-C", str(root or self.url), *args]
+    def run(self, *args, root=None, code=None, what="", env=None, lock_timeout=5):
+        cmd = [harness.BIN, "--lock-timeout", lock_timeout, "-C", str(root or self.url), *args]
         return harness.execute(cmd, cwd=str(self.tmp), env=self.env(env), timeout=300, code=code,
                                what=what or " ".join(map(str, args)))
 
@@ -92,6 +94,43 @@ class Ctx(harness.RootCtx):
 
     def key(self, step, path):
         return f"runs/a/{name(step)}/{path}"
+
+    def objects(self, prefix=""):
+        """{key: size} of every object in the bucket under prefix."""
+        out = {}
+        for line in self.tool_run("ls", self.bucket, prefix).out.splitlines():
+            size, key = line.split("  ", 1)
+            out[key] = int(size)
+        return out
+
+    def uploads(self, prefix=""):
+        """The keys of the multipart uploads in progress under prefix."""
+        return [line.split("  ", 1)[0] for line in
+                self.tool_run("uploads", self.bucket, prefix).out.splitlines()]
+
+    def spawn(self, *args, lock_timeout=120):
+        """A ckpt command on the store root, started and not waited for."""
+        cmd = [harness.BIN, "--lock-timeout", str(lock_timeout), "-C", self.url, *map(str, args)]
+        return subprocess.Popen(cmd, cwd=str(self.tmp), env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+
+# What differs between two saves of the same files: when they were made.
+TIMES = ("created", "updated")
+
+
+def timeless(doc):
+    """doc without the commit and marker times."""
+    if isinstance(doc, dict):
+        return {k: timeless(v) for k, v in doc.items() if k not in TIMES}
+    if isinstance(doc, list):
+        return [timeless(v) for v in doc]
+    return doc
+
+
+def tree(top):
+    """{relative path: sha256} of every file under top."""
+    return {str(p.relative_to(top)): sha256_file(p) for p in sorted(top.rglob("*")) if p.is_file()}
 
 
 def swap_roots(doc, local, url):
@@ -241,13 +280,214 @@ def store_errors_and_credentials(c):
     # written anywhere (no directory named after the address either).
     model = c.file("model.bin", b"weights")
     before = c.tool_run("ls", c.bucket, "").out
-    for args in (["save", "--step", "7", model], ["prune", "--keep-last", "1"], ["rm", "1"],
+    for args in (["prune", "--keep-last", "1"], ["rm", "1"],
                  ["rollback", "1"], ["promote-best", "1", "--key", "loss"], ["abort", "2"],
                  ["verify", "--repair"]):
         res = c.run(*args, code=7, what=" ".join(map(str, args)) + " on a store")
         check("object-store root" in res.err, "the message says why", res)
     expect_eq(c.tool_run("ls", c.bucket, "").out, before, "every object in the bucket is as it was")
     check(not (c.tmp / "s3:").exists(), "nothing was written under a directory named s3:")
+
+
+
+def save_series(c, root):
+    """The same three saves into root (a directory or the store): a best by loss, weights, a
+    nested path and one file of two parts. The --json of each."""
+    big = c.tmp / "in" / "big.bin"
+    if not big.exists():
+        big.parent.mkdir(parents=True)
+        big.write_bytes(os.urandom(21 << 20))
+    out = []
+    for s in (1, 2, 3):
+        model = c.tmp / "in" / "model.bin"
+        model.write_bytes(f"weights {s}\n".encode() * 1000)
+        opt = c.tmp / "in" / "opt.pt"
+        opt.write_bytes(f"optimizer {s}\n".encode())
+        res = c.run("save", "--step", s, model, f"nested/opt.pt={opt}", big,
+                    "--metric", f"loss={[0.5, 0.25, 0.4][s - 1]}", "--best-key", "loss",
+                    "--weights", "model.bin", "--json", root=root, code=0)
+        out.append(res.json())
+    return out
+
+
+@scenario
+def store_save_matches_directory(c):
+    """save into the store commits what the same saves commit into a directory: the same save
+    reports, listing, refs, verify and files; and the objects, copied into a directory with a
+    plain tool, are a root that ckpt verifies (the layout mirrors the directory's)."""
+    c.tool_run("mb", c.bucket)
+    local = str(c.root)
+    want = save_series(c, c.root)
+    got = save_series(c, c.url)
+    for w, g in zip(want, got):
+        expect_eq(timeless(g), timeless(swap_roots(w, local, c.url)), "save --json", None)
+    for args in (["info"], ["info", "latest"], ["info", "best"], ["verify"], ["diff", "1", "3"]):
+        w = c.local(*args, "--json", code=0).json()
+        res = c.run(*args, "--json", code=0)
+        expect_eq(timeless(res.json()), timeless(swap_roots(w, local, c.url)), " ".join(args), res)
+    # Exactly the directory's names, as objects (the private .ckpt/ aside).
+    objs = {k[len("runs/a/"):]: n for k, n in c.objects("runs/a/").items()}
+    files = {str(p.relative_to(c.root)): p.stat().st_size for p in c.root.rglob("*")
+             if p.is_file() and not str(p.relative_to(c.root)).startswith(".ckpt")}
+    expect_eq({k: n for k, n in objs.items() if not k.startswith(".ckpt/")}, files,
+              "the objects are the directory's files, name for name and size for size")
+    # Loaded back: the bytes saved.
+    out = c.tmp / "out"
+    c.run("load", "best", "--to", out, code=0)
+    expect_eq(tree(out), {"big.bin": sha256_file(c.tmp / "in" / "big.bin"),
+                          "model.bin": sha256_file(c.root / name(2) / "model.bin"),
+                          "nested/opt.pt": sha256_file(c.root / name(2) / "nested/opt.pt")},
+              "load best --to: the files of step 2")
+    # A plain tool's copy of the store root is a root ckpt reads and verifies.
+    copy = c.tmp / "copy"
+    c.tool_run("get-tree", c.bucket, "runs/a", copy)
+    res = c.run("verify", "--json", root=copy, code=0)
+    res = c.run("info", "--json", root=copy, code=0)
+    expect_eq(timeless(swap_roots(res.json(), str(copy), c.url)),
+              timeless(c.run("info", "--json", code=0).json()), "the copy lists as the store", res)
+
+
+@scenario
+def store_save_races(c):
+    """16 writers of one step with different files: one commits, the 15 others exit 4 and
+    change nothing; then 8 writers of 8 steps at once all commit, with distinct commit_seqs and
+    `last` on the newest."""
+    c.tool_run("mb", c.bucket)
+    procs = []
+    for i in range(16):
+        d = c.tmp / f"w{i}"
+        d.mkdir()
+        (d / "model.bin").write_bytes(os.urandom((1 << 20) + i))
+        procs.append(c.spawn("save", "--step", 5, "--from", d, "--json"))
+    rcs = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        rcs.append((p.returncode, out.decode(), err.decode()))
+    winners = [i for i, (rc, _, _) in enumerate(rcs) if rc == 0]
+    expect_eq(sorted(rc for rc, _, _ in rcs), [0] + [4] * 15,
+              f"exit codes of 16 writers of one step (stderr: {[e for _, _, e in rcs if e][:2]})")
+    for rc, _, err in rcs:
+        if rc == 4:
+            check("already exists" in err, f"a loser says the step exists: {err!r}")
+    w = winners[0]
+    check(json.loads(rcs[w][1])["committed"] is True, "the winner reports its commit")
+    out = c.tmp / "out"
+    c.run("load", "5", "--to", out, code=0)
+    expect_eq(tree(out), {"model.bin": sha256_file(c.tmp / f"w{w}" / "model.bin")},
+              "the committed files are the winner's, whole")
+    c.verify_ok()
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left behind")
+
+    procs = []
+    for s in range(10, 18):
+        f = c.tmp / f"s{s}.bin"
+        f.write_bytes(os.urandom(300_000))
+        procs.append(c.spawn("save", "--step", s, f, "--metric", f"loss={s}", "--best-key", "loss",
+                             "--json"))
+    seqs = {}
+    for s, p in zip(range(10, 18), procs):
+        out, err = p.communicate(timeout=600)
+        check(p.returncode == 0, f"writer of step {s} exit {p.returncode}: {err.decode()!r}")
+        seqs[s] = json.loads(out)["commit_seq"]
+    expect_eq(sorted(seqs.values()), list(range(2, 10)), "distinct commit_seqs, no gap")
+    newest = max(seqs, key=seqs.get)
+    res = c.run("info", "--json", code=0)
+    doc = res.json()
+    expect_eq(doc["last"]["name"], name(newest), "last names the newest commit", res)
+    expect_eq(c.run("info", "latest", "--json", code=0).json()["name"], name(newest), "latest", res)
+    expect_eq(doc["best"]["name"], name(10), "best.json names the lowest loss", res)
+    res = c.run("verify", "--json", code=0)
+    expect_eq(res.json()["markers"]["problems"], [], "the markers are consistent", res)
+
+
+@scenario
+def store_save_killed_midway(c):
+    """kill -9 of a writer mid-upload: nothing of it is visible; the job's restart saves the
+    step again at once (the dead writer's lease is not waited out) and leaves neither its
+    objects nor its multipart uploads behind."""
+    c.tool_run("mb", c.bucket)
+    first = c.tmp / "first.bin"
+    first.write_bytes(b"first")
+    c.run("save", "--step", 1, first, code=0)
+    work = c.tmp / "work"
+    work.mkdir()
+    (work / "model.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
+    (work / "extra.bin").write_bytes(b"only in the killed save")
+    p = c.spawn("save", "--step", 2, "--from", work)
+    deadline = time.monotonic() + 120
+    while not c.uploads(c.key(2, "")) and p.poll() is None:
+        check(time.monotonic() < deadline, "the writer started no multipart upload")
+        time.sleep(0.05)
+    check(p.poll() is None, "the writer was still uploading when killed")
+    p.kill()
+    p.wait()
+    res = c.run("info", "--json", code=0)
+    expect_eq([ck["name"] for ck in res.json()["checkpoints"]], [name(1)], "nothing new", res)
+    c.run("info", "2", code=3, what="the killed save's step")
+    c.verify_ok()
+    # The restart: resume from latest, rewrite the work files, save again. The dead writer's
+    # lease (30 s) would outlast --lock-timeout 5: the save must take it over at once.
+    c.run("load", "latest", "--to", c.tmp / "resume", code=0)
+    (work / "extra.bin").unlink()
+    (work / "model.bin").write_bytes(os.urandom(20 << 20))
+    c.run("save", "--step", 2, "--from", work, code=0, what="the restarted save", lock_timeout=5)
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left in the store")
+    expect_eq(sorted(k.rsplit("/", 1)[-1] for k in c.objects(c.key(2, ""))),
+              ["SHA256SUMS", "_checkpoint.json", "model.bin"],
+              "the step holds the new save's objects only")
+    res = c.run("verify", "--json", code=0)
+    expect_eq([p for ck in res.json()["checkpoints"] for p in ck["problems"]], [],
+              "no problem, no extra object", res)
+    out = c.tmp / "out"
+    c.run("load", "latest", "--to", out, code=0)
+    expect_eq(tree(out), {"model.bin": sha256_file(work / "model.bin")}, "the restarted save's files")
+
+
+@scenario
+def store_save_same_step_and_refusals(c):
+    """A step saved again with the same files is a success that commits nothing; other files
+    exit 4; what a store root does not support yet exits 7; a missing bucket 3; wrong
+    credentials 6. None of them changes an object."""
+    c.tool_run("mb", c.bucket)
+    src = c.tmp / "src1"
+    src.mkdir(exist_ok=True)
+    (src / "model.bin").write_bytes(b"weights one\n" * 100)
+    c.run("save", "--step", 1, "--from", src, "--metric", "loss=1", code=0)
+    before = c.objects()
+    res = c.run("save", "--step", 1, "--from", src, "--metric", "loss=1", "--json", code=0)
+    doc = res.json()
+    check(doc["existing"] is True and doc["committed"] is False, "the same files: existing", res)
+    expect_eq(doc["commit_seq"], 1, "the committed checkpoint's commit_seq", res)
+    other = c.tmp / "other"
+    other.mkdir()
+    (other / "model.bin").write_bytes(b"weights two\n" * 100)
+    secret = c.s3["AWS_SECRET_ACCESS_KEY"]
+    refusals = [
+        (["save", "--step", 1, "--from", other], 4, "already exists"),
+        (["save", "--step", 1, "--from", other, "--force"], 7, "not supported"),
+        (["save", "--step", 2, "--from", other, "--shard", "0/2", "--group", "g"], 7, "sharded"),
+        (["save", "--step", 2, "--from", other, "--dedup"], 7, "--dedup"),
+        (["save", "--step", 2, "--from", other, "--keep-last", "2"], 7, "retention"),
+        (["save", "--step", 2, "--from", c.tmp / "none"], 3, "does not exist"),
+        (["save", "--step", 2, "--from", other, "--weights", "nope*"], 2, "matches no"),
+    ]
+    for args, code, words in refusals:
+        res = c.run(*args, code=code, what=" ".join(map(str, args)))
+        check(words in res.err, f"the message says why ({words!r})", res)
+    res = c.run("save", "--step", 2, "--from", other, root=f"s3://{c.bucket}-none/runs/a", code=3,
+                what="save into a missing bucket")
+    check("no such bucket" in res.err, "the message names the missing bucket", res)
+    res = c.run("save", "--step", 2, "--from", other, env={"AWS_SECRET_ACCESS_KEY": secret[::-1]},
+                code=6, what="save with a wrong secret")
+    check(secret not in res.err and secret[::-1] not in res.err, "no secret in the output", res)
+    expect_eq(c.objects(), before, "every object is as it was")
+    # --link cannot link into a store: a warning, and a copy.
+    res = c.run("save", "--step", 3, "--from", other, "--link", code=0)
+    check("copying instead" in res.err, "--link warns that it copies", res)
+    # --move: the sources go once committed; the directory named stays, empty.
+    res = c.run("save", "--step", 4, "--from", other, "--move", code=0)
+    check(other.is_dir() and not any(other.iterdir()), "--move emptied the source directory", res)
+    c.verify_ok()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@
 //   s3_transfer_tool get BUCKET KEY...            downloads (and drops) each, prints "sha256  key"
 //   s3_transfer_tool ls BUCKET PREFIX             prints "size  key" of every object under PREFIX
 //   s3_transfer_tool rm BUCKET KEY...             deletes each
+//   s3_transfer_tool uploads BUCKET PREFIX        prints "key  upload-id" of every multipart upload in progress
+//   s3_transfer_tool get-tree BUCKET PREFIX DIR   downloads every object under PREFIX/ to DIR/<relative key>
 // The store comes from the AWS variables. Files go one after another, each
 // with its parts in parallel.
+#include <fcntl.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -26,7 +30,8 @@ int main(int argc, char** argv) {
   auto usage = [&] {
     std::fprintf(stderr,
                  "usage: %s mb BUCKET | put BUCKET PREFIX FILE... | put-tree BUCKET PREFIX DIR | "
-                 "put-text BUCKET KEY TEXT | get BUCKET KEY... | ls BUCKET PREFIX | rm BUCKET KEY...\n",
+                 "put-text BUCKET KEY TEXT | get BUCKET KEY... | ls BUCKET PREFIX | rm BUCKET KEY... | "
+                 "uploads BUCKET PREFIX | get-tree BUCKET PREFIX DIR\n",
                  argv[0]);
     return 2;
   };
@@ -62,6 +67,21 @@ int main(int argc, char** argv) {
       }
     } else if (cmd == "rm" && a.size() >= 3) {
       client.remove_many(std::vector<std::string>(a.begin() + 2, a.end()));
+    } else if (cmd == "uploads" && a.size() == 3) {
+      for (const auto& u : client.list_uploads(a[2])) {
+        std::printf("%s  %s\n", u.key.c_str(), u.upload_id.c_str());
+      }
+    } else if (cmd == "get-tree" && a.size() == 4) {
+      std::string top = a[2] + "/";
+      for (const auto& o : client.list(top).objects) {
+        std::string path = join_path(a[3], o.key.substr(top.size()));
+        make_dirs(fs, parent_path(path));
+        FdGuard out(fs, fs.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+        s3::download(client, o.key, o.size, {}, [&](const char* d, std::size_t n) {
+          fs.write(out.get(), d, n);
+        });
+        out.close();
+      }
     } else {
       return usage();
     }

@@ -442,6 +442,13 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
   if (!opts.if_match.empty()) req.headers.push_back("If-Match: " + opts.if_match);
   req.cleanup = opts.cleanup;
   Response r = perform(req);
+  if (r.status == 412 && !opts.if_match.empty() && opts.if_match.front() != '"') {
+    // The standard form is quoted; some stores (radosgw 16) match only the
+    // bare ETag, which is sent first. A refused condition wrote nothing, so
+    // the quoted form is tried next.
+    req.headers.back() = "If-Match: \"" + opts.if_match + "\"";
+    r = perform(req);
+  }
   if (r.status == 412) return Put::precondition_failed;
   if (!r.ok()) throw error(r, "PUT " + where_key(key));
   if (etag != nullptr) *etag = r.etag();

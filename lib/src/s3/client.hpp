@@ -83,7 +83,7 @@ struct Object {
 
 struct PutOptions {
   bool if_none_match = false;  // create only: fails if the key exists
-  std::string if_match;        // replace only that version (ETag)
+  std::string if_match;        // replace only that version (ETag, unquoted; the quoted form is tried too)
   std::string content_type;
   bool cleanup = false;  // Request::cleanup
 };

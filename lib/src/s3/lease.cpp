@@ -5,7 +5,11 @@
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "ckpt/clock.hpp"
 #include "ckpt/transfer.hpp"
@@ -32,6 +36,22 @@ std::string describe(const std::string& holder) {
     return who;
   } catch (const std::exception&) {
     return "another process";
+  }
+}
+
+// The holder ran on this host and its process is gone (killed, or it
+// crashed): its lease need not be waited out. Holders elsewhere, or whose
+// process may still run, are waited for until their lease expires.
+bool holder_gone(const std::string& holder) {
+  try {
+    auto j = nlohmann::json::parse(holder);
+    long long pid = j.at("pid").get<long long>();
+    std::string host = j.at("host").get<std::string>();
+    char buf[256] = {};
+    if (pid <= 0 || ::gethostname(buf, sizeof buf - 1) != 0 || host != buf) return false;
+    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  } catch (const std::exception&) {
+    return false;
   }
 }
 
@@ -82,7 +102,7 @@ std::unique_ptr<Lease> Lease::acquire(Client& client, const std::string& key, co
     std::string holder_note;
     if (auto cur = client.get(key)) {
       auto st = parse_lease(cur->body);
-      if (!st || st->expires_ms < now_ms()) {
+      if (!st || st->expires_ms < now_ms() || holder_gone(st->holder)) {
         PutOptions swap;
         swap.if_match = cur->etag;
         swap.content_type = "application/json";

@@ -34,6 +34,8 @@ class Lease {
  public:
   // Takes the lease at key, waiting up to opts.timeout_seconds while another
   // holder's lease is live; Error(locked) naming that holder when it stays.
+  // A lease whose holder ran on this host and is gone (killed) is taken over
+  // at once.
   static std::unique_ptr<Lease> acquire(Client& client, const std::string& key, const LeaseOptions& opts);
   ~Lease();
   Lease(const Lease&) = delete;

@@ -162,6 +162,76 @@ TransferResult ObjectStore::copy_to(const Context& ctx, const std::string& name,
   return r;
 }
 
+std::optional<ObjectStore::Versioned> ObjectStore::read_versioned(const std::string& name,
+                                                                  std::size_t max) {
+  auto obj = m_client.get(key(name));
+  if (!obj) return std::nullopt;
+  if (obj->body.size() > max) {
+    throw Error(ErrorKind::integrity, fmt::format("{} is too large ({} bytes, at most {})",
+                                                  path_of(name), obj->body.size(), max));
+  }
+  return Versioned{std::move(obj->body), std::move(obj->etag)};
+}
+
+namespace {
+
+std::string content_type_of(const std::string& name) {
+  return name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0 ? "application/json"
+                                                                           : "text/plain";
+}
+
+}  // namespace
+
+bool ObjectStore::create(const std::string& name, const std::string& text) {
+  s3::PutOptions o;
+  o.if_none_match = true;
+  o.content_type = content_type_of(name);
+  return m_client.put(key(name), text, o) == s3::Put::done;
+}
+
+bool ObjectStore::replace(const std::string& name, const std::string& text,
+                          const std::string& etag) {
+  if (etag.empty()) return create(name, text);
+  s3::PutOptions o;
+  o.if_match = etag;
+  o.content_type = content_type_of(name);
+  return m_client.put(key(name), text, o) == s3::Put::done;
+}
+
+void ObjectStore::put(const std::string& name, const std::string& text) {
+  s3::PutOptions o;
+  o.content_type = content_type_of(name);
+  m_client.put(key(name), text, o);
+}
+
+s3::Moved ObjectStore::upload(const Context& ctx, const std::string& path,
+                              const std::string& name, const ProgressFn& progress) {
+  return s3::upload_file(m_client, ctx.file_system(), path, key(name), tuning(ctx), progress);
+}
+
+void ObjectStore::require_conditional_put() {
+  // One object kept for the purpose: once it exists, a store that honours
+  // If-None-Match refuses to create it again. The first save into a root
+  // creates it and asks again.
+  const std::string probe = std::string(k_private_dir) + "/conditional-put";
+  if (!create(probe, "If-None-Match: * must be refused when this object exists\n")) return;
+  if (!create(probe, "If-None-Match: * must be refused when this object exists\n")) return;
+  throw Error(ErrorKind::unsupported,
+              fmt::format("the object store at {} ignores conditional writes (If-None-Match: *), "
+                          "so two writers could commit one step; ckpt refuses to change a root "
+                          "there (reading it works)",
+                          location()));
+}
+
+std::unique_ptr<s3::Lease> ObjectStore::lease(const Context& ctx, const std::string& name) {
+  s3::LeaseOptions o;
+  o.timeout_seconds = ctx.lock_timeout;
+  o.what = name == std::string(k_private_dir) + "/lock" ? fmt::format("root {}", location())
+                                                        : path_of(name);
+  o.holder = lock_holder_text();
+  return s3::Lease::acquire(m_client, key(name), o);
+}
+
 void ObjectStore::check_root() {
   m_client.check_bucket();
   if (m_client.head(key(k_last_file))) return;

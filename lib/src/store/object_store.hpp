@@ -11,6 +11,7 @@
 
 #include "s3/client.hpp"
 #include "s3/config.hpp"
+#include "s3/lease.hpp"
 #include "s3/transfer.hpp"
 #include "store/store.hpp"
 
@@ -38,6 +39,30 @@ class ObjectStore final : public Store {
   // Throws not_found (reason no_root) when nothing is stored under the
   // prefix, unsupported when what is there is not a ckpt root.
   void check_root();
+
+  // ---- writing (SPEC §11) ----
+  // A small object and the version it was read at; nullopt when absent.
+  struct Versioned {
+    std::string text;
+    std::string etag;
+  };
+  std::optional<Versioned> read_versioned(const std::string& name, std::size_t max);
+  // Writes name only if it does not exist (If-None-Match: *); false when it does.
+  bool create(const std::string& name, const std::string& text);
+  // Writes name only if it is still the version etag (If-Match), or only if
+  // it is absent when etag is empty; false when another writer changed it.
+  bool replace(const std::string& name, const std::string& text, const std::string& etag);
+  // Writes name whatever is there.
+  void put(const std::string& name, const std::string& text);
+  // Uploads the local file path as name, parts in parallel, hashing it.
+  s3::Moved upload(const Context& ctx, const std::string& path, const std::string& name,
+                   const ProgressFn& progress);
+  // Refuses (unsupported, exit 7) a store that ignores If-None-Match: a
+  // create-only PUT there could commit one step twice.
+  void require_conditional_put();
+  // Takes the lease at name (.ckpt/lock for the root), waiting up to
+  // ctx.lock_timeout; Error(locked) when another holder keeps it.
+  std::unique_ptr<s3::Lease> lease(const Context& ctx, const std::string& name);
 
   s3::Client& client() { return m_client; }
   const s3::Location& where() const { return m_where; }

@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: Apache-2.0
+// save into an object-store root (SPEC §11). The data objects go first, each
+// hashed as it streams, under a lease on the step, so that two writers of one
+// step never overwrite each other's objects. Then, under the root's lease
+// (the directory's root lock), the commit_seq counter, the create-only PUT of
+// _checkpoint.json that commits, and the markers, each by compare-and-swap.
+// A save killed before its commit leaves data objects without a manifest:
+// invisible to every reader.
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "ckpt/clock.hpp"
+#include "ckpt/parallel.hpp"
+#include "internal.hpp"
+#include "save_parts.hpp"
+#include "store/object_store.hpp"
+
+namespace ckpt::detail {
+
+namespace {
+
+using saving::NextSeq;
+using saving::Plan;
+
+std::string lock_name() { return std::string(k_private_dir) + "/lock"; }
+// The lease a save of one step holds while it uploads (any width of the step).
+std::string saving_name(std::uint64_t step) {
+  return fmt::format("{}/saving/{}", k_private_dir, step_dir_name(step));
+}
+
+// Sets name by compare-and-swap: next maps what is there (nullopt: absent)
+// to what should be, or to nullopt to leave it. Retried while another writer
+// changes it in between.
+void update(ObjectStore& store, const std::string& name,
+            const std::function<std::optional<std::string>(const std::optional<std::string>&)>& next) {
+  for (int attempt = 0;; ++attempt) {
+    check_interrupt();
+    auto cur = store.read_versioned(name, k_max_marker_bytes);
+    std::optional<std::string> want = next(cur ? std::optional<std::string>(cur->text) : std::nullopt);
+    if (!want || (cur && *want == cur->text)) return;
+    if (store.replace(name, *want, cur ? cur->etag : std::string())) return;
+    if (attempt == 50) {
+      throw Error(ErrorKind::locked,
+                  fmt::format("{} kept changing while it was being updated", store.path_of(name)));
+    }
+  }
+}
+
+// The commit_seq a checkpoint of name records; nullopt when it is not one.
+std::optional<std::uint64_t> seq_of(ObjectStore& store, const std::string& name) {
+  try {
+    if (!parse_step_dir_name(name)) return std::nullopt;
+    return read_meta(store, name).commit_seq;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    return std::nullopt;
+  }
+}
+
+// `last` to name, never to an older commit than the checkpoint it names.
+void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
+  update(store, k_last_file, [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+    if (cur) {
+      std::string named;
+      try {
+        named = parse_last_text(*cur);
+      } catch (const Error&) {
+        named.clear();  // unreadable: replaced
+      }
+      if (named == name) return std::nullopt;
+      if (!named.empty()) {
+        if (auto other = seq_of(store, named); other && *other > seq) return std::nullopt;
+      }
+    }
+    return serialize_last(name);
+  });
+}
+
+void set_counter(ObjectStore& store, std::uint64_t seq) {
+  update(store, commit_counter_name(), [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+    if (cur) {
+      std::string t = *cur;
+      while (!t.empty() && t.back() == '\n') t.pop_back();
+      if (auto n = parse_step(t); n && *n >= seq) return std::nullopt;
+    }
+    return fmt::format("{}\n", seq);
+  });
+}
+
+void set_text(ObjectStore& store, const std::string& name, const std::string& text) {
+  update(store, name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
+}
+
+std::optional<BestMarker> read_best_tolerant(const Context& ctx, ObjectStore& store) {
+  try {
+    return read_best(store);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
+    ctx.warning(fmt::format("{}; it will be rebuilt", e.message()));
+    return std::nullopt;
+  }
+}
+
+// What a directory root does that an object-store root does not yet:
+// refused before anything is uploaded.
+void refuse_unsupported(const SaveOptions& opts, const std::optional<Policy>& policy,
+                        const std::string& where) {
+  auto refuse = [&](const std::string& what) {
+    throw Error(ErrorKind::unsupported,
+                fmt::format("{} on an object-store root ({}) is not supported yet; nothing was "
+                            "saved",
+                            what, where));
+  };
+  if (opts.shard && opts.shard->count > 1) refuse("a sharded save (--shard)");
+  if (opts.policy.dedup.value_or(false)) refuse("--dedup");
+  Policy merged = saving::merged_policy(policy, opts.policy);
+  if (merged.has_retention_rule()) {
+    refuse(policy && policy->has_retention_rule()
+               ? "a save into a root whose policy.json has retention rules (--keep-*)"
+               : "retention (--keep-*)");
+  }
+}
+
+// Parts as they are stored, summed over the files uploaded at once.
+class UploadProgress {
+ public:
+  UploadProgress(const Context& ctx, std::uint64_t total) : m_ctx(ctx), m_total(total) {}
+  ProgressFn fn() {
+    if (!m_ctx.progress) return {};
+    return [this](std::uint64_t n) {
+      std::lock_guard<std::mutex> lock(m_mutex);
+      m_done += n;
+      m_ctx.progress(m_done, std::max(m_done, m_total));
+    };
+  }
+
+ private:
+  const Context& m_ctx;
+  std::uint64_t m_total;
+  std::uint64_t m_done = 0;
+  std::mutex m_mutex;
+};
+
+// The markers after a commit, or after finding the step committed with the
+// same files: `last`, best.json and policy.json. Under the root lease.
+void update_markers(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                    const CheckpointMeta& meta, const std::optional<Policy>& policy,
+                    std::optional<BestMarker> best, bool rescan, s3::Lease& lease,
+                    SaveReport& report) {
+  lease.check();
+  move_last(store, meta.name, meta.commit_seq);
+  detail::BestRule rule = saving::best_rule(opts, policy, best);
+  if (rule.key) {
+    report.best_key = rule.key;
+    report.best_value = meta.metric(*rule.key);
+    bool key_changed = best && (best->key != *rule.key || best->mode != rule.mode);
+    std::optional<BestMarker> next;
+    if (!best || key_changed || rescan) {
+      // best.json changes only to name a strictly better checkpoint, or
+      // when it names none that is there.
+      auto listed = list_root(ctx, store, false).checkpoints;
+      auto computed = compute_best(listed, *rule.key, rule.mode);
+      bool dangling = best && std::none_of(listed.begin(), listed.end(), [&](const Checkpoint& c) {
+                        return c.name == best->path;
+                      });
+      if (computed && (!best || key_changed || dangling ||
+                       improves(rule.mode, computed->value, best->value))) {
+        next = computed;
+      }
+    } else if (report.best_value && improves(rule.mode, *report.best_value, best->value)) {
+      next = BestMarker{*rule.key, rule.mode, *report.best_value, meta.step, meta.name,
+                        now_rfc3339()};
+    }
+    if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
+      lease.check();
+      set_text(store, k_best_file, serialize_best(*next));
+      report.best_updated = next->path == meta.name && !report.existing;
+      best = next;
+    }
+  }
+  report.best = best;
+  Policy merged = saving::merged_policy(policy, opts.policy);
+  if (policy ? !(merged == *policy) : !(merged == Policy{})) {
+    lease.check();
+    set_text(store, k_policy_file, serialize_policy(merged));
+  }
+}
+
+// The next commit_seq, as on a directory (saving::next_commit_seq): the
+// counter, unless `last` is behind it; then the checkpoints decide.
+NextSeq next_seq(const Context& ctx, ObjectStore& store) {
+  NextSeq next;
+  std::optional<std::uint64_t> known = read_commit_counter(store);
+  std::uint64_t highest = known.value_or(0);
+  std::optional<std::uint64_t> last_seq;
+  if (known) {
+    try {
+      if (auto last = read_last(ctx, store)) last_seq = seq_of(store, last->name);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+  }
+  next.markers_stale = !known || !last_seq || *last_seq < *known;
+  if (next.markers_stale) {
+    highest = known.value_or(0);
+    for (const auto& c : list_root(ctx, store, false).checkpoints) {
+      highest = std::max(highest, c.meta.commit_seq);
+    }
+  }
+  next.seq = highest + 1;
+  return next;
+}
+
+// The step is committed: the same files are a success that changes no
+// checkpoint (a restarted job saving the step again); other files exit 4.
+SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                             const std::string& name, const std::vector<FileEntry>& files) {
+  CheckpointMeta committed;
+  try {
+    committed = read_meta(store, name);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;
+    throw saving::step_exists(opts, name, e.message());
+  }
+  if (opts.force) {
+    throw Error(ErrorKind::unsupported,
+                fmt::format("replacing committed step {} (--force) on an object-store root is "
+                            "not supported yet; nothing was saved",
+                            opts.step));
+  }
+  if (auto why = saving::content_difference(committed, files)) {
+    throw saving::step_exists(opts, name, *why);
+  }
+  auto lease = store.lease(ctx, lock_name());
+  auto policy = read_policy(store);
+  auto best = read_best_tolerant(ctx, store);
+  saving::check_best_conflict(opts, best);
+  SaveReport report;
+  report.name = name;
+  report.path = store.path_of(name);
+  report.step = committed.step;
+  report.commit_seq = committed.commit_seq;
+  report.files = committed.files.size();
+  report.total_size = committed.total_size;
+  report.existing = true;
+  report.committed = false;
+  if (saving::recorded_metrics(opts.metrics) != committed.metrics || opts.meta != committed.meta) {
+    ctx.warning(fmt::format("{} is already committed with these files; its recorded metrics "
+                            "and meta are kept",
+                            name));
+  }
+  try {
+    update_markers(ctx, opts, store, committed, policy, best, true, *lease, report);
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("{} is committed with these files, but bringing the markers up to "
+                            "date failed: {}",
+                            name, e.message()),
+                e.sys_errno());
+  }
+  return report;
+}
+
+// The sources' entries with the committed checkpoint's sizes, for a first
+// comparison that reads no source.
+std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& committed) {
+  std::vector<FileEntry> out;
+  for (const auto& f : plan.files) {
+    FileEntry e{f.dest, f.size, std::string(), std::nullopt};
+    for (const auto& c : committed.files) {
+      if (c.path == f.dest) e.sha256 = c.sha256;
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// What an earlier save of the uncommitted step name left (a writer killed
+// mid-upload): its objects, and its multipart uploads, which the store would
+// keep (and bill) forever. Called holding the step's lease, so none of it
+// belongs to a live writer.
+void clear_uncommitted(ObjectStore& store, const std::string& name) {
+  s3::Client& c = store.client();
+  std::string top = store.where().key(name) + "/";
+  for (const auto& u : c.list_uploads(top)) c.abort_upload(u.key, u.upload_id);
+  std::vector<std::string> keys;
+  for (const auto& o : c.list(top).objects) keys.push_back(o.key);
+  c.remove_many(keys);
+}
+
+}  // namespace
+
+SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
+  FileSystem& fs = ctx.file_system();
+  s3::Location where = s3::parse_s3_url(opts.root);
+  ObjectStore store(s3::load_config(s3::process_environment()), where);
+  try {
+    store.check_root();
+  } catch (const Error& e) {
+    // A new root is made by its first save; a missing bucket is not.
+    if (e.kind() != ErrorKind::not_found) throw;
+    store.client().check_bucket();
+  }
+  Plan plan = saving::make_plan(fs, opts, std::string());
+  std::vector<std::string> weights = saving::match_weights(opts, plan);
+  const std::string name = step_dir_name(opts.step);
+  auto policy = read_policy(store);
+  auto best = read_best_tolerant(ctx, store);
+  saving::check_best_conflict(opts, best);
+  saving::check_keep_best_key(opts, policy, best);
+  refuse_unsupported(opts, policy, store.location());
+  if (opts.transfer == Transfer::link) {
+    ctx.warning(fmt::format("cannot hard-link into an object store ({}); copying instead",
+                            store.location()));
+  }
+  store.require_conditional_put();
+
+  // Whoever holds the step's lease is the only writer of its objects.
+  auto step_lease = store.lease(ctx, saving_name(opts.step));
+  if (auto existing = find_step(store, opts.step)) {
+    CheckpointMeta committed;
+    try {
+      committed = read_meta(store, *existing);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+      throw saving::step_exists(opts, *existing, e.message());
+    }
+    if (!opts.force) {
+      if (auto why = saving::content_difference(committed, sized_entries(plan, committed))) {
+        throw saving::step_exists(opts, *existing, *why);
+      }
+    }
+    SaveReport report =
+        complete_existing(ctx, opts, store, *existing, saving::hash_sources(ctx, plan));
+    if (opts.transfer == Transfer::move) {
+      std::vector<std::string> sources;
+      for (const auto& f : plan.files) sources.push_back(f.source);
+      saving::finish_move(ctx, plan, sources);
+    }
+    return report;
+  }
+
+  std::string checksum = opts.policy.checksum.value_or(
+      policy && policy->checksum ? *policy->checksum : std::string("sha256"));
+  CheckpointMeta meta;
+  meta.name = name;
+  meta.step = opts.step;
+  meta.metrics = saving::recorded_metrics(opts.metrics);
+  meta.meta = opts.meta;
+  meta.checksum = checksum;
+  meta.weights = weights;
+  meta.tool = tool_version();
+  meta.files.resize(plan.files.size());
+
+  clear_uncommitted(store, name);
+  std::uint64_t total = 0;
+  for (const auto& f : plan.files) total += f.size;
+  UploadProgress progress(ctx, total);
+  std::vector<std::string> written;  // keys to remove when the save fails before its commit
+  std::mutex written_mutex;
+  bool committed = false;
+  try {
+    auto order = biggest_first(plan.files);
+    unsigned workers = std::min(worker_count(ctx.threads), 4u);
+    for_each_parallel(order.size(), workers, [&](std::size_t k) {
+      const saving::PlannedFile& f = plan.files[order[k]];
+      step_lease->check();
+      std::string object = name + "/" + f.dest;
+      {
+        std::lock_guard<std::mutex> lock(written_mutex);
+        written.push_back(object);
+      }
+      s3::Moved m;
+      try {
+        m = store.upload(ctx, f.source, object, progress.fn());
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
+        throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
+                    e.sys_errno());
+      }
+      FileEntry e;
+      e.path = f.dest;
+      e.size = m.size;
+      if (checksum == "sha256") e.sha256 = m.sha256;
+      meta.files[order[k]] = std::move(e);
+    });
+    for (const auto& e : meta.files) meta.total_size += e.size;
+    if (checksum == "sha256") {
+      std::string sums = name + "/" + k_sums_file;
+      written.push_back(sums);
+      step_lease->check();
+      store.put(sums, serialize_sums(meta.files));
+    }
+
+    SaveReport report;
+    auto lease = store.lease(ctx, lock_name());
+    policy = read_policy(store);
+    best = read_best_tolerant(ctx, store);
+    saving::check_best_conflict(opts, best);
+    saving::check_keep_best_key(opts, policy, best);
+    refuse_unsupported(opts, policy, store.location());
+    step_lease->check();
+    NextSeq seq = next_seq(ctx, store);
+    meta.commit_seq = seq.seq;
+    meta.created = now_rfc3339_ms();
+    lease->check();
+    set_counter(store, meta.commit_seq);
+    step_lease->check();
+    if (!store.create(name + "/" + k_meta_file, serialize_checkpoint(meta))) {
+      // Only a writer that lost the step's lease gets here.
+      written.clear();
+      throw Error(ErrorKind::conflict,
+                  fmt::format("step {} was committed by another writer while this save uploaded "
+                              "it; nothing was saved",
+                              opts.step));
+    }
+    committed = true;
+    report.name = name;
+    report.path = store.path_of(name);
+    report.step = opts.step;
+    report.commit_seq = meta.commit_seq;
+    report.files = meta.files.size();
+    report.total_size = meta.total_size;
+    try {
+      update_markers(ctx, opts, store, meta, policy, best, seq.markers_stale, *lease, report);
+    } catch (const Error& e) {
+      throw Error(e.kind(),
+                  fmt::format("{} is committed, but updating the markers failed: {}; "
+                              "`ckpt verify` reads it, and the next save brings them up to date",
+                              name, e.message()),
+                  e.sys_errno());
+    }
+    if (opts.transfer == Transfer::move) {
+      std::vector<std::string> sources;
+      for (const auto& f : plan.files) sources.push_back(f.source);
+      saving::finish_move(ctx, plan, sources);
+    }
+    return report;
+  } catch (...) {
+    if (!committed && !written.empty() && !step_lease->lost()) {
+      // Ours alone (the step's lease is held): nothing of them stays.
+      try {
+        store.client().remove_many([&] {
+          std::vector<std::string> keys;
+          for (const auto& n : written) keys.push_back(where.key(n));
+          return keys;
+        }());
+      } catch (const Error&) {
+        // Invisible without a manifest; prune removes them.
+      }
+    }
+    throw;
+  }
+}
+
+}  // namespace ckpt::detail

@@ -76,7 +76,7 @@ _ckpt_names() {
 
 _ckpt() {
   local IFS=$' \t\n'
-  local commands="save info verify load prune promote-best abort diff rm rollback version help"
+  local commands="save info verify load prune promote-best abort diff rm rollback copy version help"
   local global="-C --root --json -q --quiet --lock-timeout --no-fsync --threads --progress -h --help"
   # options that take a value (as the next word, or after = in the same word)
   local valued="-C|--root|--lock-timeout|--threads|--progress|--step|--from|--metric|--meta|--weights"
@@ -190,6 +190,11 @@ _ckpt() {
     diff) opts="--exit-code" args=refs:2 ;;
     rm) opts="--force -n --dry-run" args=refs:-1 ;;
     rollback) opts="-n --dry-run" args=refs:1 ;;
+    copy)
+      opts="--step"
+      # REF, then the destination root (a directory)
+      if ((nargs == 0)); then args=refs:1; else args=dirs:2; fi
+      ;;
     help) args=commands:1 ;;
     version) ;;
     *) return 0 ;;
@@ -209,6 +214,7 @@ _ckpt() {
       _ckpt_names "$root" "$REPLY"
       ;;
     pending) _ckpt_names "$root/.ckpt/pending" "$REPLY" ;;
+    dirs) _ckpt_files -d "$text" ;;
   esac
   return 0
 }

@@ -6,7 +6,7 @@
 # completed by globbing the root that -C/--root names (before or after the command), else
 # $CKPT_ROOT, else the current directory: no process is started, however many there are.
 
-set -l commands save info verify load prune promote-best abort diff rm rollback version help
+set -l commands save info verify load prune promote-best abort diff rm rollback copy version help
 
 # options that take a value (as the next word, or after = in the same word)
 set -g __ckpt_valued -C --root --lock-timeout --threads --progress --step --from --metric --meta \
@@ -112,6 +112,7 @@ complete -c ckpt -n __ckpt_needs_command -a abort -d 'Remove a pending sharded s
 complete -c ckpt -n __ckpt_needs_command -a diff -d 'Show what differs between two checkpoints'
 complete -c ckpt -n __ckpt_needs_command -a rm -d 'Remove checkpoints by name'
 complete -c ckpt -n __ckpt_needs_command -a rollback -d 'Make a checkpoint the latest again'
+complete -c ckpt -n __ckpt_needs_command -a copy -d 'Commit a checkpoint again at another root'
 complete -c ckpt -n __ckpt_needs_command -a version -d 'Print the version'
 complete -c ckpt -n __ckpt_needs_command -a help -d 'Show help for a command'
 
@@ -158,6 +159,8 @@ complete -c ckpt -n '__ckpt_using promote-best' -l value -x -d 'The value'
 complete -c ckpt -n '__ckpt_using diff' -l exit-code -d 'Exit 1 when files differ'
 complete -c ckpt -n '__ckpt_using rm' -l force -d 'Also what a marker names'
 complete -c ckpt -n '__ckpt_using rm rollback' -s n -l dry-run -d 'Show only'
-complete -c ckpt -n '__ckpt_using info verify load promote-best diff rm rollback' -a '(__ckpt_refs)'
+complete -c ckpt -n '__ckpt_using copy' -l step -x -d 'The step at the destination'
+complete -c ckpt -n '__ckpt_using info verify load promote-best diff rm rollback copy' -a '(__ckpt_refs)'
+complete -c ckpt -n '__ckpt_using copy' -a '(__fish_complete_directories)'
 complete -c ckpt -n '__ckpt_using abort' -a '(__ckpt_pending)'
 complete -c ckpt -n '__ckpt_using help' -a "$commands"

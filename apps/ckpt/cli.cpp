@@ -521,6 +521,7 @@ const std::vector<CommandSpec>& commands() {
       {"diff", "Show the files and metrics that differ between two checkpoints", setup_diff},
       {"rm", "Remove checkpoints by name (last and best only with --force)", setup_rm},
       {"rollback", "Make a checkpoint the latest: remove every one after it", setup_rollback},
+      {"copy", "Commit a checkpoint again at another root (directory or s3://), checked byte for byte", setup_copy},
   };
   return table;
 }

@@ -84,6 +84,13 @@ void setup_abort(CLI::App& app, Cli& cli);
 void setup_diff(CLI::App& app, Cli& cli);
 void setup_rm(CLI::App& app, Cli& cli);
 void setup_rollback(CLI::App& app, Cli& cli);
+void setup_copy(CLI::App& app, Cli& cli);
+
+// A save's result: the --json object of save (and of copy, which adds
+// "source"), and the lines after the first of its text form (shared files,
+// best, pruned).
+json save_report_json(const std::string& root, const SaveReport& r);
+void print_save_outcome(const SaveReport& r);
 
 // "0-3,5": shard indexes as ranges ("-" when none).
 std::string shard_ranges(const std::vector<std::uint64_t>& v);

@@ -106,28 +106,7 @@ int run_save(Cli& cli, const SaveArgs& a) {
   if (!r) return cli.fail(r.error());  // no "done": the error ends the progress
   cli.progress_done();
   if (cli.global.json) {
-    std::string root = cli.root_path();
-    json j = {{"root", root},
-              {"name", r->name},
-              {"path", r->path},
-              {"step", r->step},
-              {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
-              {"committed", r->committed},
-              {"existing", r->existing},
-              {"metrics", metrics_json(r->metrics)},
-              {"total_size", r->total_size},
-              {"file_count", r->files},
-              {"best_updated", r->best_updated},
-              {"best", best_marker_json(root, r->best)}};
-    json pruned = json::array();
-    for (const auto& name : r->pruned) pruned.push_back(checkpoint_ref_json(root, name));
-    j["pruned"] = pruned;
-    j["shared"] = {{"file_count", r->shared_files},
-                   {"total_size", r->shared_bytes},
-                   {"with", r->shared_with ? checkpoint_ref_json(root, *r->shared_with)
-                                           : json(nullptr)}};
-    j["shards"] = r->shards ? shards_json(*r->shards) : json(nullptr);
-    cli.print_json(j);
+    cli.print_json(save_report_json(cli.root_path(), *r));
     return 0;
   }
   if (cli.global.quiet) return 0;
@@ -150,6 +129,39 @@ int run_save(Cli& cli, const SaveArgs& a) {
   fmt::print("{} {}: {} file{}, {}, commit {}\n  {}\n",
              r->existing ? "already committed with the same files:" : "saved", r->name, r->files,
              r->files == 1 ? "" : "s", human_size(r->total_size), r->commit_seq, r->path);
+  print_save_outcome(*r);
+  return 0;
+}
+
+}  // namespace
+
+json save_report_json(const std::string& root, const SaveReport& report) {
+  const SaveReport* r = &report;
+  json j = {{"root", root},
+            {"name", r->name},
+            {"path", r->path},
+            {"step", r->step},
+            {"commit_seq", r->committed || r->existing ? json(r->commit_seq) : json(nullptr)},
+            {"committed", r->committed},
+            {"existing", r->existing},
+            {"metrics", metrics_json(r->metrics)},
+            {"total_size", r->total_size},
+            {"file_count", r->files},
+            {"best_updated", r->best_updated},
+            {"best", best_marker_json(root, r->best)}};
+  json pruned = json::array();
+  for (const auto& name : r->pruned) pruned.push_back(checkpoint_ref_json(root, name));
+  j["pruned"] = pruned;
+  j["shared"] = {{"file_count", r->shared_files},
+                 {"total_size", r->shared_bytes},
+                 {"with", r->shared_with ? checkpoint_ref_json(root, *r->shared_with)
+                                         : json(nullptr)}};
+  j["shards"] = r->shards ? shards_json(*r->shards) : json(nullptr);
+  return j;
+}
+
+void print_save_outcome(const SaveReport& report) {
+  const SaveReport* r = &report;
   if (r->shared_files > 0) {
     fmt::print("shared with {}: {} unchanged file{}, {} (not written again)\n", *r->shared_with,
                r->shared_files, r->shared_files == 1 ? "" : "s", human_size(r->shared_bytes));
@@ -163,10 +175,7 @@ int run_save(Cli& cli, const SaveArgs& a) {
     }
   }
   for (const auto& p : r->pruned) fmt::print("pruned {}\n", p);
-  return 0;
 }
-
-}  // namespace
 
 void setup_save(CLI::App& app, Cli& cli) {
   auto a = std::make_shared<SaveArgs>();

@@ -30,8 +30,9 @@ def nullable(s): return {"oneOf": [s, NULL]}
 defs = {
   "schema_version": {"description": "The version of this JSON vocabulary; raised on a breaking change.", "const": 1},
   "warnings": {"description": "Every warning of the command, as printed on stderr without --json.", "type": "array", "items": {"type": "string"}},
-  "root": {"description": "The checkpoint root, absolute.", "$ref": D + "abs_path"},
+  "root": {"description": "The checkpoint root: an absolute directory, or an object-store root (s3://BUCKET/PREFIX).", "$ref": D + "location"},
   "abs_path": {"type": "string", "pattern": "^/"},
+  "location": {"description": "An absolute path, or an object-store address (s3://BUCKET/KEY).", "type": "string", "pattern": "^(/|s3://)"},
   "name": {"description": "A checkpoint's directory name.", "type": "string", "pattern": "^step-[0-9]{9,}$"},
   "step": {"type": "integer", "minimum": 0},
   "time": {"description": "RFC 3339, UTC.", "type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$"},
@@ -44,7 +45,7 @@ defs = {
                       "shard": {"description": "Sharded checkpoints: the shard that wrote the file.", "$ref": D + "count"}},
                      ["path", "size", "sha256"]),
   "file": {"$ref": D + "file_fields", "unevaluatedProperties": False},
-  "ref_fields": obj({"name": {"$ref": D + "name"}, "path": {"$ref": D + "abs_path"}, "step": {"$ref": D + "step"}}),
+  "ref_fields": obj({"name": {"$ref": D + "name"}, "path": {"$ref": D + "location"}, "step": {"$ref": D + "step"}}),
   "ref": {"description": "A checkpoint named in a list.", "$ref": D + "ref_fields", "unevaluatedProperties": False},
   "refs": {"type": "array", "items": {"$ref": D + "ref"}},
   "last": {"description": "The checkpoint `last` names; null when there is none.", "oneOf": [{"$ref": D + "ref"}, NULL]},
@@ -93,16 +94,19 @@ def result_ext(title, desc, base, props, required):
             "required": ["schema_version", "root"] + required + ["warnings"], "unevaluatedProperties": False}
 
 schemas = {}
-schemas["save"] = result("ckpt save --json", "The result of a save (one line on stdout).", {
-  "name": ref("name"), "path": ref("abs_path"), "step": ref("step"),
+save_props = {
+  "name": ref("name"), "path": ref("location"), "step": ref("step"),
   "commit_seq": {"description": "null for a shard that did not complete its step.", "oneOf": [ref("count"), NULL]},
   "committed": {"type": "boolean"}, "existing": {"type": "boolean"},
   "metrics": ref("metrics"), "total_size": ref("count"), "file_count": ref("count"),
   "best_updated": {"type": "boolean"}, "best": ref("best"), "pruned": ref("refs"),
   "shared": {**obj({"file_count": ref("count"), "total_size": ref("count"), "with": {"oneOf": [ref("ref"), NULL]}}), "additionalProperties": False},
-  "shards": {"oneOf": [ref("shards"), NULL]}})
+  "shards": {"oneOf": [ref("shards"), NULL]}}
+schemas["save"] = result("ckpt save --json", "The result of a save (one line on stdout).", save_props)
+schemas["copy"] = result("ckpt copy --json", "The commit at the destination root (root), as save reports it, and the checkpoint copied (source, in the source root).",
+                         {**save_props, "source": ref("ref")})
 info_entry = {"$ref": D + "summary_fields", "properties": {"markers": ref("markers")}, "required": ["markers"], "unevaluatedProperties": False}
-invalid = {"type": "object", "properties": {"name": {"type": "string"}, "path": ref("abs_path"),
+invalid = {"type": "object", "properties": {"name": {"type": "string"}, "path": ref("location"),
            "step": {"oneOf": [ref("step"), NULL]}, "reason": {"type": "string"}}, "required": ["name", "path", "step", "reason"],
            "additionalProperties": False}
 schemas["info"] = result("ckpt info --json", "The checkpoints of a root (info without REF).", {
@@ -115,8 +119,8 @@ schemas["info-ref"] = result_ext("ckpt info REF --json", "One checkpoint: its ma
   "shards": {"description": "Sharded checkpoints: the set that wrote it (every shard present).", **ref("shards")},
   "markers": ref("markers")}, ["meta", "weights", "checksum", "files", "tool", "format_version", "markers"])
 schemas["info-path"] = result("ckpt info REF --path --json", "Where a checkpoint is.", {
-  "name": ref("name"), "path": ref("abs_path"), "step": ref("step")})
-vcheck = {"type": "object", "properties": {"name": {"type": "string"}, "path": ref("abs_path"),
+  "name": ref("name"), "path": ref("location"), "step": ref("step")})
+vcheck = {"type": "object", "properties": {"name": {"type": "string"}, "path": ref("location"),
           "step": {"oneOf": [ref("step"), NULL]}, "ok": {"type": "boolean"}, "problems": arr(ref("problem"))},
           "required": ["name", "path", "step", "ok", "problems"], "additionalProperties": False}
 schemas["verify"] = result("ckpt verify --json", "The checks of checkpoints and markers.", {

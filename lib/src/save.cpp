@@ -459,6 +459,34 @@ std::optional<std::string> content_difference(const CheckpointMeta& committed,
   return std::nullopt;
 }
 
+void check_expected(const SaveOptions& opts, const std::vector<FileEntry>& stored) {
+  if (!opts.expected_files) return;
+  std::map<std::string, const FileEntry*> got;
+  for (const auto& f : stored) got[f.path] = &f;
+  for (const auto& want : *opts.expected_files) {
+    auto it = got.find(want.path);
+    if (it == got.end()) {
+      throw Error(ErrorKind::integrity,
+                  fmt::format("{}: recorded in the source checkpoint but not stored; nothing was "
+                              "committed",
+                              want.path));
+    }
+    const FileEntry& g = *it->second;
+    if (g.size != want.size) {
+      throw Error(ErrorKind::integrity,
+                  fmt::format("{}: {} bytes read but the source checkpoint records {}; nothing "
+                              "was committed",
+                              want.path, g.size, want.size));
+    }
+    if (want.sha256 && g.sha256 && *g.sha256 != *want.sha256) {
+      throw Error(ErrorKind::integrity,
+                  fmt::format("{}: sha256 {} read but the source checkpoint records {}; nothing "
+                              "was committed",
+                              want.path, *g.sha256, *want.sha256));
+    }
+  }
+}
+
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
   return Error(ErrorKind::conflict,
                fmt::format("step {} already exists ({}) with other content ({}); use --force "
@@ -756,6 +784,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
       throw step_exists(opts, base_name(*existing), *why);
     }
     std::vector<FileEntry> hashed = hash_sources(ctx, plan);
+    check_expected(opts, hashed);
     if (auto why = content_difference(committed, hashed)) {
       throw step_exists(opts, base_name(*existing), *why);
     }
@@ -780,8 +809,12 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
     }
     return report;
   }
-  std::string checksum = opts.policy.checksum.value_or(
-      policy && policy->checksum ? *policy->checksum : std::string("sha256"));
+  // A copy keeps the digests it checks against.
+  std::string checksum = opts.expected_files
+                             ? std::string("sha256")
+                             : opts.policy.checksum.value_or(policy && policy->checksum
+                                                                 ? *policy->checksum
+                                                                 : std::string("sha256"));
   Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
 
   CheckpointMeta meta;
@@ -824,6 +857,7 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
   stager.sync_small();
   stager.sync_subdirs();
   for (const auto& e : meta.files) meta.total_size += e.size;
+  check_expected(opts, meta.files);
   if (hash == Hash::yes) {
     write_and_sync(fs, join_path(staging.dir(), k_sums_file), serialize_sums(meta.files));
   }

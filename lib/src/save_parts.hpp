@@ -447,6 +447,9 @@ std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan);
 std::optional<std::string> content_difference(const CheckpointMeta& committed,
                                               const std::vector<FileEntry>& files);
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why);
+// opts.expected_files (ckpt copy) against the stored files: Error(integrity)
+// naming the first that differs.
+void check_expected(const SaveOptions& opts, const std::vector<FileEntry>& stored);
 CheckpointMeta read_committed(const Context& ctx, const SaveOptions& opts, const std::string& dir);
 
 // A save of a step that is committed with the same files: brings the

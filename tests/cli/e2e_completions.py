@@ -45,7 +45,7 @@ SMALL = 3
 # clone and clone3 without CLONE_THREAD) and programs run (execve), each counted by strace.
 MAX_PROCESSES = 2
 STRACE = os.environ.get("STRACE") or shutil.which("strace") or "strace"
-COMMANDS = ["abort", "diff", "help", "info", "load", "promote-best", "prune", "rm", "rollback", "save",
+COMMANDS = ["abort", "copy", "diff", "help", "info", "load", "promote-best", "prune", "rm", "rollback", "save",
             "verify", "version"]
 GLOBAL_LONG = ["--help", "--json", "--lock-timeout", "--no-fsync", "--progress", "--quiet", "--root",
                "--threads"]

@@ -268,6 +268,13 @@ def json_every_command_matches_schema(c):
     expect_eq([e["name"] for e in j["removed"]], [name(5), name(8)], "rollback --dry-run")
     j = c.ok("rollback", "rollback", "2")
     expect_eq((j["last"]["name"], j["best"]["name"]), (name(2), name(2)), "rollback")
+    dest = c.tmp / "dest"
+    j = c.ok("copy", "copy", "2", dest)
+    expect_eq((j["root"], j["name"], j["source"]["name"], j["source"]["path"], j["committed"]),
+              (str(dest), name(2), name(2), str(c.root / name(2)), True), "copy")
+    j = c.ok("copy", "copy", "2", dest)
+    expect_eq((j["existing"], j["committed"]), (True, False), "copy again: the same files")
+    c.error(2, "usage", "copy", "2", c.root)
     c.ok("version", "version")
     c.ok("version", "--version")
 

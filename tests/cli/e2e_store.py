@@ -92,6 +92,16 @@ class Ctx(harness.RootCtx):
         self.tool_run("mb", self.bucket)
         self.tool_run("put-tree", self.bucket, "runs/a", self.root)
 
+    def seed_local(self):
+        """The three checkpoints of seed(), in the directory root only."""
+        big = self.file("big.bin", os.urandom(21 << 20))
+        for s in (1, 2, 3):
+            model = self.file("model.bin", f"weights {s}\n".encode() * 1000)
+            opt = self.file(f"opt/state-{s}.pt", f"optimizer {s}\n".encode())
+            self.local("save", "--step", s, model, f"nested/opt.pt={opt}", big,
+                       "--metric", f"loss={[0.5, 0.25, 0.4][s - 1]}", "--best-key", "loss",
+                       "--weights", "model.bin", "--meta", f"run=r{s}", code=0)
+
     def key(self, step, path):
         return f"runs/a/{name(step)}/{path}"
 
@@ -488,6 +498,76 @@ def store_save_same_step_and_refusals(c):
     res = c.run("save", "--step", 4, "--from", other, "--move", code=0)
     check(other.is_dir() and not any(other.iterdir()), "--move emptied the source directory", res)
     c.verify_ok()
+
+
+
+def manifests(c, root):
+    """{name: (step, metrics, meta, weights, files)} of every checkpoint of root, read by ckpt."""
+    out = {}
+    for ck in c.run("info", "--json", root=root, code=0).json()["checkpoints"]:
+        d = c.run("info", ck["name"], "--json", root=root, code=0).json()
+        out[d["name"]] = (d["step"], d["metrics"], d["meta"], d["weights"], d["files"])
+    return out
+
+
+@scenario
+def store_copy_round_trip(c):
+    """ckpt copy directory -> store -> directory: the same files, byte for byte, and the same
+    metadata, verified at each end; repeated copies are successes; a source that differs from
+    its manifest is never committed at the destination."""
+    c.seed_local()
+    c.tool_run("mb", c.bucket)
+    for ref in ("1", "best", "latest"):
+        res = c.local("copy", ref, c.url, "--json", code=0)
+        doc = res.json()
+        expect_eq((doc["root"], doc["committed"], doc["source"]["path"]),
+                  (c.url, True, str(c.root / doc["source"]["name"])), f"copy {ref} --json", res)
+    c.verify_ok()
+    expect_eq(manifests(c, c.url), manifests(c, c.root), "the store holds the same checkpoints")
+    res = c.run("info", "best", "--json", code=0)
+    expect_eq(res.json()["name"], name(2), "the store ranks by the source's best key", res)
+    # Again: nothing new.
+    res = c.local("copy", "latest", c.url, "--json", code=0)
+    check(res.json()["existing"] is True, "a repeated copy is existing", res)
+    # And back into a new directory.
+    back = c.tmp / "back"
+    tmpdir = c.tmp / "tmpdir"
+    tmpdir.mkdir()
+    for ref in ("3", "1", "2"):
+        c.run("copy", ref, back, code=0, env={"TMPDIR": str(tmpdir)})
+    expect_eq(list(tmpdir.iterdir()), [], "the download's temporary directory is gone")
+    c.run("verify", root=back, code=0)
+    expect_eq(manifests(c, back), manifests(c, c.root), "the directory holds the same checkpoints")
+    for s in (1, 2, 3):
+        # The manifest aside (its commit_seq and commit time are the destination's).
+        got, want = tree(back / name(s)), tree(c.root / name(s))
+        for t in (got, want):
+            del t["_checkpoint.json"]
+        expect_eq(got, want, f"{name(s)} byte for byte")
+    # --step: another step at the destination, the same files.
+    res = c.local("copy", "1", c.url, "--step", "100", "--json", code=0)
+    expect_eq(res.json()["name"], name(100), "copy --step", res)
+    got = manifests(c, c.url)[name(100)]
+    expect_eq(got[1:], manifests(c, c.root)[name(1)][1:], "copy --step keeps the metadata")
+    c.local("copy", "1", c.root, code=2, what="copy into its own root and step")
+
+    # A damaged source: a file of the directory changed behind ckpt's back, the same size.
+    f = c.root / name(3) / "nested/opt.pt"
+    f.write_bytes(bytes(b ^ 1 for b in f.read_bytes()))
+    other = f"s3://{c.bucket}/runs/other"
+    res = c.local("copy", "3", other, code=1, what="copy of a damaged checkpoint")
+    check("nested/opt.pt" in res.err and "nothing was committed" in res.err, "says what and that "
+          "nothing was committed", res)
+    expect_eq([k for k in c.objects("runs/other/") if k.startswith("runs/other/step-")], [],
+              "no object of the step stays at the destination")
+    # A damaged object in the store: copied back, it is caught before the destination sees it.
+    c.tool_run("put-text", c.bucket, c.key(2, "nested/opt.pt"), "optimizer X\n")
+    dest = c.tmp / "dest2"
+    res = c.run("copy", "2", dest, code=1, what="copy of a damaged object",
+                env={"TMPDIR": str(tmpdir)})
+    check("digest_mismatch" in res.err, "names the damage", res)
+    check(not dest.exists() or not any(dest.glob("step-*")), "no checkpoint at the destination")
+    expect_eq(list(tmpdir.iterdir()), [], "the failed copy's temporary directory is gone")
 
 
 if __name__ == "__main__":

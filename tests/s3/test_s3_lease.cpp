@@ -5,6 +5,9 @@
 // held twice by writers that race for it.
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -78,6 +81,32 @@ TEST_CASE("lease: a crashed holder's lease is taken over once it expires") {
   b.reset();
   REQUIRE(c.put("lease2", "not a lease") == Put::done);
   Lease::acquire(c, "lease2", options(30s, 0, "303"))->check();
+}
+
+TEST_CASE("lease: a holder that died on this host is taken over at once; a live one is waited for") {
+  Client c(store_config(), fresh_bucket("gone"));
+  char host[256] = {};
+  REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+  // A process of this host that has exited (and been reaped): its pid names nobody.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  auto holder = [&](long long pid) {
+    return R"({"pid": )" + std::to_string(pid) + R"(, "host": ")" + host + R"(", "command": "ckpt save"})";
+  };
+  REQUIRE(c.put("dead", lease_text({"dead-holder", now_ms() + 60000, holder(child)})) == Put::done);
+  auto t = std::chrono::steady_clock::now();
+  Lease::acquire(c, "dead", options(30s, 0, "501"))->check();
+  CHECK(seconds_since(t) < 5);
+  // This process is alive: its lease, unexpired, is waited for and refused.
+  REQUIRE(c.put("live", lease_text({"live-holder", now_ms() + 60000, holder(::getpid())})) == Put::done);
+  CHECK(thrown([&] { Lease::acquire(c, "live", options(30s, 0.3, "502")); }).kind() == ErrorKind::locked);
+  // The same pid on another host is not this host's process: waited for too.
+  std::string elsewhere = R"({"pid": )" + std::to_string(child) + R"(, "host": "another-host", "command": "ckpt save"})";
+  REQUIRE(c.put("remote", lease_text({"remote-holder", now_ms() + 60000, elsewhere})) == Put::done);
+  CHECK(thrown([&] { Lease::acquire(c, "remote", options(30s, 0.3, "503")); }).kind() == ErrorKind::locked);
 }
 
 TEST_CASE("lease: a holder whose lease was taken over knows it has lost it") {

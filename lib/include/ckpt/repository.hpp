@@ -194,6 +194,10 @@ struct SaveOptions {
   // Set: one shard of a sharded save. Its files are recorded in the pending
   // step; the writer that records the last missing shard commits them all.
   std::optional<ShardSpec> shard;
+  // Set (ckpt copy): the files the save must store, as another checkpoint's
+  // manifest records them. Stored bytes whose size or SHA-256 differ fail the
+  // save (integrity) before anything is committed.
+  std::optional<std::vector<FileEntry>> expected_files;
 };
 
 struct SaveReport {
@@ -228,6 +232,26 @@ struct SaveReport {
   std::optional<ShardStatus> shards;  // sharded saves only
 };
 Result<SaveReport> save(const Context& ctx, const SaveOptions& opts);
+
+// ---- copy -----------------------------------------------------------------
+
+// One committed checkpoint of root (a directory or s3://) committed again at
+// another root: every byte read, hashed and checked against the source's
+// manifest before the commit, with the same step (unless step is given),
+// metrics, meta and weights. The destination's own policy applies (best.json,
+// retention). The same files already committed there are a success
+// (SaveReport::existing).
+struct CopyOptions {
+  std::string root;
+  std::string ref;
+  std::string to;
+  std::optional<std::uint64_t> step;
+};
+struct CopyReport {
+  Checkpoint source;
+  SaveReport saved;
+};
+Result<CopyReport> copy(const Context& ctx, const CopyOptions& opts);
 
 // ---- pending sharded steps ----------------------------------------------------
 

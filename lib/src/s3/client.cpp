@@ -449,7 +449,10 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
     req.headers.back() = "If-Match: \"" + opts.if_match + "\"";
     r = perform(req);
   }
-  if (r.status == 412) return Put::precondition_failed;
+  // A PUT without a condition has none to fail: a 412 there is an error.
+  if (r.status == 412 && (opts.if_none_match || !opts.if_match.empty())) {
+    return Put::precondition_failed;
+  }
   if (!r.ok()) throw error(r, "PUT " + where_key(key));
   if (etag != nullptr) *etag = r.etag();
   return Put::done;

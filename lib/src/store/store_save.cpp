@@ -333,8 +333,9 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
         throw saving::step_exists(opts, *existing, *why);
       }
     }
-    SaveReport report =
-        complete_existing(ctx, opts, store, *existing, saving::hash_sources(ctx, plan));
+    std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
+    saving::check_expected(opts, hashed);
+    SaveReport report = complete_existing(ctx, opts, store, *existing, hashed);
     if (opts.transfer == Transfer::move) {
       std::vector<std::string> sources;
       for (const auto& f : plan.files) sources.push_back(f.source);
@@ -343,8 +344,11 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     return report;
   }
 
-  std::string checksum = opts.policy.checksum.value_or(
-      policy && policy->checksum ? *policy->checksum : std::string("sha256"));
+  std::string checksum = opts.expected_files
+                             ? std::string("sha256")
+                             : opts.policy.checksum.value_or(policy && policy->checksum
+                                                                 ? *policy->checksum
+                                                                 : std::string("sha256"));
   CheckpointMeta meta;
   meta.name = name;
   meta.step = opts.step;
@@ -354,6 +358,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   meta.weights = weights;
   meta.tool = tool_version();
   meta.files.resize(plan.files.size());
+  std::vector<std::string> sha256s(plan.files.size());
 
   clear_uncommitted(store, name);
   std::uint64_t total = 0;
@@ -385,9 +390,16 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       e.path = f.dest;
       e.size = m.size;
       if (checksum == "sha256") e.sha256 = m.sha256;
+      sha256s[order[k]] = m.sha256;
       meta.files[order[k]] = std::move(e);
     });
     for (const auto& e : meta.files) meta.total_size += e.size;
+    {
+      // The digests were computed whatever checksum says: a copy checks them.
+      std::vector<FileEntry> hashed = meta.files;
+      for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = sha256s[i];
+      saving::check_expected(opts, hashed);
+    }
     if (checksum == "sha256") {
       std::string sums = name + "/" + k_sums_file;
       written.push_back(sums);

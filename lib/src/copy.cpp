@@ -42,7 +42,7 @@ class TempDir {
   ~TempDir() {
     try {
       m_fs.remove_tree(m_path);
-    } catch (const Error&) {
+    } catch (...) {
       // Left in TMPDIR.
     }
   }

@@ -315,11 +315,33 @@ std::optional<std::string> describe_holder(const std::string& root) {
   }
 }
 
+// What tells this machine's boot and this process's PID namespace apart
+// ("" when unknown): with the host, whether a holder's pid names a process
+// this one can see.
+std::string boot_id() {
+  int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string();
+  char buf[64] = {};
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  std::string out(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string pid_namespace() {
+  char buf[128] = {};
+  ssize_t n = ::readlink("/proc/self/ns/pid", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
 }  // namespace
 
 std::string lock_holder_text() {
   nlohmann::json j = {{"pid", static_cast<long long>(::getpid())},
                       {"host", this_host()},
+                      {"boot_id", boot_id()},
+                      {"pid_ns", pid_namespace()},
                       {"command", command_line()},
                       {"since", format_rfc3339_ms(now_ms())},
                       {"since_ms", now_ms()}};

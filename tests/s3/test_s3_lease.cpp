@@ -13,7 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "ckpt/clock.hpp"
+#include "internal.hpp"
 #include "s3/lease.hpp"
 #include "s3_support.hpp"
 
@@ -85,16 +88,19 @@ TEST_CASE("lease: a crashed holder's lease is taken over once it expires") {
 
 TEST_CASE("lease: a holder that died on this host is taken over at once; a live one is waited for") {
   Client c(store_config(), fresh_bucket("gone"));
-  char host[256] = {};
-  REQUIRE(::gethostname(host, sizeof host - 1) == 0);
   // A process of this host that has exited (and been reaped): its pid names nobody.
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) ::_exit(0);
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
-  auto holder = [&](long long pid) {
-    return R"({"pid": )" + std::to_string(pid) + R"(, "host": ")" + host + R"(", "command": "ckpt save"})";
+  // A holder as this process describes itself (host, boot, PID namespace), with another pid
+  // or one field changed.
+  auto holder = [&](long long pid, const char* field = nullptr, const char* value = nullptr) {
+    auto j = nlohmann::json::parse(detail::lock_holder_text());
+    j["pid"] = pid;
+    if (field) j[field] = value;
+    return j.dump();
   };
   REQUIRE(c.put("dead", lease_text({"dead-holder", now_ms() + 60000, holder(child)})) == Put::done);
   auto t = std::chrono::steady_clock::now();
@@ -103,10 +109,15 @@ TEST_CASE("lease: a holder that died on this host is taken over at once; a live 
   // This process is alive: its lease, unexpired, is waited for and refused.
   REQUIRE(c.put("live", lease_text({"live-holder", now_ms() + 60000, holder(::getpid())})) == Put::done);
   CHECK(thrown([&] { Lease::acquire(c, "live", options(30s, 0.3, "502")); }).kind() == ErrorKind::locked);
-  // The same pid on another host is not this host's process: waited for too.
-  std::string elsewhere = R"({"pid": )" + std::to_string(child) + R"(, "host": "another-host", "command": "ckpt save"})";
-  REQUIRE(c.put("remote", lease_text({"remote-holder", now_ms() + 60000, elsewhere})) == Put::done);
-  CHECK(thrown([&] { Lease::acquire(c, "remote", options(30s, 0.3, "503")); }).kind() == ErrorKind::locked);
+  // The same pid elsewhere is not this process's neighbour: another host, another boot, or
+  // another PID namespace (a container with the host's name), each waited for.
+  for (const char* field : {"host", "boot_id", "pid_ns"}) {
+    CAPTURE(field);
+    std::string key = std::string("other-") + field;
+    REQUIRE(c.put(key, lease_text({"other", now_ms() + 60000, holder(child, field, "elsewhere")})) ==
+            Put::done);
+    CHECK(thrown([&] { Lease::acquire(c, key, options(30s, 0.3, "503")); }).kind() == ErrorKind::locked);
+  }
 }
 
 TEST_CASE("lease: a holder whose lease was taken over knows it has lost it") {

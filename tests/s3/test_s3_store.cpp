@@ -281,3 +281,43 @@ TEST_CASE("object-store save: a store that ignores If-None-Match is refused befo
   s3::Client c(store_config(), bucket);
   CHECK(c.list("run/").objects.empty());
 }
+
+TEST_CASE("object-store save: a commit the store applied but whose answer was lost is the save's own") {
+  TempDir tmp;
+  std::string bucket = fresh_bucket("lostreply");
+  // Retried (the retry meets 412: the object is there) and not (the only try
+  // times out): either way the manifest read back is the one sent.
+  for (const char* attempts : {"3", "1"}) {
+    CAPTURE(attempts);
+    export_store_env(attempts);
+    std::string root = "s3://" + bucket + "/run" + attempts;
+    REQUIRE(save(Context{}, save_step(tmp, root, 1, 1.0)));
+    HookGuard guard;
+    s3::Client behind(store_config(), bucket);
+    std::atomic<int> lost{0};
+    s3::Client::set_fault_hook_for_new_clients(
+        [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+          bool manifest = req.method == "PUT" && req.key.size() > 16 &&
+                          req.key.compare(req.key.size() - 16, 16, "_checkpoint.json") == 0;
+          if (!manifest || lost > 0) return std::nullopt;
+          // The store applies the PUT; its answer never arrives.
+          REQUIRE(behind.put(req.key, req.body) == s3::Put::done);
+          ++lost;
+          return s3::Fault{0, ""};
+        });
+    auto r = save(Context{}, save_step(tmp, root, 2, 0.5));
+    s3::Client::set_fault_hook_for_new_clients({});
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+    CHECK(lost == 1);
+    CHECK(r->committed);
+    CHECK(r->commit_seq == 2);
+    CHECK(name_of(resolve_ref(Context{}, root, "latest")) == "step-000000002");
+    CHECK(name_of(resolve_ref(Context{}, root, "best")) == "step-000000002");
+    VerifyOptions v;
+    v.root = root;
+    auto vr = verify(Context{}, v);
+    REQUIRE(vr);
+    CHECK(vr->ok);
+    CHECK(vr->marker_problems.empty());
+  }
+}

@@ -450,8 +450,10 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
     r = perform(req);
   }
   // A PUT without a condition has none to fail: a 412 there is an error.
-  if (r.status == 412 && (opts.if_none_match || !opts.if_match.empty())) {
-    return Put::precondition_failed;
+  if (r.status == 412) {
+    if (opts.if_none_match || !opts.if_match.empty()) return Put::precondition_failed;
+    throw Error(ErrorKind::io, "PUT " + where_key(key) +
+                                   ": the object store answered 412 to a write without a condition");
   }
   if (!r.ok()) throw error(r, "PUT " + where_key(key));
   if (etag != nullptr) *etag = r.etag();
@@ -468,7 +470,7 @@ void Client::remove(const std::string& key) {
   }
 }
 
-void Client::remove_many(const std::vector<std::string>& keys) {
+void Client::remove_many(const std::vector<std::string>& keys, bool cleanup) {
   for (std::size_t start = 0; start < keys.size(); start += 1000) {
     std::size_t end = std::min(keys.size(), start + 1000);
     std::string doc = "<Delete><Quiet>true</Quiet>";
@@ -480,6 +482,7 @@ void Client::remove_many(const std::vector<std::string>& keys) {
     req.body = doc;
     req.headers.push_back("Content-MD5: " + content_md5(doc));
     req.headers.push_back("Content-Type: application/xml");
+    req.cleanup = cleanup;
     Response r = perform(req);
     if (!r.ok()) throw error(r, "DELETE (batch) in " + where_key(keys[start]));
     for (auto e : xml_elements(r.body, "Error")) {

@@ -131,7 +131,8 @@ class Client {
   // Deletes a key (a missing key is fine).
   void remove(const std::string& key);
   // Deletes keys in batches of 1000 (a missing key is fine).
-  void remove_many(const std::vector<std::string>& keys);
+  // cleanup: sent even once an interrupt was requested (Request::cleanup).
+  void remove_many(const std::vector<std::string>& keys, bool cleanup = false);
   // Every object whose key starts with prefix (ListObjectsV2, every page);
   // with a delimiter, the keys below the next delimiter are rolled up into
   // Listing::prefixes.

@@ -13,6 +13,7 @@
 
 #include "ckpt/clock.hpp"
 #include "ckpt/transfer.hpp"
+#include "internal.hpp"
 
 namespace ckpt::s3 {
 
@@ -39,16 +40,24 @@ std::string describe(const std::string& holder) {
   }
 }
 
-// The holder ran on this host and its process is gone (killed, or it
-// crashed): its lease need not be waited out. Holders elsewhere, or whose
-// process may still run, are waited for until their lease expires.
+// The holder ran on this host, in this boot and in this PID namespace, and
+// its process is gone (killed, or it crashed): its lease need not be waited
+// out. A host name alone proves nothing (containers sharing a host's name
+// have PID namespaces of their own): a holder that does not record the same
+// boot and namespace, or whose process may still run, is waited for until
+// its lease expires.
 bool holder_gone(const std::string& holder) {
   try {
-    auto j = nlohmann::json::parse(holder);
-    long long pid = j.at("pid").get<long long>();
-    std::string host = j.at("host").get<std::string>();
-    char buf[256] = {};
-    if (pid <= 0 || ::gethostname(buf, sizeof buf - 1) != 0 || host != buf) return false;
+    auto theirs = nlohmann::json::parse(holder);
+    auto ours = nlohmann::json::parse(detail::lock_holder_text());
+    for (const char* k : {"host", "boot_id", "pid_ns"}) {
+      if (!theirs.contains(k) || !ours.contains(k) || theirs.at(k) != ours.at(k) ||
+          theirs.at(k).get<std::string>().empty()) {
+        return false;
+      }
+    }
+    long long pid = theirs.at("pid").get<long long>();
+    if (pid <= 0) return false;
     return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
   } catch (const std::exception&) {
     return false;
@@ -176,14 +185,42 @@ void Lease::check() const {
   }
 }
 
-void Lease::release() {
+void Lease::stop_renewer() {
   {
     std::lock_guard<std::mutex> lock(m_mutex);
-    if (m_stop) return;
     m_stop = true;
   }
   m_cv.notify_all();
   if (m_renewer.joinable()) m_renewer.join();
+}
+
+bool Lease::confirm() {
+  stop_renewer();
+  if (m_lost || m_released) return false;
+  std::int64_t expires = now_ms() + m_opts.duration.count();
+  PutOptions swap;
+  swap.if_match = m_etag;
+  swap.content_type = "application/json";
+  swap.cleanup = true;
+  std::string etag;
+  try {
+    if (m_client.put(m_key, lease_text({m_token, expires, m_opts.holder}), swap, &etag) ==
+        Put::done) {
+      m_etag = etag;
+      m_expires_ms = expires;
+      return true;
+    }
+    m_lost = true;
+  } catch (const Error&) {
+    // Unknown: not confirmed.
+  }
+  return false;
+}
+
+void Lease::release() {
+  stop_renewer();
+  if (m_released) return;
+  m_released = true;
   if (m_lost) return;
   PutOptions swap;
   swap.if_match = m_etag;

@@ -34,8 +34,8 @@ class Lease {
  public:
   // Takes the lease at key, waiting up to opts.timeout_seconds while another
   // holder's lease is live; Error(locked) naming that holder when it stays.
-  // A lease whose holder ran on this host and is gone (killed) is taken over
-  // at once.
+  // A lease whose holder ran on this host, in this boot and this PID
+  // namespace, and whose process is gone (killed), is taken over at once.
   static std::unique_ptr<Lease> acquire(Client& client, const std::string& key, const LeaseOptions& opts);
   ~Lease();
   Lease(const Lease&) = delete;
@@ -49,12 +49,18 @@ class Lease {
   // change the lease protects.
   void check() const;
   bool lost() const { return m_lost.load(); }
+  // Whether the lease is still ours, asked of the store now: renewed once by
+  // compare-and-swap (sent even after an interrupt). The renewer stops; call
+  // it before undoing work the lease protects (removing uploaded objects),
+  // then let the lease go.
+  bool confirm();
   std::int64_t expires_ms() const { return m_expires_ms.load(); }
 
  private:
   Lease(Client& client, std::string key, LeaseOptions opts, std::string token, std::string etag,
         std::int64_t expires_ms);
   void renew_loop();
+  void stop_renewer();
 
   Client& m_client;
   std::string m_key;
@@ -66,6 +72,7 @@ class Lease {
   std::mutex m_mutex;
   std::condition_variable m_cv;
   bool m_stop = false;
+  bool m_released = false;
   std::thread m_renewer;
 };
 

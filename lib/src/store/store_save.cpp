@@ -104,6 +104,21 @@ std::optional<BestMarker> read_best_tolerant(const Context& ctx, ObjectStore& st
   }
 }
 
+// The step is committed with other files. (No --force hint: replacing a
+// committed step is not supported on an object-store root yet.)
+Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
+  return Error(ErrorKind::conflict,
+               fmt::format("step {} already exists ({}) with other content ({})", opts.step, name,
+                           why));
+}
+
+Error force_unsupported(const SaveOptions& opts) {
+  return Error(ErrorKind::unsupported,
+               fmt::format("replacing committed step {} (--force) on an object-store root is not "
+                           "supported yet; nothing was saved",
+                           opts.step));
+}
+
 // What a directory root does that an object-store root does not yet:
 // refused before anything is uploaded.
 void refuse_unsupported(const SaveOptions& opts, const std::optional<Policy>& policy,
@@ -223,16 +238,10 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
     committed = read_meta(store, name);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
-    throw saving::step_exists(opts, name, e.message());
-  }
-  if (opts.force) {
-    throw Error(ErrorKind::unsupported,
-                fmt::format("replacing committed step {} (--force) on an object-store root is "
-                            "not supported yet; nothing was saved",
-                            opts.step));
+    throw step_exists(opts, name, e.message());
   }
   if (auto why = saving::content_difference(committed, files)) {
-    throw saving::step_exists(opts, name, *why);
+    throw step_exists(opts, name, *why);
   }
   auto lease = store.lease(ctx, lock_name());
   auto policy = read_policy(store);
@@ -287,7 +296,16 @@ void clear_uncommitted(ObjectStore& store, const std::string& name) {
   std::string top = store.where().key(name) + "/";
   for (const auto& u : c.list_uploads(top)) c.abort_upload(u.key, u.upload_id);
   std::vector<std::string> keys;
-  for (const auto& o : c.list(top).objects) keys.push_back(o.key);
+  for (const auto& o : c.list(top).objects) {
+    if (o.key == top + k_meta_file) {
+      // Committed since it was looked for (a writer that had lost this
+      // lease): nothing of it is touched.
+      throw Error(ErrorKind::conflict,
+                  fmt::format("{} was committed by another writer meanwhile; nothing was saved",
+                              name));
+    }
+    keys.push_back(o.key);
+  }
   c.remove_many(keys);
 }
 
@@ -321,17 +339,16 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   // Whoever holds the step's lease is the only writer of its objects.
   auto step_lease = store.lease(ctx, saving_name(opts.step));
   if (auto existing = find_step(store, opts.step)) {
+    if (opts.force) throw force_unsupported(opts);
     CheckpointMeta committed;
     try {
       committed = read_meta(store, *existing);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
-      throw saving::step_exists(opts, *existing, e.message());
+      throw step_exists(opts, *existing, e.message());
     }
-    if (!opts.force) {
-      if (auto why = saving::content_difference(committed, sized_entries(plan, committed))) {
-        throw saving::step_exists(opts, *existing, *why);
-      }
+    if (auto why = saving::content_difference(committed, sized_entries(plan, committed))) {
+      throw step_exists(opts, *existing, *why);
     }
     std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
     saving::check_expected(opts, hashed);
@@ -367,6 +384,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   std::vector<std::string> written;  // keys to remove when the save fails before its commit
   std::mutex written_mutex;
   bool committed = false;
+  bool maybe_committed = false;  // the commit's outcome is not known: remove nothing
   try {
     auto order = biggest_first(plan.files);
     unsigned workers = std::min(worker_count(ctx.threads), 4u);
@@ -421,13 +439,46 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     lease->check();
     set_counter(store, meta.commit_seq);
     step_lease->check();
-    if (!store.create(name + "/" + k_meta_file, serialize_checkpoint(meta))) {
-      // Only a writer that lost the step's lease gets here.
-      written.clear();
-      throw Error(ErrorKind::conflict,
-                  fmt::format("step {} was committed by another writer while this save uploaded "
-                              "it; nothing was saved",
-                              opts.step));
+    const std::string manifest = name + "/" + k_meta_file;
+    const std::string manifest_text = serialize_checkpoint(meta);
+    bool created = false;
+    std::optional<Error> failed;
+    try {
+      created = store.create(manifest, manifest_text);
+    } catch (const Error& e) {
+      failed = e;
+    }
+    if (!created) {
+      // A PUT the store applied but whose answer was lost is retried, and the
+      // retry finds the object there (412), or the retries run out: the
+      // manifest may be ours. It is if it is byte for byte what was sent
+      // (its commit_seq and commit time make it unique).
+      maybe_committed = true;
+      std::optional<std::string> there;
+      try {
+        there = store.read(manifest, k_max_meta_bytes);
+      } catch (const Error& e) {
+        throw Error(e.kind() == ErrorKind::interrupted ? e.kind() : ErrorKind::io,
+                    fmt::format("the commit of step {} may or may not have been stored ({}; then "
+                                "{}); `ckpt info {}` shows whether it is there",
+                                opts.step, failed ? failed->message() : "refused", e.message(),
+                                opts.step));
+      }
+      if (there && *there == manifest_text) {
+        created = true;
+      } else if (there) {
+        throw Error(ErrorKind::conflict,
+                    fmt::format("step {} was committed by another writer while this save "
+                                "uploaded it; nothing was saved",
+                                opts.step));
+      } else {
+        maybe_committed = false;  // not there: nothing was committed
+        if (failed) throw *failed;
+        throw Error(ErrorKind::conflict,
+                    fmt::format("the commit of step {} was refused and nothing is there; "
+                                "nothing was saved: save again",
+                                opts.step));
+      }
     }
     committed = true;
     report.name = name;
@@ -452,16 +503,16 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     }
     return report;
   } catch (...) {
-    if (!committed && !written.empty() && !step_lease->lost()) {
-      // Ours alone (the step's lease is held): nothing of them stays.
+    // The objects uploaded go, unless the step may be committed, or the
+    // step's lease is no longer ours (confirmed with the store now: another
+    // writer may have taken it over and be uploading the same keys).
+    if (!committed && !maybe_committed && !written.empty() && step_lease->confirm()) {
       try {
-        store.client().remove_many([&] {
-          std::vector<std::string> keys;
-          for (const auto& n : written) keys.push_back(where.key(n));
-          return keys;
-        }());
+        std::vector<std::string> keys;
+        for (const auto& n : written) keys.push_back(where.key(n));
+        store.client().remove_many(keys, true);
       } catch (const Error&) {
-        // Invisible without a manifest; prune removes them.
+        // Invisible without a manifest; the next save of the step removes them.
       }
     }
     throw;

@@ -487,6 +487,33 @@ void check_expected(const SaveOptions& opts, const std::vector<FileEntry>& store
   }
 }
 
+std::string checksum_of(const SaveOptions& opts, const std::optional<Policy>& policy) {
+  // A copy keeps the digests it checks against.
+  if (opts.expected_files) return "sha256";
+  return opts.policy.checksum.value_or(policy && policy->checksum ? *policy->checksum
+                                                                  : std::string("sha256"));
+}
+
+CheckpointMeta new_meta(const SaveOptions& opts, const std::string& name,
+                        const std::vector<std::string>& weights, const std::string& checksum) {
+  CheckpointMeta meta;
+  meta.name = name;
+  meta.step = opts.step;
+  meta.metrics = recorded_metrics(opts.metrics);
+  meta.meta = opts.meta;
+  meta.checksum = checksum;
+  meta.weights = weights;
+  meta.tool = tool_version();
+  return meta;
+}
+
+void finish_move_all(const Context& ctx, const SaveOptions& opts, const Plan& plan) {
+  if (opts.transfer != Transfer::move) return;
+  std::vector<std::string> sources;
+  for (const auto& f : plan.files) sources.push_back(f.source);
+  finish_move(ctx, plan, sources);
+}
+
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
   return Error(ErrorKind::conflict,
                fmt::format("step {} already exists ({}) with other content ({}); use --force "
@@ -802,29 +829,12 @@ SaveReport save_one(const Context& ctx, const SaveOptions& opts) {
       throw step_exists(opts, base_name(*again), *why);
     }
     complete_existing(ctx, opts, *again, committed, policy, best, report);
-    if (opts.transfer == Transfer::move) {
-      std::vector<std::string> sources;
-      for (const auto& f : plan.files) sources.push_back(f.source);
-      finish_move(ctx, plan, sources);
-    }
+    finish_move_all(ctx, opts, plan);
     return report;
   }
-  // A copy keeps the digests it checks against.
-  std::string checksum = opts.expected_files
-                             ? std::string("sha256")
-                             : opts.policy.checksum.value_or(policy && policy->checksum
-                                                                 ? *policy->checksum
-                                                                 : std::string("sha256"));
+  std::string checksum = checksum_of(opts, policy);
   Hash hash = checksum == "sha256" ? Hash::yes : Hash::no;
-
-  CheckpointMeta meta;
-  meta.name = name;
-  meta.step = opts.step;
-  meta.metrics = recorded_metrics(opts.metrics);
-  meta.meta = opts.meta;
-  meta.checksum = checksum;
-  meta.weights = weights;
-  meta.tool = tool_version();
+  CheckpointMeta meta = new_meta(opts, name, weights, checksum);
 
   // --dedup (given, or recorded in policy.json): what the newest checkpoint already holds.
   bool dedup = merged_policy(policy, opts.policy).dedup.value_or(false) &&

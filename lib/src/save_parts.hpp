@@ -446,6 +446,15 @@ std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan);
 
 std::optional<std::string> content_difference(const CheckpointMeta& committed,
                                               const std::vector<FileEntry>& files);
+// The checksum a new checkpoint records: the option's, policy.json's, or
+// sha256 (always for a copy).
+std::string checksum_of(const SaveOptions& opts, const std::optional<Policy>& policy);
+// A new checkpoint's manifest before its files: name, step, metrics, meta,
+// checksum, weights, tool.
+CheckpointMeta new_meta(const SaveOptions& opts, const std::string& name,
+                        const std::vector<std::string>& weights, const std::string& checksum);
+// --move, once the step's content is committed: every source goes.
+void finish_move_all(const Context& ctx, const SaveOptions& opts, const Plan& plan);
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why);
 // opts.expected_files (ckpt copy) against the stored files: Error(integrity)
 // naming the first that differs.

@@ -159,6 +159,19 @@ class UploadProgress {
   std::mutex m_mutex;
 };
 
+// What a save reports of the checkpoint it committed, or found committed
+// (under name, whatever width of the step's name it has).
+SaveReport report_of(ObjectStore& store, const std::string& name, const CheckpointMeta& meta) {
+  SaveReport r;
+  r.name = name;
+  r.path = store.path_of(name);
+  r.step = meta.step;
+  r.commit_seq = meta.commit_seq;
+  r.files = meta.files.size();
+  r.total_size = meta.total_size;
+  return r;
+}
+
 // The markers after a commit, or after finding the step committed with the
 // same files: `last`, best.json and policy.json. Under the root lease.
 void update_markers(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
@@ -247,13 +260,7 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   auto policy = read_policy(store);
   auto best = read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
-  SaveReport report;
-  report.name = name;
-  report.path = store.path_of(name);
-  report.step = committed.step;
-  report.commit_seq = committed.commit_seq;
-  report.files = committed.files.size();
-  report.total_size = committed.total_size;
+  SaveReport report = report_of(store, name, committed);
   report.existing = true;
   report.committed = false;
   if (saving::recorded_metrics(opts.metrics) != committed.metrics || opts.meta != committed.meta) {
@@ -353,27 +360,12 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
     saving::check_expected(opts, hashed);
     SaveReport report = complete_existing(ctx, opts, store, *existing, hashed);
-    if (opts.transfer == Transfer::move) {
-      std::vector<std::string> sources;
-      for (const auto& f : plan.files) sources.push_back(f.source);
-      saving::finish_move(ctx, plan, sources);
-    }
+    saving::finish_move_all(ctx, opts, plan);
     return report;
   }
 
-  std::string checksum = opts.expected_files
-                             ? std::string("sha256")
-                             : opts.policy.checksum.value_or(policy && policy->checksum
-                                                                 ? *policy->checksum
-                                                                 : std::string("sha256"));
-  CheckpointMeta meta;
-  meta.name = name;
-  meta.step = opts.step;
-  meta.metrics = saving::recorded_metrics(opts.metrics);
-  meta.meta = opts.meta;
-  meta.checksum = checksum;
-  meta.weights = weights;
-  meta.tool = tool_version();
+  const std::string checksum = saving::checksum_of(opts, policy);
+  CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
   meta.files.resize(plan.files.size());
   std::vector<std::string> sha256s(plan.files.size());
 
@@ -481,12 +473,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       }
     }
     committed = true;
-    report.name = name;
-    report.path = store.path_of(name);
-    report.step = opts.step;
-    report.commit_seq = meta.commit_seq;
-    report.files = meta.files.size();
-    report.total_size = meta.total_size;
+    report = report_of(store, name, meta);
     try {
       update_markers(ctx, opts, store, meta, policy, best, seq.markers_stale, *lease, report);
     } catch (const Error& e) {
@@ -496,11 +483,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
                               name, e.message()),
                   e.sys_errno());
     }
-    if (opts.transfer == Transfer::move) {
-      std::vector<std::string> sources;
-      for (const auto& f : plan.files) sources.push_back(f.source);
-      saving::finish_move(ctx, plan, sources);
-    }
+    saving::finish_move_all(ctx, opts, plan);
     return report;
   } catch (...) {
     // The objects uploaded go, unless the step may be committed, or the

@@ -86,7 +86,7 @@ TEST_CASE("lease: a crashed holder's lease is taken over once it expires") {
   Lease::acquire(c, "lease2", options(30s, 0, "303"))->check();
 }
 
-TEST_CASE("lease: a holder that died on this host is taken over at once; a live one is waited for") {
+TEST_CASE("lease: a holder that died on this host is taken over at once, a live one is waited for") {
   Client c(store_config(), fresh_bucket("gone"));
   // A process of this host that has exited (and been reaped): its pid names nobody.
   pid_t child = ::fork();

@@ -26,6 +26,8 @@ bool is_root_entry(const std::string& name);
 std::string private_dir(const std::string& root);
 std::string staging_dir(const std::string& root);
 std::string trash_dir(const std::string& root);
+// The root lock: its name in a root (an object store's lease), its path in a directory.
+std::string lock_name();
 std::string lock_path(const std::string& root);
 // .ckpt/pending: one directory per pending sharded step (shard.cpp).
 std::string pending_dir(const std::string& root);
@@ -42,11 +44,13 @@ std::optional<LastRead> read_last(const Context& ctx, const std::string& root);
 std::optional<LastRead> read_last(const Context& ctx, Store& store);
 std::optional<BestMarker> read_best(const Context& ctx, const std::string& root);
 std::optional<BestMarker> read_best(Store& store);
-// .ckpt/commit_seq: the commit_seq of the newest commit a save began (written
-// before its commit rename). nullopt when absent or unreadable.
 // The commit_seq counter: its name in a root, and its path in a directory.
 std::string commit_counter_name();
 std::string commit_counter_path(const std::string& root);
+// The counter's text ("41\n"); nullopt when it is no number.
+std::optional<std::uint64_t> parse_commit_counter(std::string text);
+// .ckpt/commit_seq: the commit_seq of the newest commit a save began (written
+// before its commit rename). nullopt when absent or unreadable.
 std::optional<std::uint64_t> read_commit_counter(const Context& ctx, const std::string& root);
 std::optional<std::uint64_t> read_commit_counter(Store& store);
 std::optional<Policy> read_policy(const Context& ctx, const std::string& root);

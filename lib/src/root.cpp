@@ -85,7 +85,8 @@ namespace detail {
 std::string private_dir(const std::string& root) { return join_path(root, k_private_dir); }
 std::string staging_dir(const std::string& root) { return join_path(private_dir(root), "staging"); }
 std::string trash_dir(const std::string& root) { return join_path(private_dir(root), "trash"); }
-std::string lock_path(const std::string& root) { return join_path(private_dir(root), "lock"); }
+std::string lock_name() { return std::string(k_private_dir) + "/lock"; }
+std::string lock_path(const std::string& root) { return join_path(root, lock_name()); }
 
 std::optional<LastRead> read_last(const Context& ctx, Store& store) {
   std::string target;
@@ -133,12 +134,16 @@ std::string commit_counter_path(const std::string& root) {
   return join_path(root, commit_counter_name());
 }
 
+std::optional<std::uint64_t> parse_commit_counter(std::string text) {
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return parse_step(text);
+}
+
 std::optional<std::uint64_t> read_commit_counter(Store& store) {
   try {
     auto text = store.read(commit_counter_name(), 64);
     if (!text) return std::nullopt;
-    while (!text->empty() && text->back() == '\n') text->pop_back();
-    return parse_step(*text);
+    return parse_commit_counter(std::move(*text));
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
     return std::nullopt;

@@ -277,15 +277,20 @@ void check_best_conflict(const SaveOptions& opts, const std::optional<BestMarker
   }
 }
 
-std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::string& root) {
+std::optional<BestMarker> read_best_tolerant(const Context& ctx, detail::Store& store) {
   try {
-    return detail::read_best(ctx, root);
+    return detail::read_best(store);
   } catch (const Error& e) {
     // A newer ckpt's file is not ours to downgrade.
     if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
     ctx.warning(fmt::format("{}; it will be rebuilt", e.message()));
     return std::nullopt;
   }
+}
+
+std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::string& root) {
+  detail::DirStore store(ctx.file_system(), root);
+  return read_best_tolerant(ctx, store);
 }
 
 Policy merged_policy(const std::optional<Policy>& current, const Policy& given);

@@ -430,6 +430,9 @@ NextSeq next_commit_seq(const Context& ctx, const std::string& root);
 void store_commit_seq(const Context& ctx, const std::string& root, std::uint64_t seq);
 
 void check_best_conflict(const SaveOptions& opts, const std::optional<BestMarker>& best);
+// best.json, or nullopt with a warning when it is damaged (rebuilt by the
+// save); a newer ckpt's file, or an I/O error, is thrown.
+std::optional<BestMarker> read_best_tolerant(const Context& ctx, detail::Store& store);
 std::optional<BestMarker> read_best_tolerant(const Context& ctx, const std::string& root);
 Policy merged_policy(const std::optional<Policy>& current, const Policy& given);
 void check_keep_best_key(const SaveOptions& opts, const std::optional<Policy>& policy,

@@ -226,7 +226,7 @@ void ObjectStore::require_conditional_put() {
 std::unique_ptr<s3::Lease> ObjectStore::lease(const Context& ctx, const std::string& name) {
   s3::LeaseOptions o;
   o.timeout_seconds = ctx.lock_timeout;
-  o.what = name == std::string(k_private_dir) + "/lock" ? fmt::format("root {}", location())
+  o.what = name == lock_name() ? fmt::format("root {}", location())
                                                         : path_of(name);
   o.holder = lock_holder_text();
   return s3::Lease::acquire(m_client, key(name), o);

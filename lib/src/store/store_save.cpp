@@ -25,7 +25,6 @@ namespace {
 using saving::NextSeq;
 using saving::Plan;
 
-std::string lock_name() { return std::string(k_private_dir) + "/lock"; }
 // The lease a save of one step holds while it uploads (any width of the step).
 std::string saving_name(std::uint64_t step) {
   return fmt::format("{}/saving/{}", k_private_dir, step_dir_name(step));
@@ -82,9 +81,7 @@ void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
 void set_counter(ObjectStore& store, std::uint64_t seq) {
   update(store, commit_counter_name(), [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
     if (cur) {
-      std::string t = *cur;
-      while (!t.empty() && t.back() == '\n') t.pop_back();
-      if (auto n = parse_step(t); n && *n >= seq) return std::nullopt;
+      if (auto n = parse_commit_counter(*cur); n && *n >= seq) return std::nullopt;
     }
     return fmt::format("{}\n", seq);
   });
@@ -92,16 +89,6 @@ void set_counter(ObjectStore& store, std::uint64_t seq) {
 
 void set_text(ObjectStore& store, const std::string& name, const std::string& text) {
   update(store, name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
-}
-
-std::optional<BestMarker> read_best_tolerant(const Context& ctx, ObjectStore& store) {
-  try {
-    return read_best(store);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
-    ctx.warning(fmt::format("{}; it will be rebuilt", e.message()));
-    return std::nullopt;
-  }
 }
 
 // The step is committed with other files. (No --force hint: replacing a
@@ -258,7 +245,7 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   }
   auto lease = store.lease(ctx, lock_name());
   auto policy = read_policy(store);
-  auto best = read_best_tolerant(ctx, store);
+  auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
   SaveReport report = report_of(store, name, committed);
   report.existing = true;
@@ -333,7 +320,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   std::vector<std::string> weights = saving::match_weights(opts, plan);
   const std::string name = step_dir_name(opts.step);
   auto policy = read_policy(store);
-  auto best = read_best_tolerant(ctx, store);
+  auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
   saving::check_keep_best_key(opts, policy, best);
   refuse_unsupported(opts, policy, store.location());
@@ -420,7 +407,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     SaveReport report;
     auto lease = store.lease(ctx, lock_name());
     policy = read_policy(store);
-    best = read_best_tolerant(ctx, store);
+    best = saving::read_best_tolerant(ctx, store);
     saving::check_best_conflict(opts, best);
     saving::check_keep_best_key(opts, policy, best);
     refuse_unsupported(opts, policy, store.location());

@@ -262,6 +262,7 @@ void discard_checkpoints(const Context& ctx, const std::string& root,
 // root lock unless dry_run.
 PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
                          bool dry_run);
+PruneReport prune_locked(const Context& ctx, Store& store, const Policy& policy, bool dry_run);
 
 // Brings `last` and best.json up to date with checkpoints (after a crash
 // between a commit and its marker update): `last` names the newest, best.json
@@ -269,6 +270,8 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
 // Call under the root lock.
 void refresh_markers(const Context& ctx, const std::string& root,
                      const std::vector<Checkpoint>& checkpoints,
+                     const std::optional<std::string>& key, Mode mode);
+void refresh_markers(const Context& ctx, Store& store, const std::vector<Checkpoint>& checkpoints,
                      const std::optional<std::string>& key, Mode mode);
 
 }  // namespace ckpt::detail

@@ -4,45 +4,46 @@
 
 #include <fmt/format.h>
 
-#include "ckpt/atomic_file.hpp"
 #include "ckpt/clock.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
 namespace {
 
-void write_best(const Context& ctx, const std::string& root, const BestMarker& b) {
-  write_file_atomic(ctx.file_system(), join_path(root, k_best_file), serialize_best(b));
+void write_best(detail::Store& store, const BestMarker& b) {
+  store.write_marker(k_best_file, serialize_best(b));
 }
 
 // Records a switched best key/mode in policy.json so later saves and prunes follow it.
-void record_key(const Context& ctx, const std::string& root, const std::optional<Policy>& policy,
+void record_key(detail::Store& store, const std::optional<Policy>& policy,
                 const std::string& key, Mode mode) {
   Policy p = policy.value_or(Policy{});
   if (p.best_key == key && p.best_mode.value_or(Mode::min) == mode) return;
   p.best_key = key;
   p.best_mode = mode;
-  write_file_atomic(ctx.file_system(), join_path(root, k_policy_file), serialize_policy(p));
+  store.write_marker(k_policy_file, serialize_policy(p));
 }
 
 }  // namespace
 
 Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opts) {
   return capture([&]() -> PromoteReport {
-    std::string root = open_root(ctx, opts.root);
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
     if (opts.value && !std::isfinite(*opts.value)) {
       throw Error(ErrorKind::usage, "--value must be a finite number");
     }
     if (opts.value && !opts.ref) {
       throw Error(ErrorKind::usage, "--value needs a REF: it names one checkpoint's value");
     }
-    FileLock lock = detail::lock_root(ctx, root);
-    auto policy = detail::read_policy(ctx, root);
+    auto lock = store.lock_root(ctx);
+    auto policy = detail::read_policy(store);
     std::optional<BestMarker> current;
     try {
-      current = detail::read_best(ctx, root);
+      current = detail::read_best(store);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
       ctx.warning(fmt::format("{}; it will be replaced", e.message()));
@@ -62,8 +63,8 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
                               current->key, mode_name(current->mode), *key, mode_name(mode)));
     }
     // Like every command that changes the root, bring `last` up to date.
-    Listing listing = list_checkpoints(ctx, root).value();
-    detail::refresh_markers(ctx, root, listing.checkpoints, std::nullopt, mode);
+    Listing listing = detail::list_root(ctx, store, false);
+    detail::refresh_markers(ctx, store, listing.checkpoints, std::nullopt, mode);
 
     PromoteReport report;
     report.best = current;
@@ -78,8 +79,8 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
         report.reason = fmt::format("{} is already the best by {}", current->path, *key);
         return report;
       }
-      write_best(ctx, root, *rebuilt);
-      if (switching || !policy || !policy->best_key) record_key(ctx, root, policy, *key, mode);
+      write_best(store, *rebuilt);
+      if (switching || !policy || !policy->best_key) record_key(store, policy, *key, mode);
       report.promoted = true;
       report.reason = fmt::format("rebuilt from {} checkpoint{}", listing.checkpoints.size(),
                                   listing.checkpoints.size() == 1 ? "" : "s");
@@ -87,7 +88,7 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
       return report;
     }
 
-    Checkpoint c = resolve_ref(ctx, root, *opts.ref).value();
+    Checkpoint c = detail::resolve_checkpoint(ctx, store, *opts.ref);
     std::optional<double> recorded = c.meta.metric(*key);
     std::optional<double> value = opts.value ? opts.value : recorded;
     if (opts.value && c.meta.metrics.count(*key) && (!recorded || *recorded != *opts.value)) {
@@ -111,8 +112,8 @@ Result<PromoteReport> promote_best(const Context& ctx, const PromoteOptions& opt
       return report;
     }
     BestMarker b{*key, mode, *value, c.meta.step, c.name, now_rfc3339()};
-    write_best(ctx, root, b);
-    if (switching || !policy || !policy->best_key) record_key(ctx, root, policy, *key, mode);
+    write_best(store, b);
+    if (switching || !policy || !policy->best_key) record_key(store, policy, *key, mode);
     report.promoted = true;
     report.reason = current ? (opts.force && !improves(mode, *value, current->value)
                                    ? std::string("forced")

@@ -11,6 +11,7 @@
 #include "ckpt/clock.hpp"
 #include "ckpt/retention.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -105,31 +106,29 @@ std::vector<std::string> clean_private(const Context& ctx, const std::string& ro
   return cleaned;
 }
 
-void refresh_markers(const Context& ctx, const std::string& root,
-                     const std::vector<Checkpoint>& checkpoints,
+void refresh_markers(const Context& ctx, Store& store, const std::vector<Checkpoint>& checkpoints,
                      const std::optional<std::string>& key, Mode mode) {
-  FileSystem& fs = ctx.file_system();
   std::optional<LastRead> last;
   try {
-    last = read_last(ctx, root);
+    last = read_last(ctx, store);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io) throw;
   }
   const Checkpoint* n = newest(checkpoints);
-  // `last` naming a directory that is there but not readable as a checkpoint
-  // (a newer ckpt's, or damaged) is left for verify to report, not moved back.
+  // `last` naming a checkpoint that is there but not readable as one (a
+  // newer ckpt's, or damaged) is left for verify to report, not moved back.
   bool names_other =
-      last && fs.lstat(join_path(root, last->name)) &&
+      last && (store.exists(last->name) || store.has_step(last->name)) &&
       std::none_of(checkpoints.begin(), checkpoints.end(),
                    [&](const Checkpoint& c) { return c.name == last->name; });
   if (n && !names_other && (!last || last->legacy || last->name != n->name)) {
-    write_file_atomic(fs, join_path(root, k_last_file), serialize_last(n->name));
+    store.write_marker(k_last_file, serialize_last(n->name));
   }
   if (!key) return;
   std::optional<BestMarker> current;
   bool unreadable = false;
   try {
-    current = read_best(ctx, root);
+    current = read_best(store);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::unsupported) throw;
     unreadable = true;
@@ -141,8 +140,15 @@ void refresh_markers(const Context& ctx, const std::string& root,
   bool other_rule = current && (current->key != *key || current->mode != mode);
   if (!current || unreadable || dangling || other_rule ||
       improves(mode, computed->value, current->value)) {
-    write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*computed));
+    store.write_marker(k_best_file, serialize_best(*computed));
   }
+}
+
+void refresh_markers(const Context& ctx, const std::string& root,
+                     const std::vector<Checkpoint>& checkpoints,
+                     const std::optional<std::string>& key, Mode mode) {
+  DirStore store(ctx.file_system(), root);
+  refresh_markers(ctx, store, checkpoints, key, mode);
 }
 
 void discard_checkpoints(const Context& ctx, const std::string& root,
@@ -177,12 +183,10 @@ MarkerProtection marker_protection(const Listing& listing, const std::optional<s
   return p;
 }
 
-PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
-                         bool dry_run) {
-  FileSystem& fs = ctx.file_system();
+PruneReport prune_locked(const Context& ctx, Store& store, const Policy& policy, bool dry_run) {
   PruneReport report;
   report.dry_run = dry_run;
-  Listing listing = list_root(ctx, root, !dry_run);
+  Listing listing = list_root(ctx, store, !dry_run);
   for (const auto& [name, why] : listing.invalid) {
     ctx.warning(fmt::format("{} is not a valid checkpoint ({}); prune leaves it alone", name, why));
   }
@@ -190,7 +194,7 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   detail::BestRule rule = best_rule(std::nullopt, std::nullopt, policy, listing.best);
   std::optional<std::string> key = rule.key;
   Mode mode = rule.mode;
-  if (!key && fs.lstat(join_path(root, k_best_file))) {
+  if (!key && store.exists(k_best_file)) {
     // The best checkpoint cannot be told apart: deleting now could delete it.
     throw Error(ErrorKind::integrity,
                 "best.json is unreadable and policy.json names no best key, so the best "
@@ -227,26 +231,34 @@ PruneReport prune_locked(const Context& ctx, const std::string& root, const Poli
   report.checkpoints = std::move(listing.checkpoints);
   report.best_key = key;
 
-  if (!dry_run) discard_checkpoints(ctx, root, report.removed);
-  report.cleaned = clean_private(ctx, root, dry_run);
-  report.expired = expire_pending(ctx, root, pending_expiry_seconds(policy), dry_run);
+  if (!dry_run) store.discard(ctx, report.removed);
+  Cleaned cleaned = store.clean(ctx, pending_expiry_seconds(policy), dry_run);
+  report.cleaned = std::move(cleaned.cleaned);
+  report.expired = std::move(cleaned.expired);
   if (!dry_run) {
     std::set<std::string> removed(report.removed.begin(), report.removed.end());
     std::vector<Checkpoint> kept;
     for (const auto& c : report.checkpoints) {
       if (!removed.count(c.name)) kept.push_back(c);
     }
-    refresh_markers(ctx, root, kept, key, mode);
+    refresh_markers(ctx, store, kept, key, mode);
   }
   return report;
+}
+
+PruneReport prune_locked(const Context& ctx, const std::string& root, const Policy& policy,
+                         bool dry_run) {
+  DirStore store(ctx.file_system(), root);
+  return prune_locked(ctx, store, policy, dry_run);
 }
 
 }  // namespace detail
 
 Result<PruneReport> prune(const Context& ctx, const PruneOptions& opts) {
   return capture([&]() -> PruneReport {
-    std::string root = open_root(ctx, opts.root);
-    std::optional<Policy> recorded = detail::read_policy(ctx, root);
+    auto store_ptr = detail::open_store(ctx, opts.root);
+    detail::Store& store = *store_ptr;
+    std::optional<Policy> recorded = detail::read_policy(store);
     Policy effective;
     if (opts.rules.has_retention_rule()) {
       effective = opts.rules;
@@ -264,15 +276,16 @@ Result<PruneReport> prune(const Context& ctx, const PruneOptions& opts) {
     }
     detail::pending_expiry_seconds(effective);  // a bad duration is refused before the lock
     if (!effective.has_retention_rule() && opts.pending_expiry) {
-      // Only the pending steps and the private leftovers.
+      // Only the pending steps and the leftovers of writers gone.
       PruneReport report;
       report.dry_run = opts.dry_run;
-      std::optional<FileLock> lock;
-      if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
-      report.cleaned = detail::clean_private(ctx, root, opts.dry_run);
-      report.expired = detail::expire_pending(
-          ctx, root, detail::pending_expiry_seconds(effective), opts.dry_run);
-      report.checkpoints = detail::list_root(ctx, root, false).checkpoints;
+      std::unique_ptr<detail::RootLock> lock;
+      if (!opts.dry_run) lock = store.lock_root(ctx);
+      detail::Cleaned cleaned =
+          store.clean(ctx, detail::pending_expiry_seconds(effective), opts.dry_run);
+      report.cleaned = std::move(cleaned.cleaned);
+      report.expired = std::move(cleaned.expired);
+      report.checkpoints = detail::list_root(ctx, store, false).checkpoints;
       for (const auto& c : report.checkpoints) {
         report.kept.push_back(RetentionDecision{c.name, true, {"no-rule"}});
       }
@@ -285,9 +298,9 @@ Result<PruneReport> prune(const Context& ctx, const PruneOptions& opts) {
                   "by accident");
     }
     rules_from_policy(effective);  // reject a bad rule before taking the lock
-    if (opts.dry_run) return detail::prune_locked(ctx, root, effective, true);
-    FileLock lock = detail::lock_root(ctx, root);
-    return detail::prune_locked(ctx, root, effective, false);
+    if (opts.dry_run) return detail::prune_locked(ctx, store, effective, true);
+    auto lock = store.lock_root(ctx);
+    return detail::prune_locked(ctx, store, effective, false);
   });
 }
 

@@ -6,9 +6,9 @@
 
 #include <fmt/format.h>
 
-#include "ckpt/atomic_file.hpp"
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -26,10 +26,9 @@ std::set<std::string> protected_names(const Listing& l, const std::optional<std:
 }
 
 // Removes names (under the lock unless dry) and brings the markers up to date.
-RemoveReport remove_names(const Context& ctx, const std::string& root, const Listing& l,
+RemoveReport remove_names(const Context& ctx, detail::Store& store, const Listing& l,
                           const std::vector<std::string>& names,
                           const std::optional<std::string>& key, Mode mode, bool dry_run) {
-  FileSystem& fs = ctx.file_system();
   RemoveReport r;
   r.dry_run = dry_run;
   std::set<std::string> gone(names.begin(), names.end());
@@ -45,33 +44,32 @@ RemoveReport remove_names(const Context& ctx, const std::string& root, const Lis
     // The markers first, so that they never name what is about to go: killed
     // before the removal, the root has every checkpoint and valid markers,
     // and running the command again finishes it.
-    detail::refresh_markers(ctx, root, kept, key, mode);
+    detail::refresh_markers(ctx, store, kept, key, mode);
     std::optional<detail::LastRead> last;
     std::optional<BestMarker> best;
     try {
-      last = detail::read_last(ctx, root);
+      last = detail::read_last(ctx, store);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
     }
     try {
-      best = detail::read_best(ctx, root);
+      best = detail::read_best(store);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
     }
     if (last && gone.count(last->name)) {
       if (const Checkpoint* n = detail::newest(kept)) {
-        write_file_atomic(fs, join_path(root, k_last_file), serialize_last(n->name));
+        store.write_marker(k_last_file, serialize_last(n->name));
       } else {
-        fs.unlink(join_path(root, k_last_file));  // nothing left to name
+        store.remove_marker(k_last_file);  // nothing left to name
       }
     }
     // Still naming a removed one: no checkpoint left has the metric.
     if (best && gone.count(best->path)) {
-      fs.unlink(join_path(root, k_best_file));
+      store.remove_marker(k_best_file);
       best.reset();
     }
-    fs.fsync_dir(root);
-    detail::discard_checkpoints(ctx, root, r.removed);
+    store.discard(ctx, r.removed);
     r.best = best;
   } else if (l.best && !gone.count(l.best->path)) {
     // What best.json would say: itself when what it names stays (it only
@@ -92,16 +90,16 @@ detail::BestRule rule_of(const Listing& l) {
 
 Result<RemoveReport> remove_checkpoints(const Context& ctx, const RemoveOptions& opts) {
   return capture([&]() -> RemoveReport {
-    std::string root = open_root(ctx, opts.root);
     if (opts.refs.empty()) throw Error(ErrorKind::usage, "give the checkpoints to remove");
-    std::optional<FileLock> lock;
-    if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
-    Listing l = detail::list_root(ctx, root, false);
+    auto store = detail::open_store(ctx, opts.root);
+    std::unique_ptr<detail::RootLock> lock;
+    if (!opts.dry_run) lock = store->lock_root(ctx);
+    Listing l = detail::list_root(ctx, *store, false);
     detail::BestRule rule = rule_of(l);
     // Every ref first: one that names nothing removes nothing.
     std::vector<std::string> names;
     for (const auto& ref : opts.refs) {
-      Checkpoint c = resolve_ref(ctx, root, ref).value();
+      Checkpoint c = detail::resolve_checkpoint(ctx, *store, ref);
       if (std::find(names.begin(), names.end(), c.name) == names.end()) names.push_back(c.name);
     }
     if (!opts.force) {
@@ -117,17 +115,17 @@ Result<RemoveReport> remove_checkpoints(const Context& ctx, const RemoveOptions&
         }
       }
     }
-    return remove_names(ctx, root, l, names, rule.key, rule.mode, opts.dry_run);
+    return remove_names(ctx, *store, l, names, rule.key, rule.mode, opts.dry_run);
   });
 }
 
 Result<RemoveReport> rollback(const Context& ctx, const RollbackOptions& opts) {
   return capture([&]() -> RemoveReport {
-    std::string root = open_root(ctx, opts.root);
-    std::optional<FileLock> lock;
-    if (!opts.dry_run) lock.emplace(detail::lock_root(ctx, root));
-    Listing l = detail::list_root(ctx, root, false);
-    Checkpoint to = resolve_ref(ctx, root, opts.ref).value();
+    auto store = detail::open_store(ctx, opts.root);
+    std::unique_ptr<detail::RootLock> lock;
+    if (!opts.dry_run) lock = store->lock_root(ctx);
+    Listing l = detail::list_root(ctx, *store, false);
+    Checkpoint to = detail::resolve_checkpoint(ctx, *store, opts.ref);
     std::vector<std::string> names;
     for (const auto& c : l.checkpoints) {
       if (c.name == to.name) continue;
@@ -136,7 +134,7 @@ Result<RemoveReport> rollback(const Context& ctx, const RollbackOptions& opts) {
       }
     }
     detail::BestRule rule = rule_of(l);
-    return remove_names(ctx, root, l, names, rule.key, rule.mode, opts.dry_run);
+    return remove_names(ctx, *store, l, names, rule.key, rule.mode, opts.dry_run);
   });
 }
 

@@ -180,18 +180,11 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
       throw Error(ErrorKind::usage,
                   "--repair works on the whole root (the markers); give no REF with it");
     }
-    if (opts.repair && detail::is_store_root(opts.root)) {
-      throw Error(ErrorKind::unsupported,
-                  fmt::format("verify --repair does not rewrite the markers of an object-store "
-                              "root yet ({}); verify without --repair reports them",
-                              canonical_root(opts.root)));
-    }
     auto store_ptr = detail::open_store(ctx, opts.root);
     detail::Store& store = *store_ptr;
-    const std::string& root = store.location();
     VerifyReport report;
-    FileLock lock;
-    if (opts.repair) lock = detail::lock_root(ctx, root);
+    std::unique_ptr<detail::RootLock> lock;
+    if (opts.repair) lock = store.lock_root(ctx);
 
     std::vector<std::string> names;
     std::map<std::string, std::uint64_t> sizes;  // what the listing read: no second read
@@ -363,17 +356,15 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
     }
 
     if (opts.repair) {
-      FileSystem& fs = ctx.file_system();
       bool last_bad = last_legacy || std::any_of(m.problems.begin(), m.problems.end(),
                                                  [](const Problem& p) {
                                                    return p.path == k_last_file;
                                                  });
       if (last_bad) {
         if (newest) {
-          write_file_atomic(fs, join_path(root, k_last_file), serialize_last(newest->name));
+          store.write_marker(k_last_file, serialize_last(newest->name));
         } else {
-          remove_tree(fs, join_path(root, k_last_file));
-          fs.fsync_dir(root);
+          store.remove_marker(k_last_file);
         }
         report.repaired.push_back(k_last_file);
       }
@@ -385,10 +376,9 @@ Result<VerifyReport> verify(const Context& ctx, const VerifyOptions& opts) {
         std::optional<BestMarker> rebuilt;
         if (rule.key) rebuilt = detail::compute_best(complete, *rule.key, rule.mode);
         if (rebuilt) {
-          write_file_atomic(fs, join_path(root, k_best_file), serialize_best(*rebuilt));
+          store.write_marker(k_best_file, serialize_best(*rebuilt));
         } else {
-          remove_tree(fs, join_path(root, k_best_file));
-          fs.fsync_dir(root);
+          store.remove_marker(k_best_file);
         }
         report.repaired.push_back(k_best_file);
       }

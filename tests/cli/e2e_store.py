@@ -124,6 +124,17 @@ class Ctx(harness.RootCtx):
         return subprocess.Popen(cmd, cwd=str(self.tmp), env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
+    def start_upload(self, step, src):
+        """`save --step STEP --from SRC` on the store root, returned once it is mid-upload (a
+        multipart upload of the step is in the store) and still running."""
+        p = self.spawn("save", "--step", step, "--from", src)
+        deadline = time.monotonic() + 120
+        while not self.uploads(self.key(step, "")) and p.poll() is None:
+            check(time.monotonic() < deadline, "the writer started no multipart upload")
+            time.sleep(0.05)
+        check(p.poll() is None, "the writer was still uploading")
+        return p
+
 
 # What differs between two saves of the same files: when they were made.
 TIMES = ("created", "updated")
@@ -423,12 +434,7 @@ def store_save_killed_midway(c):
     work.mkdir()
     (work / "model.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
     (work / "extra.bin").write_bytes(b"only in the killed save")
-    p = c.spawn("save", "--step", 2, "--from", work)
-    deadline = time.monotonic() + 120
-    while not c.uploads(c.key(2, "")) and p.poll() is None:
-        check(time.monotonic() < deadline, "the writer started no multipart upload")
-        time.sleep(0.05)
-    check(p.poll() is None, "the writer was still uploading when killed")
+    p = c.start_upload(2, work)
     p.kill()
     p.wait()
     res = c.run("info", "--json", code=0)
@@ -477,7 +483,6 @@ def store_save_same_step_and_refusals(c):
         (["save", "--step", 1, "--from", other, "--force"], 7, "not supported"),
         (["save", "--step", 2, "--from", other, "--shard", "0/2", "--group", "g"], 7, "sharded"),
         (["save", "--step", 2, "--from", other, "--dedup"], 7, "--dedup"),
-        (["save", "--step", 2, "--from", other, "--keep-last", "2"], 7, "retention"),
         (["save", "--step", 2, "--from", c.tmp / "none"], 3, "does not exist"),
         (["save", "--step", 2, "--from", other, "--weights", "nope*"], 2, "matches no"),
     ]
@@ -499,6 +504,135 @@ def store_save_same_step_and_refusals(c):
     check(other.is_dir() and not any(other.iterdir()), "--move emptied the source directory", res)
     c.verify_ok()
 
+
+
+def changes(c, root):
+    """The commands that change a root, in the order a run's life takes them, on root (a
+    directory or the store): (what, exit code, --json document or error) of each."""
+    out = []
+
+    def step(what, *args, code=0):
+        res = c.run(*args, "--json", root=root, code=code, what=what)
+        out.append((what, res.rc, res.json() if res.rc == 0 else res.json_error()))
+
+    save_series(c, root)  # steps 1-3, best step 2 by loss
+    f = c.tmp / "in" / "more.bin"
+    for s, loss in ((4, 0.3), (5, 0.6), (6, 0.1)):
+        f.write_bytes(f"step {s}\n".encode() * 999)
+        step(f"save {s} --keep-last 2", "save", "--step", s, f, "--metric", f"loss={loss}",
+             "--keep-last", "2")
+    step("prune --dry-run", "prune", "--keep-last", "1", "--dry-run")
+    step("prune --keep-last 1", "prune", "--keep-last", "1")
+    f.write_bytes(b"seven\n" * 999)
+    step("save 7", "save", "--step", 7, f, "--metric", "loss=0.2")
+    step("rm best", "rm", "best", code=4)
+    step("rm best --force", "rm", "best", "--force")
+    step("promote-best 7 (already)", "promote-best", "7")
+    f.write_bytes(b"eight\n" * 999)
+    step("save 8", "save", "--step", 8, f, "--metric", "loss=0.9")
+    step("promote-best 8 (worse)", "promote-best", "8")
+    step("promote-best 8 --force", "promote-best", "8", "--force")
+    step("promote-best --key loss (rebuild)", "promote-best", "--key", "loss")
+    step("rollback 7 --dry-run", "rollback", "7", "--dry-run")
+    step("rollback 7", "rollback", "7")
+    step("info", "info")
+    step("verify", "verify")
+    return out
+
+
+@scenario
+def store_changes_match_directory(c):
+    """save --keep-*, prune, rm, promote-best and rollback give on the store the exit codes and
+    --json they give on a directory; verify --repair mends a damaged `last` in both; nothing is
+    left in the store of what was removed, and no step lease stays behind."""
+    c.tool_run("mb", c.bucket)
+    local = str(c.root)
+    want = changes(c, c.root)
+    got = changes(c, c.url)
+    for (what, wrc, wdoc), (_, grc, gdoc) in zip(want, got):
+        expect_eq(grc, wrc, f"{what}: exit code")
+        expect_eq(timeless(gdoc), timeless(swap_roots(wdoc, local, c.url)), f"{what}: --json")
+    # Exactly the directory's checkpoints and files, as objects.
+    objs = {k[len("runs/a/"):]: n for k, n in c.objects("runs/a/").items()}
+    files = {str(p.relative_to(c.root)): p.stat().st_size for p in c.root.rglob("*")
+             if p.is_file() and not str(p.relative_to(c.root)).startswith(".ckpt")}
+    expect_eq({k: n for k, n in objs.items() if not k.startswith(".ckpt/")}, files,
+              "the objects left are the directory's files")
+    expect_eq([k for k in objs if k.startswith(".ckpt/saving/")], [], "no step lease left")
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left")
+    # `last` damaged behind ckpt's back: verify reports it, --repair mends it, in both.
+    (c.root / "last").write_text("step-000000099\n")
+    c.tool_run("put-text", c.bucket, "runs/a/last", "step-000000099\n")
+    for root in (c.root, c.url):
+        res = c.run("verify", "--json", root=root, code=1, what="verify of a dangling last")
+        check(any(p["path"] == "last" for p in res.json()["markers"]["problems"]),
+              "verify reports `last`", res)
+    w = c.run("verify", "--repair", "--json", root=c.root, code=0).json()
+    res = c.run("verify", "--repair", "--json", code=0)
+    expect_eq(timeless(res.json()), timeless(swap_roots(w, local, c.url)), "verify --repair", res)
+    expect_eq(res.json()["repaired"], ["last"], "--repair rewrote `last`", res)
+    expect_eq(c.run("info", "latest", "--json", code=0).json()["name"], name(7),
+              "latest after the repair", res)
+    res = c.run("verify", "--json", code=0)
+    expect_eq(res.json()["markers"]["problems"], [], "the markers are consistent", res)
+
+
+@scenario
+def store_prune_cleans_killed_save(c):
+    """kill -9 of a writer mid-upload, then prune: its objects and multipart uploads stay while
+    younger than the pending expiry, then go, with its lease; a live writer's upload, idle as
+    long, is left alone (its lease is held) and commits; the committed checkpoints are
+    untouched."""
+    c.tool_run("mb", c.bucket)
+    first = c.tmp / "first.bin"
+    first.write_bytes(b"first")
+    c.run("save", "--step", 1, first, code=0)
+    work = c.tmp / "work"
+    work.mkdir()
+    (work / "a.bin").write_bytes(b"small, stored first")
+    (work / "model.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
+    p = c.start_upload(2, work)
+    p.kill()
+    p.wait()
+    check(c.uploads(c.key(2, "")), "the killed save left a multipart upload")
+    # Younger than the expiry (24 h by default): left, as the pending steps of a directory.
+    res = c.run("prune", "--pending-expiry", "1h", "--json", code=0)
+    expect_eq(res.json()["cleaned"], [], "nothing cleaned within the expiry", res)
+    check(c.uploads(c.key(2, "")), "the upload is still there")
+    # A live writer, stopped as long: its lease is held, so its upload stays.
+    live = c.tmp / "live"
+    live.mkdir()
+    (live / "model.bin").write_bytes(os.urandom(96 << 20))
+    q = c.start_upload(3, live)
+    q.send_signal(19)  # SIGSTOP
+    try:
+        time.sleep(2.5)
+        res = c.run("prune", "--pending-expiry", "1s", "--dry-run", "--json", code=0)
+        expect_eq([x.split(" ")[0] for x in res.json()["cleaned"]], [name(2) + "/"],
+                  "--dry-run lists the killed save's step only", res)
+        check(c.uploads(c.key(2, "")), "--dry-run removes nothing")
+        res = c.run("prune", "--pending-expiry", "1s", "--json", code=0)
+        cleaned = res.json()["cleaned"]
+        expect_eq([x.split(" ")[0] for x in cleaned], [name(2) + "/"],
+                  "prune cleans the killed save's step only", res)
+        check("multipart upload" in cleaned[0], "the report says what went", res)
+        expect_eq(c.uploads(c.key(2, "")), [], "the killed save's multipart upload is aborted")
+        expect_eq(list(c.objects(c.key(2, ""))), [], "no object of the killed save remains")
+        expect_eq(list(c.objects(f"runs/a/.ckpt/saving/{name(2)}")), [], "nor its lease")
+        check(c.uploads(c.key(3, "")), "the live writer's upload is left")
+    finally:
+        q.send_signal(18)  # SIGCONT
+    out, err = q.communicate(timeout=600)
+    check(q.returncode == 0, f"the live writer commits: exit {q.returncode}, {err.decode()!r}")
+    res = c.run("info", "--json", code=0)
+    expect_eq([ck["name"] for ck in res.json()["checkpoints"]], [name(1), name(3)],
+              "steps 1 and 3", res)
+    c.verify_ok()
+    out = c.tmp / "out"
+    c.run("load", "3", "--to", out, code=0)
+    expect_eq(tree(out), {"model.bin": sha256_file(live / "model.bin")}, "step 3 whole")
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left")
+    expect_eq(list(c.objects("runs/a/.ckpt/saving/")), [], "no step lease left")
 
 
 def manifests(c, root):

@@ -66,6 +66,12 @@ bool holder_gone(const std::string& holder) {
 
 }  // namespace
 
+bool lease_takeable(const std::optional<std::string>& text, std::int64_t now) {
+  if (!text) return true;
+  auto st = parse_lease(*text);
+  return !st || st->expires_ms < now || holder_gone(st->holder);
+}
+
 std::string lease_text(const LeaseState& s) {
   nlohmann::json holder = nlohmann::json::object();
   try {
@@ -111,7 +117,7 @@ std::unique_ptr<Lease> Lease::acquire(Client& client, const std::string& key, co
     std::string holder_note;
     if (auto cur = client.get(key)) {
       auto st = parse_lease(cur->body);
-      if (!st || st->expires_ms < now_ms() || holder_gone(st->holder)) {
+      if (lease_takeable(cur->body, now_ms())) {
         PutOptions swap;
         swap.if_match = cur->etag;
         swap.content_type = "application/json";
@@ -215,6 +221,22 @@ bool Lease::confirm() {
     // Unknown: not confirmed.
   }
   return false;
+}
+
+bool Lease::remove() {
+  if (!confirm()) {
+    release();
+    return false;
+  }
+  m_released = true;
+  try {
+    // Ours for a whole lease duration from the confirmation: nobody else
+    // writes it in between.
+    m_client.remove(m_key);
+  } catch (const Error&) {
+    // Left as ours, it expires by itself.
+  }
+  return true;
 }
 
 void Lease::release() {

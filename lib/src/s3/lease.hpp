@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -54,6 +55,10 @@ class Lease {
   // it before undoing work the lease protects (removing uploaded objects),
   // then let the lease go.
   bool confirm();
+  // Deletes the lease object once confirm() says it is still ours, so that
+  // no lease is left behind (the next holder creates it anew). False, with
+  // nothing deleted, when it is not ours; the lease is let go either way.
+  bool remove();
   std::int64_t expires_ms() const { return m_expires_ms.load(); }
 
  private:
@@ -85,5 +90,8 @@ struct LeaseState {
 std::string lease_text(const LeaseState& s);
 // nullopt when the text is no lease document (torn, foreign): treated as free.
 std::optional<LeaseState> parse_lease(const std::string& text);
+// Whether acquire takes the lease document text (nullopt: absent) at once:
+// absent, unreadable, expired or released, or its holder gone (see acquire).
+bool lease_takeable(const std::optional<std::string>& text, std::int64_t now);
 
 }  // namespace ckpt::s3

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "ckpt/atomic_file.hpp"
 #include "ckpt/parallel.hpp"
 #include "ckpt/paths.hpp"
 #include "internal.hpp"
@@ -137,6 +138,45 @@ TransferResult DirStore::copy_to(const Context&, const std::string& name, const 
                              : TransferResult{m_fs.fstat(in.get()).size, std::nullopt};
   }
   return copy_and_hash(m_fs, in.get(), out_fd, hash, progress, overlap);
+}
+
+namespace {
+
+class DirLock final : public RootLock {
+ public:
+  explicit DirLock(FileLock lock) : m_lock(std::move(lock)) {}
+
+ private:
+  FileLock m_lock;
+};
+
+}  // namespace
+
+std::unique_ptr<RootLock> DirStore::lock_root(const Context& ctx) {
+  return std::make_unique<DirLock>(detail::lock_root(ctx, location()));
+}
+
+bool DirStore::exists(const std::string& name) { return m_fs.lstat(path_of(name)).has_value(); }
+
+void DirStore::write_marker(const std::string& name, const std::string& text) {
+  write_file_atomic(m_fs, path_of(name), text);
+}
+
+void DirStore::remove_marker(const std::string& name) {
+  if (!m_fs.lstat(path_of(name))) return;
+  remove_tree(m_fs, path_of(name));  // a directory where a marker belongs, too
+  m_fs.fsync_dir(location());
+}
+
+void DirStore::discard(const Context& ctx, const std::vector<std::string>& names) {
+  discard_checkpoints(ctx, location(), names);
+}
+
+Cleaned DirStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) {
+  Cleaned c;
+  c.cleaned = clean_private(ctx, location(), dry_run);
+  c.expired = expire_pending(ctx, location(), max_idle_seconds, dry_run);
+  return c;
 }
 
 bool is_store_root(const std::string& root) { return s3::is_s3_url(root); }

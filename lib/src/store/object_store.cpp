@@ -3,9 +3,12 @@
 #include "store/object_store.hpp"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "ckpt/clock.hpp"
 #include "ckpt/parallel.hpp"
 #include "internal.hpp"
 
@@ -213,9 +216,11 @@ void ObjectStore::require_conditional_put() {
   // One object kept for the purpose: once it exists, a store that honours
   // If-None-Match refuses to create it again. The first save into a root
   // creates it and asks again.
+  if (m_conditional_put) return;
   const std::string probe = std::string(k_private_dir) + "/conditional-put";
-  if (!create(probe, "If-None-Match: * must be refused when this object exists\n")) return;
-  if (!create(probe, "If-None-Match: * must be refused when this object exists\n")) return;
+  const char* text = "If-None-Match: * must be refused when this object exists\n";
+  m_conditional_put = !create(probe, text) || !create(probe, text);
+  if (m_conditional_put) return;
   throw Error(ErrorKind::unsupported,
               fmt::format("the object store at {} ignores conditional writes (If-None-Match: *), "
                           "so two writers could commit one step; ckpt refuses to change a root "
@@ -224,12 +229,212 @@ void ObjectStore::require_conditional_put() {
 }
 
 std::unique_ptr<s3::Lease> ObjectStore::lease(const Context& ctx, const std::string& name) {
+  return lease(name, ctx.lock_timeout);
+}
+
+std::unique_ptr<s3::Lease> ObjectStore::lease(const std::string& name, double timeout_seconds) {
   s3::LeaseOptions o;
-  o.timeout_seconds = ctx.lock_timeout;
+  o.timeout_seconds = timeout_seconds;
   o.what = name == lock_name() ? fmt::format("root {}", location())
                                                         : path_of(name);
   o.holder = lock_holder_text();
   return s3::Lease::acquire(m_client, key(name), o);
+}
+
+std::string ObjectStore::saving_name(std::uint64_t step) {
+  return fmt::format("{}/saving/{}", k_private_dir, step_dir_name(step));
+}
+
+void ObjectStore::update(
+    const std::string& name,
+    const std::function<std::optional<std::string>(const std::optional<std::string>&)>& next) {
+  for (int attempt = 0;; ++attempt) {
+    check_interrupt();
+    auto cur = read_versioned(name, k_max_marker_bytes);
+    std::optional<std::string> want = next(cur ? std::optional<std::string>(cur->text) : std::nullopt);
+    if (!want || (cur && *want == cur->text)) return;
+    if (replace(name, *want, cur ? cur->etag : std::string())) return;
+    if (attempt == 50) {
+      throw Error(ErrorKind::locked,
+                  fmt::format("{} kept changing while it was being updated", path_of(name)));
+    }
+  }
+}
+
+std::pair<std::size_t, std::size_t> ObjectStore::clear_uncommitted(const std::string& name) {
+  std::string under = key(name) + "/";
+  std::vector<std::string> keys;
+  for (const auto& o : m_client.list(under).objects) {
+    if (o.key == under + k_meta_file) {
+      // Committed since it was looked for (by a writer that had lost this
+      // lease): nothing of it is touched.
+      throw Error(ErrorKind::conflict,
+                  fmt::format("{} was committed by another writer meanwhile", name));
+    }
+    keys.push_back(o.key);
+  }
+  auto uploads = m_client.list_uploads(under);
+  for (const auto& u : uploads) m_client.abort_upload(u.key, u.upload_id);
+  m_client.remove_many(keys);
+  return {keys.size(), uploads.size()};
+}
+
+// The root lease while a command that changes the root holds it.
+class StoreLease final : public RootLock {
+ public:
+  StoreLease(ObjectStore& store, std::unique_ptr<s3::Lease> lease)
+      : m_store(store), m_lease(std::move(lease)) {
+    m_store.m_root_lease = m_lease.get();
+  }
+  ~StoreLease() override { m_store.m_root_lease = nullptr; }
+  void check() const override { m_lease->check(); }
+
+ private:
+  ObjectStore& m_store;
+  std::unique_ptr<s3::Lease> m_lease;
+};
+
+std::unique_ptr<RootLock> ObjectStore::lock_root(const Context& ctx) {
+  // The lease is taken with a create-only PUT: worthless where the store
+  // ignores the condition.
+  require_conditional_put();
+  return std::make_unique<StoreLease>(*this, lease(ctx, lock_name()));
+}
+
+void ObjectStore::check_lock() const {
+  if (m_root_lease) m_root_lease->check();
+}
+
+bool ObjectStore::exists(const std::string& name) { return m_client.head(key(name)).has_value(); }
+
+void ObjectStore::write_marker(const std::string& name, const std::string& text) {
+  check_lock();
+  update(name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
+}
+
+void ObjectStore::remove_marker(const std::string& name) {
+  check_lock();
+  m_client.remove(key(name));
+}
+
+void ObjectStore::discard(const Context& ctx, const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    auto step = parse_step_dir_name(name);
+    if (!step) continue;
+    check_interrupt();
+    check_lock();
+    // A save of this step uploads under its lease: none of what it writes
+    // is removed here.
+    auto step_lease = lease(ctx, saving_name(*step));
+    check_lock();
+    m_client.remove(key(name + "/" + k_meta_file));
+    // Unlisted: the rest is data objects no reader sees. A prune killed
+    // here leaves them to the next one.
+    clear_uncommitted(name);
+    step_lease->remove();
+  }
+}
+
+namespace {
+
+std::string plural(std::size_t n, const char* what) {
+  return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s");
+}
+
+}  // namespace
+
+Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool dry_run) {
+  Cleaned out;
+  const std::int64_t now = now_ms();
+  auto idle = [&](const std::string& when) {
+    auto t = parse_rfc3339_ms(when);
+    return t && now - *t > max_idle_seconds * 1000;
+  };
+  const std::string root = top();
+  std::set<std::string> names;
+  for (const auto& p : list_top().prefixes) {
+    if (parse_step_dir_name(p)) names.insert(p);
+  }
+  std::map<std::string, std::vector<s3::Upload>> uploads;
+  for (auto& u : m_client.list_uploads(root + "step-")) {
+    std::string rel = u.key.substr(root.size());
+    std::string name = rel.substr(0, rel.find('/'));
+    if (!parse_step_dir_name(name) || rel.find('/') == std::string::npos) continue;
+    names.insert(name);
+    uploads[name].push_back(std::move(u));
+  }
+  std::set<std::string> leases_kept;  // of uncommitted steps left: they go with the data
+  for (const auto& name : names) {
+    check_interrupt();
+    const std::uint64_t step = *parse_step_dir_name(name);
+    const auto& ups = uploads[name];
+    if (exists(name + "/" + k_meta_file)) {
+      // Committed: its objects are the checkpoint's. An upload still open
+      // under it is a stray of a save that lost its lease.
+      for (const auto& u : ups) {
+        if (!idle(u.initiated)) continue;
+        out.cleaned.push_back(fmt::format("{} (multipart upload)", u.key.substr(root.size())));
+        if (!dry_run) {
+          check_lock();
+          m_client.abort_upload(u.key, u.upload_id);
+        }
+      }
+      continue;
+    }
+    auto objects = m_client.list(key(name) + "/").objects;
+    bool recent = std::any_of(objects.begin(), objects.end(),
+                              [&](const s3::ObjectInfo& o) { return !idle(o.last_modified); }) ||
+                  std::any_of(ups.begin(), ups.end(),
+                              [&](const s3::Upload& u) { return !idle(u.initiated); });
+    leases_kept.insert(saving_name(step));
+    if (recent) continue;
+    // A live lease is a writer at it (a dry run asks as taking it would).
+    if (dry_run && !s3::lease_takeable(read(saving_name(step), k_max_marker_bytes), now)) continue;
+    std::string what = fmt::format("{}/ (uncommitted: {}, {})", name, plural(objects.size(), "object"),
+                                   plural(ups.size(), "multipart upload"));
+    if (dry_run) {
+      out.cleaned.push_back(what);
+      continue;
+    }
+    check_lock();
+    std::unique_ptr<s3::Lease> step_lease;
+    try {
+      step_lease = lease(saving_name(step), 0);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::locked) throw;
+      continue;  // a writer took it up meanwhile
+    }
+    try {
+      clear_uncommitted(name);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::conflict) throw;
+      continue;  // committed meanwhile
+    }
+    step_lease->remove();
+    out.cleaned.push_back(what);
+  }
+  // Step leases left behind (free or expired): each removed while held.
+  const std::string saving_dir = std::string(k_private_dir) + "/saving/";
+  for (const auto& o : m_client.list(key(saving_dir)).objects) {
+    check_interrupt();
+    std::string name = o.key.substr(root.size());
+    auto step = parse_step_dir_name(name.substr(saving_dir.size()));
+    if (!step || name != saving_name(*step) || leases_kept.count(name)) continue;
+    if (dry_run && !s3::lease_takeable(read(name, k_max_marker_bytes), now)) continue;
+    if (!dry_run) {
+      check_lock();
+      std::unique_ptr<s3::Lease> held;
+      try {
+        held = lease(name, 0);
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::locked) throw;
+        continue;
+      }
+      if (!held->remove()) continue;
+    }
+    out.cleaned.push_back(name);
+  }
+  return out;
 }
 
 void ObjectStore::check_root() {

@@ -6,7 +6,9 @@
 // objects without one are invisible.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <utility>
 #include <string>
 
 #include "s3/client.hpp"
@@ -36,6 +38,18 @@ class ObjectStore final : public Store {
                          int out_fd, Hash hash, Overlap overlap,
                          const ProgressFn& progress) override;
 
+  std::unique_ptr<RootLock> lock_root(const Context& ctx) override;
+  bool exists(const std::string& name) override;
+  void write_marker(const std::string& name, const std::string& text) override;
+  void remove_marker(const std::string& name) override;
+  // Each checkpoint under its step's lease: _checkpoint.json first (which
+  // unlists it), then every object and multipart upload under it.
+  void discard(const Context& ctx, const std::vector<std::string>& names) override;
+  // Data objects and multipart uploads of uncommitted steps idle for longer
+  // than max_idle_seconds whose step's lease is free (a killed save), and
+  // step leases left free; each under the step's lease.
+  Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) override;
+
   // Throws not_found (reason no_root) when nothing is stored under the
   // prefix, unsupported when what is there is not a ckpt root.
   void check_root();
@@ -52,6 +66,11 @@ class ObjectStore final : public Store {
   // Writes name only if it is still the version etag (If-Match), or only if
   // it is absent when etag is empty; false when another writer changed it.
   bool replace(const std::string& name, const std::string& text, const std::string& etag);
+  // Sets name by compare-and-swap: next maps what is there (nullopt: absent)
+  // to what should be, or to nullopt to leave it. Retried while another
+  // writer changes it in between.
+  void update(const std::string& name,
+              const std::function<std::optional<std::string>(const std::optional<std::string>&)>& next);
   // Writes name whatever is there.
   void put(const std::string& name, const std::string& text);
   // Uploads the local file path as name, parts in parallel, hashing it.
@@ -63,6 +82,16 @@ class ObjectStore final : public Store {
   // Takes the lease at name (.ckpt/lock for the root), waiting up to
   // ctx.lock_timeout; Error(locked) when another holder keeps it.
   std::unique_ptr<s3::Lease> lease(const Context& ctx, const std::string& name);
+  std::unique_ptr<s3::Lease> lease(const std::string& name, double timeout_seconds);
+  // The lease a save of one step holds while it uploads (any width of the
+  // step's name): .ckpt/saving/step-N.
+  static std::string saving_name(std::uint64_t step);
+  // Removes what an earlier save of the uncommitted step name left (a writer
+  // killed mid-upload): its objects, and its multipart uploads, which the
+  // store would keep (and bill) forever. Call holding the step's lease.
+  // Error(conflict), touching nothing, when the step is committed.
+  // Returns how many objects and uploads went.
+  std::pair<std::size_t, std::size_t> clear_uncommitted(const std::string& name);
 
   s3::Client& client() { return m_client; }
   const s3::Location& where() const { return m_where; }
@@ -76,7 +105,14 @@ class ObjectStore final : public Store {
   // The transfer tuning of one file among those moved at once.
   s3::Tuning tuning(const Context& ctx) const;
 
+  // The root lease lock_root took, while it is held: checked before each
+  // change.
+  void check_lock() const;
+  friend class StoreLease;
+
   s3::Location m_where;
+  s3::Lease* m_root_lease = nullptr;
+  bool m_conditional_put = false;  // require_conditional_put found it honoured
   s3::Client m_client;
   s3::Tuning m_tuning;
 };

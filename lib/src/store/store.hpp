@@ -25,6 +25,24 @@ namespace ckpt::detail {
 class InodeDigests;
 class ManifestCache;
 
+// Held while a command changes the root: the directory's lock file, or the
+// object store's lease (SPEC §11).
+class RootLock {
+ public:
+  virtual ~RootLock() = default;
+  // Throws Error(locked) when the lock was lost (a lease that could not be
+  // renewed in time, or was taken over): call before each change.
+  virtual void check() const {}
+};
+
+// What prune cleans besides checkpoints: the leftovers of writers gone
+// (root-relative names, as reported), and the pending sharded steps removed
+// as idle.
+struct Cleaned {
+  std::vector<std::string> cleaned;
+  std::vector<PendingStep> expired;
+};
+
 // What a step-* name holds, as a listing reads it.
 struct ManifestRead {
   std::optional<CheckpointMeta> meta;
@@ -80,6 +98,25 @@ class Store {
                                  const std::string& path, int out_fd, Hash hash, Overlap overlap,
                                  const ProgressFn& progress) = 0;
 
+  // ---- changing the root (prune, rm, rollback, promote-best) ----
+  // Takes the root's lock, waiting up to ctx.lock_timeout; Error(locked)
+  // naming the holder when it stays held.
+  virtual std::unique_ptr<RootLock> lock_root(const Context& ctx) = 0;
+  // Whether anything is stored at name (a marker, a counter).
+  virtual bool exists(const std::string& name) = 0;
+  // Replaces (or creates) the small object name with text, atomically and
+  // durably. Under lock_root.
+  virtual void write_marker(const std::string& name, const std::string& text) = 0;
+  // Removes the small object name (absent is fine), durably. Under lock_root.
+  virtual void remove_marker(const std::string& name) = 0;
+  // Unlists the named checkpoints (one already gone is skipped), then
+  // deletes what they stored. Under lock_root.
+  virtual void discard(const Context& ctx, const std::vector<std::string>& names) = 0;
+  // Removes (dry_run: lists) what writers that are gone left behind, and
+  // the pending steps idle for longer than max_idle_seconds. Under
+  // lock_root unless dry_run.
+  virtual Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) = 0;
+
  private:
   std::string m_location;
 };
@@ -105,6 +142,12 @@ class DirStore final : public Store {
   TransferResult copy_to(const Context& ctx, const std::string& name, const std::string& path,
                          int out_fd, Hash hash, Overlap overlap,
                          const ProgressFn& progress) override;
+  std::unique_ptr<RootLock> lock_root(const Context& ctx) override;
+  bool exists(const std::string& name) override;
+  void write_marker(const std::string& name, const std::string& text) override;
+  void remove_marker(const std::string& name) override;
+  void discard(const Context& ctx, const std::vector<std::string>& names) override;
+  Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) override;
 
   // Writes .ckpt/manifests back when the last read_manifests found it out of
   // date, from the listing's checkpoints (prune only: a command that reads

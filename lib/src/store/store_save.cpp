@@ -14,6 +14,7 @@
 
 #include "ckpt/clock.hpp"
 #include "ckpt/parallel.hpp"
+#include "ckpt/retention.hpp"
 #include "internal.hpp"
 #include "save_parts.hpp"
 #include "store/object_store.hpp"
@@ -24,29 +25,6 @@ namespace {
 
 using saving::NextSeq;
 using saving::Plan;
-
-// The lease a save of one step holds while it uploads (any width of the step).
-std::string saving_name(std::uint64_t step) {
-  return fmt::format("{}/saving/{}", k_private_dir, step_dir_name(step));
-}
-
-// Sets name by compare-and-swap: next maps what is there (nullopt: absent)
-// to what should be, or to nullopt to leave it. Retried while another writer
-// changes it in between.
-void update(ObjectStore& store, const std::string& name,
-            const std::function<std::optional<std::string>(const std::optional<std::string>&)>& next) {
-  for (int attempt = 0;; ++attempt) {
-    check_interrupt();
-    auto cur = store.read_versioned(name, k_max_marker_bytes);
-    std::optional<std::string> want = next(cur ? std::optional<std::string>(cur->text) : std::nullopt);
-    if (!want || (cur && *want == cur->text)) return;
-    if (store.replace(name, *want, cur ? cur->etag : std::string())) return;
-    if (attempt == 50) {
-      throw Error(ErrorKind::locked,
-                  fmt::format("{} kept changing while it was being updated", store.path_of(name)));
-    }
-  }
-}
 
 // The commit_seq a checkpoint of name records; nullopt when it is not one.
 std::optional<std::uint64_t> seq_of(ObjectStore& store, const std::string& name) {
@@ -61,7 +39,7 @@ std::optional<std::uint64_t> seq_of(ObjectStore& store, const std::string& name)
 
 // `last` to name, never to an older commit than the checkpoint it names.
 void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
-  update(store, k_last_file, [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+  store.update(k_last_file, [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
     if (cur) {
       std::string named;
       try {
@@ -79,7 +57,7 @@ void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
 }
 
 void set_counter(ObjectStore& store, std::uint64_t seq) {
-  update(store, commit_counter_name(), [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
+  store.update(commit_counter_name(), [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
     if (cur) {
       if (auto n = parse_commit_counter(*cur); n && *n >= seq) return std::nullopt;
     }
@@ -88,7 +66,7 @@ void set_counter(ObjectStore& store, std::uint64_t seq) {
 }
 
 void set_text(ObjectStore& store, const std::string& name, const std::string& text) {
-  update(store, name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
+  store.update(name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
 }
 
 // The step is committed with other files. (No --force hint: replacing a
@@ -108,8 +86,7 @@ Error force_unsupported(const SaveOptions& opts) {
 
 // What a directory root does that an object-store root does not yet:
 // refused before anything is uploaded.
-void refuse_unsupported(const SaveOptions& opts, const std::optional<Policy>& policy,
-                        const std::string& where) {
+void refuse_unsupported(const SaveOptions& opts, const std::string& where) {
   auto refuse = [&](const std::string& what) {
     throw Error(ErrorKind::unsupported,
                 fmt::format("{} on an object-store root ({}) is not supported yet; nothing was "
@@ -118,12 +95,6 @@ void refuse_unsupported(const SaveOptions& opts, const std::optional<Policy>& po
   };
   if (opts.shard && opts.shard->count > 1) refuse("a sharded save (--shard)");
   if (opts.policy.dedup.value_or(false)) refuse("--dedup");
-  Policy merged = saving::merged_policy(policy, opts.policy);
-  if (merged.has_retention_rule()) {
-    refuse(policy && policy->has_retention_rule()
-               ? "a save into a root whose policy.json has retention rules (--keep-*)"
-               : "retention (--keep-*)");
-  }
 }
 
 // Parts as they are stored, summed over the files uploaded at once.
@@ -163,7 +134,7 @@ SaveReport report_of(ObjectStore& store, const std::string& name, const Checkpoi
 // same files: `last`, best.json and policy.json. Under the root lease.
 void update_markers(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
                     const CheckpointMeta& meta, const std::optional<Policy>& policy,
-                    std::optional<BestMarker> best, bool rescan, s3::Lease& lease,
+                    std::optional<BestMarker> best, bool rescan, RootLock& lease,
                     SaveReport& report) {
   lease.check();
   move_last(store, meta.name, meta.commit_seq);
@@ -229,6 +200,15 @@ NextSeq next_seq(const Context& ctx, ObjectStore& store) {
   return next;
 }
 
+// Applies the retention rules the save leaves in policy.json (under the
+// root lease); returns the checkpoints removed.
+std::vector<std::string> retain(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                                const std::optional<Policy>& policy) {
+  Policy merged = saving::merged_policy(policy, opts.policy);
+  if (!merged.has_retention_rule()) return {};
+  return prune_locked(ctx, store, merged, false).removed;
+}
+
 // The step is committed: the same files are a success that changes no
 // checkpoint (a restarted job saving the step again); other files exit 4.
 SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
@@ -243,7 +223,7 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   if (auto why = saving::content_difference(committed, files)) {
     throw step_exists(opts, name, *why);
   }
-  auto lease = store.lease(ctx, lock_name());
+  auto lease = store.lock_root(ctx);
   auto policy = read_policy(store);
   auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
@@ -257,10 +237,11 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   }
   try {
     update_markers(ctx, opts, store, committed, policy, best, true, *lease, report);
+    report.pruned = retain(ctx, opts, store, policy);
   } catch (const Error& e) {
     throw Error(e.kind(),
-                fmt::format("{} is committed with these files, but bringing the markers up to "
-                            "date failed: {}",
+                fmt::format("{} is committed with these files, but bringing the markers and "
+                            "retention up to date failed: {}",
                             name, e.message()),
                 e.sys_errno());
   }
@@ -279,28 +260,6 @@ std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& com
     out.push_back(std::move(e));
   }
   return out;
-}
-
-// What an earlier save of the uncommitted step name left (a writer killed
-// mid-upload): its objects, and its multipart uploads, which the store would
-// keep (and bill) forever. Called holding the step's lease, so none of it
-// belongs to a live writer.
-void clear_uncommitted(ObjectStore& store, const std::string& name) {
-  s3::Client& c = store.client();
-  std::string top = store.where().key(name) + "/";
-  for (const auto& u : c.list_uploads(top)) c.abort_upload(u.key, u.upload_id);
-  std::vector<std::string> keys;
-  for (const auto& o : c.list(top).objects) {
-    if (o.key == top + k_meta_file) {
-      // Committed since it was looked for (a writer that had lost this
-      // lease): nothing of it is touched.
-      throw Error(ErrorKind::conflict,
-                  fmt::format("{} was committed by another writer meanwhile; nothing was saved",
-                              name));
-    }
-    keys.push_back(o.key);
-  }
-  c.remove_many(keys);
 }
 
 }  // namespace
@@ -323,7 +282,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
   saving::check_keep_best_key(opts, policy, best);
-  refuse_unsupported(opts, policy, store.location());
+  refuse_unsupported(opts, store.location());
   if (opts.transfer == Transfer::link) {
     ctx.warning(fmt::format("cannot hard-link into an object store ({}); copying instead",
                             store.location()));
@@ -331,8 +290,11 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   store.require_conditional_put();
 
   // Whoever holds the step's lease is the only writer of its objects.
-  auto step_lease = store.lease(ctx, saving_name(opts.step));
+  auto step_lease = store.lease(ctx, ObjectStore::saving_name(opts.step));
   if (auto existing = find_step(store, opts.step)) {
+    // Committed, its objects are the checkpoint's: nothing of them is
+    // written again, and prune takes the lease to remove them.
+    step_lease->remove();
     if (opts.force) throw force_unsupported(opts);
     CheckpointMeta committed;
     try {
@@ -356,7 +318,12 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   meta.files.resize(plan.files.size());
   std::vector<std::string> sha256s(plan.files.size());
 
-  clear_uncommitted(store, name);
+  try {
+    store.clear_uncommitted(name);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::conflict) throw;
+    throw Error(ErrorKind::conflict, fmt::format("{}; nothing was saved", e.message()));
+  }
   std::uint64_t total = 0;
   for (const auto& f : plan.files) total += f.size;
   UploadProgress progress(ctx, total);
@@ -405,12 +372,12 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     }
 
     SaveReport report;
-    auto lease = store.lease(ctx, lock_name());
+    auto lease = store.lock_root(ctx);
     policy = read_policy(store);
     best = saving::read_best_tolerant(ctx, store);
     saving::check_best_conflict(opts, best);
     saving::check_keep_best_key(opts, policy, best);
-    refuse_unsupported(opts, policy, store.location());
+    refuse_unsupported(opts, store.location());
     step_lease->check();
     NextSeq seq = next_seq(ctx, store);
     meta.commit_seq = seq.seq;
@@ -468,6 +435,15 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
                   fmt::format("{} is committed, but updating the markers failed: {}; "
                               "`ckpt verify` reads it, and the next save brings them up to date",
                               name, e.message()),
+                  e.sys_errno());
+    }
+    // Committed: nothing of the step is written again.
+    step_lease->remove();
+    try {
+      report.pruned = retain(ctx, opts, store, policy);
+    } catch (const Error& e) {
+      throw Error(e.kind(),
+                  fmt::format("{} is committed, but retention failed: {}", name, e.message()),
                   e.sys_errno());
     }
     saving::finish_move_all(ctx, opts, plan);

@@ -608,14 +608,12 @@ def store_prune_cleans_killed_save(c):
     try:
         time.sleep(2.5)
         res = c.run("prune", "--pending-expiry", "1s", "--dry-run", "--json", code=0)
-        expect_eq([x.split(" ")[0] for x in res.json()["cleaned"]], [name(2) + "/"],
-                  "--dry-run lists the killed save's step only", res)
+        expect_eq(res.json()["cleaned"], [name(2) + "/"], "--dry-run lists the killed save's step only",
+                  res)
         check(c.uploads(c.key(2, "")), "--dry-run removes nothing")
         res = c.run("prune", "--pending-expiry", "1s", "--json", code=0)
-        cleaned = res.json()["cleaned"]
-        expect_eq([x.split(" ")[0] for x in cleaned], [name(2) + "/"],
-                  "prune cleans the killed save's step only", res)
-        check("multipart upload" in cleaned[0], "the report says what went", res)
+        expect_eq(res.json()["cleaned"], [name(2) + "/"], "prune cleans the killed save's step only",
+                  res)
         expect_eq(c.uploads(c.key(2, "")), [], "the killed save's multipart upload is aborted")
         expect_eq(list(c.objects(c.key(2, ""))), [], "no object of the killed save remains")
         expect_eq(list(c.objects(f"runs/a/.ckpt/saving/{name(2)}")), [], "nor its lease")

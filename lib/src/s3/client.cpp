@@ -357,7 +357,7 @@ Response Client::perform(const Request& req) {
     }
     resp.attempts = attempt;
     bool retry = resp.status == 0 ? retry_transport : worth_retrying(resp);
-    if (!retry || attempt >= m_config.max_attempts || delivered) {
+    if (!retry || req.once || attempt >= m_config.max_attempts || delivered) {
       if (resp.status == 0) {
         throw Error(ErrorKind::io, "cannot reach the object store at " + m_config.endpoint + " (" +
                                        req.method + " " + req.key + "): " + transport_error +
@@ -449,6 +449,15 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
     req.headers.back() = "If-Match: \"" + opts.if_match + "\"";
     r = perform(req);
   }
+  // The condition did not hold, in the other words the S3 API has for it:
+  // If-Match on a key deleted meanwhile (404 NoSuchKey), or a conditional
+  // PUT racing another write or a DELETE of the key (409
+  // ConditionalRequestConflict). Nothing was written.
+  bool conditional = opts.if_none_match || !opts.if_match.empty();
+  if (conditional && ((r.status == 404 && !opts.if_match.empty() && r.error_code() == "NoSuchKey") ||
+                      (r.status == 409 && r.error_code() == "ConditionalRequestConflict"))) {
+    return Put::precondition_failed;
+  }
   // A PUT without a condition has none to fail: a 412 there is an error.
   if (r.status == 412) {
     if (opts.if_none_match || !opts.if_match.empty()) return Put::precondition_failed;
@@ -460,10 +469,12 @@ Put Client::put(const std::string& key, std::string_view body, const PutOptions&
   return Put::done;
 }
 
-void Client::remove(const std::string& key) {
+void Client::remove(const std::string& key, const RemoveOptions& opts) {
   Request req;
   req.method = "DELETE";
   req.key = key;
+  req.cleanup = opts.cleanup;
+  req.once = opts.once;
   Response r = perform(req);
   if (!r.ok() && !(r.status == 404 && r.error_code() != "NoSuchBucket")) {
     throw error(r, "DELETE " + where_key(key));

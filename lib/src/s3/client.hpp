@@ -45,6 +45,9 @@ struct Request {
   std::function<void(const char*, std::size_t)> sink;
   // Cleaning up after a failure: sent even once an interrupt was requested.
   bool cleanup = false;
+  // Never retried: a request that must not be applied twice (a DELETE of a
+  // lease that may be another holder's once the first was applied).
+  bool once = false;
 };
 
 // A fault a test injects in place of the store's answer: status 0 is a
@@ -129,7 +132,12 @@ class Client {
   Put put(const std::string& key, std::string_view body, const PutOptions& opts = {},
           std::string* etag = nullptr);
   // Deletes a key (a missing key is fine).
-  void remove(const std::string& key);
+  struct RemoveOptions {
+    bool cleanup = false;  // Request::cleanup
+    bool once = false;     // Request::once
+  };
+  void remove(const std::string& key, const RemoveOptions& opts);
+  void remove(const std::string& key) { remove(key, RemoveOptions{}); }
   // Deletes keys in batches of 1000 (a missing key is fine).
   // cleanup: sent even once an interrupt was requested (Request::cleanup).
   void remove_many(const std::vector<std::string>& keys, bool cleanup = false);

@@ -228,13 +228,20 @@ bool Lease::remove() {
     release();
     return false;
   }
+  // Ours until it expires, a whole lease duration from the confirmation:
+  // nobody else writes it before then. A process stalled for most of that
+  // (a VM pause) lets it go by compare-and-swap instead. The DELETE is sent
+  // once, never retried: a retry of one that was applied could remove the
+  // lease its next holder has just created. Sent after an interrupt too.
+  if (now_ms() > m_expires_ms.load() - m_opts.duration.count() / 2) {
+    release();
+    return false;
+  }
   m_released = true;
   try {
-    // Ours for a whole lease duration from the confirmation: nobody else
-    // writes it in between.
-    m_client.remove(m_key);
+    m_client.remove(m_key, Client::RemoveOptions{true, true});
   } catch (const Error&) {
-    // Left as ours, it expires by itself.
+    // Left as ours, it expires by itself (and prune removes it later).
   }
   return true;
 }

@@ -2,9 +2,10 @@
 // Mutual exclusion on an object-store root (SPEC §11): a lease object taken
 // with a create-only PUT, holding its holder and an expiry, renewed by
 // compare-and-swap while held, released by a compare-and-swap that marks it
-// free, and taken over by compare-and-swap once expired or free. No DELETE:
-// S3 has no conditional delete, and a plain one could remove another
-// holder's lease.
+// free, and taken over by compare-and-swap once expired or free. S3 has no
+// conditional DELETE, and a plain one could remove another holder's lease:
+// only its holder deletes one (remove()), right after confirming it, with
+// one request that is never retried.
 //
 // Assumes the holders' clocks agree to well within the lease's duration
 // (30 s by default; renewed every third of it).

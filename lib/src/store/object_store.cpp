@@ -337,10 +337,6 @@ void ObjectStore::discard(const Context& ctx, const std::vector<std::string>& na
 
 namespace {
 
-std::string plural(std::size_t n, const char* what) {
-  return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s");
-}
-
 }  // namespace
 
 Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool dry_run) {
@@ -363,17 +359,24 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
     names.insert(name);
     uploads[name].push_back(std::move(u));
   }
+  // Which are committed: one HEAD each, side by side.
+  const std::vector<std::string> ordered(names.begin(), names.end());
+  std::vector<char> committed(ordered.size(), 0);
+  for_each_parallel(ordered.size(), k_request_workers, [&](std::size_t i) {
+    committed[i] = exists(ordered[i] + "/" + k_meta_file) ? 1 : 0;
+  });
   std::set<std::string> leases_kept;  // of uncommitted steps left: they go with the data
-  for (const auto& name : names) {
+  for (std::size_t i = 0; i < ordered.size(); ++i) {
     check_interrupt();
+    const std::string& name = ordered[i];
     const std::uint64_t step = *parse_step_dir_name(name);
     const auto& ups = uploads[name];
-    if (exists(name + "/" + k_meta_file)) {
+    if (committed[i]) {
       // Committed: its objects are the checkpoint's. An upload still open
       // under it is a stray of a save that lost its lease.
       for (const auto& u : ups) {
         if (!idle(u.initiated)) continue;
-        out.cleaned.push_back(fmt::format("{} (multipart upload)", u.key.substr(root.size())));
+        out.cleaned.push_back(u.key.substr(root.size()));
         if (!dry_run) {
           check_lock();
           m_client.abort_upload(u.key, u.upload_id);
@@ -390,8 +393,8 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
     if (recent) continue;
     // A live lease is a writer at it (a dry run asks as taking it would).
     if (dry_run && !s3::lease_takeable(read(saving_name(step), k_max_marker_bytes), now)) continue;
-    std::string what = fmt::format("{}/ (uncommitted: {}, {})", name, plural(objects.size(), "object"),
-                                   plural(ups.size(), "multipart upload"));
+    // As a directory's abandoned staging directory is reported: its path.
+    std::string what = name + "/";
     if (dry_run) {
       out.cleaned.push_back(what);
       continue;
@@ -413,26 +416,21 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
     step_lease->remove();
     out.cleaned.push_back(what);
   }
-  // Step leases left behind (free or expired): each removed while held.
+  // Step leases left behind (free, expired, or a holder gone): each removed
+  // while held. Not reported, as a directory's free staging locks are not.
   const std::string saving_dir = std::string(k_private_dir) + "/saving/";
+  if (dry_run) return out;
   for (const auto& o : m_client.list(key(saving_dir)).objects) {
     check_interrupt();
     std::string name = o.key.substr(root.size());
     auto step = parse_step_dir_name(name.substr(saving_dir.size()));
     if (!step || name != saving_name(*step) || leases_kept.count(name)) continue;
-    if (dry_run && !s3::lease_takeable(read(name, k_max_marker_bytes), now)) continue;
-    if (!dry_run) {
-      check_lock();
-      std::unique_ptr<s3::Lease> held;
-      try {
-        held = lease(name, 0);
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::locked) throw;
-        continue;
-      }
-      if (!held->remove()) continue;
+    check_lock();
+    try {
+      lease(name, 0)->remove();
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::locked) throw;  // a writer holds it
     }
-    out.cleaned.push_back(name);
   }
   return out;
 }

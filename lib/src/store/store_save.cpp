@@ -77,6 +77,12 @@ Error step_exists(const SaveOptions& opts, const std::string& name, const std::s
                            why));
 }
 
+Error removed_meanwhile(const SaveOptions& opts) {
+  return Error(ErrorKind::conflict,
+               fmt::format("step {} was removed while it was being saved again; retry",
+                           opts.step));
+}
+
 Error force_unsupported(const SaveOptions& opts) {
   return Error(ErrorKind::unsupported,
                fmt::format("replacing committed step {} (--force) on an object-store root is not "
@@ -213,17 +219,27 @@ std::vector<std::string> retain(const Context& ctx, const SaveOptions& opts, Obj
 // checkpoint (a restarted job saving the step again); other files exit 4.
 SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
                              const std::string& name, const std::vector<FileEntry>& files) {
-  CheckpointMeta committed;
-  try {
-    committed = read_meta(store, name);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;
-    throw step_exists(opts, name, e.message());
-  }
-  if (auto why = saving::content_difference(committed, files)) {
-    throw step_exists(opts, name, *why);
-  }
+  const std::string manifest = name + "/" + k_meta_file;
+  // The manifest as committed, compared with the sources.
+  auto committed_as = [&](const std::optional<std::string>& text) {
+    if (!text) throw removed_meanwhile(opts);
+    CheckpointMeta m;
+    try {
+      m = parse_meta_of(name, *text);
+    } catch (const Error& e) {
+      throw step_exists(opts, name, e.message());
+    }
+    if (auto why = saving::content_difference(m, files)) throw step_exists(opts, name, *why);
+    return m;
+  };
+  auto text = store.read(manifest, k_max_meta_bytes);
+  CheckpointMeta committed = committed_as(text);
   auto lease = store.lock_root(ctx);
+  // Removed (prune, rm, rollback) while the sources were hashed: nothing is
+  // reported as saved, no marker names it, and --move keeps the sources.
+  if (auto again = store.read(manifest, k_max_meta_bytes); again != text) {
+    committed = committed_as(again);
+  }
   auto policy = read_policy(store);
   auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
@@ -301,6 +317,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       committed = read_meta(store, *existing);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::io) throw;
+      if (e.kind() == ErrorKind::not_found) throw removed_meanwhile(opts);
       throw step_exists(opts, *existing, e.message());
     }
     if (auto why = saving::content_difference(committed, sized_entries(plan, committed))) {

@@ -237,11 +237,13 @@ bool Lease::remove() {
     release();
     return false;
   }
-  m_released = true;
   try {
     m_client.remove(m_key, Client::RemoveOptions{true, true});
+    m_released = true;
   } catch (const Error&) {
-    // Left as ours, it expires by itself (and prune removes it later).
+    // Not deleted, or not known: marked free instead (a compare-and-swap,
+    // which does nothing to a lease deleted or taken since).
+    release();
   }
   return true;
 }

@@ -410,8 +410,10 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
     try {
       clear_uncommitted(name);
     } catch (const Error& e) {
-      if (e.kind() != ErrorKind::conflict) throw;
-      continue;  // committed meanwhile
+      // Committed meanwhile (by a writer that had lost the lease): left.
+      // Anything else, a 412 from the store included, is a failure.
+      if (e.kind() != ErrorKind::conflict || !exists(name + "/" + k_meta_file)) throw;
+      continue;
     }
     step_lease->remove();
     out.cleaned.push_back(what);

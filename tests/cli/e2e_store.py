@@ -201,7 +201,12 @@ def store_reads_match_directory(c):
     check("--to" in res.err, "the message says to give --to", res)
     c.run("load", "latest", "--to", c.tmp / "x", "--link", code=2, what="load --link")
     check(not (c.tmp / "x").exists(), "a refused load writes nothing")
-    res = c.run("verify", "--repair", code=7, what="verify --repair on a store")
+    before = c.objects()
+    res = c.run("verify", "--repair", "--json", code=0, what="verify --repair on a sound store")
+    expect_eq(res.json()["repaired"], [], "nothing to repair", res)
+    expect_eq({k: n for k, n in c.objects().items() if "/.ckpt/" not in k},
+              {k: n for k, n in before.items() if "/.ckpt/" not in k},
+              "no checkpoint or marker object changed", res)
 
 
 @scenario
@@ -290,22 +295,24 @@ def store_errors_and_credentials(c):
             check(secret not in res.out and secret not in res.err, "no secret in the output", res)
     # A usage error is one whatever the store would answer: refused before it is asked.
     c.run("load", "latest", env=bad, code=2, what="load without --to, wrong credentials")
-    c.run("verify", "--repair", root=f"s3://{c.bucket}-none/runs/a", code=7,
-          what="verify --repair, missing bucket")
+    for args in (["verify", "--repair"], ["prune", "--keep-last", "1"], ["rm", "1"]):
+        c.run(*args, root=f"s3://{c.bucket}-none/runs/a", code=3,
+              what=f"{' '.join(args)}, missing bucket")
     no_creds = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
     res = c.run("info", env=no_creds, code=6, what="no credentials")
     check("credentials" in res.err, "the message says credentials are missing", res)
     for url in ("s3://", "s3://b/a//b", "s3://Bad_Bucket!/x", "s3://bucket/../x"):
         c.run("info", root=url, code=2, what=f"malformed address {url}")
-    # The commands that change a root do not work on a store yet: refused, and nothing is
-    # written anywhere (no directory named after the address either).
-    model = c.file("model.bin", b"weights")
+    # The commands that change a root, with wrong credentials: exit 6 and nothing written;
+    # abort (of a pending sharded step, which a store has none of yet) is refused with 7.
     before = c.tool_run("ls", c.bucket, "").out
-    for args in (["prune", "--keep-last", "1"], ["rm", "1"],
-                 ["rollback", "1"], ["promote-best", "1", "--key", "loss"], ["abort", "2"],
-                 ["verify", "--repair"]):
-        res = c.run(*args, code=7, what=" ".join(map(str, args)) + " on a store")
-        check("object-store root" in res.err, "the message says why", res)
+    for args in (["prune", "--keep-last", "1"], ["rm", "1", "--force"], ["rollback", "1"],
+                 ["promote-best", "1", "--key", "loss", "--force"], ["verify", "--repair"]):
+        res = c.run(*args, env={"AWS_SECRET_ACCESS_KEY": secret[::-1]}, code=6,
+                    what=" ".join(map(str, args)) + " with a wrong secret")
+        check(secret not in res.err and secret[::-1] not in res.err, "no secret in the output", res)
+    res = c.run("abort", "2", code=7, what="abort on a store")
+    check("object-store root" in res.err, "the message says why", res)
     expect_eq(c.tool_run("ls", c.bucket, "").out, before, "every object in the bucket is as it was")
     check(not (c.tmp / "s3:").exists(), "nothing was written under a directory named s3:")
 

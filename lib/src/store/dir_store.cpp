@@ -184,8 +184,8 @@ bool is_store_root(const std::string& root) { return s3::is_s3_url(root); }
 void require_directory_root(const std::string& root) {
   if (!is_store_root(root)) return;
   throw Error(ErrorKind::unsupported,
-              fmt::format("{} is an object-store root: info, verify, diff and load --to work on "
-                          "it; the commands that change a root do not yet",
+              fmt::format("{} is an object-store root: sharded saves (and so pending steps and "
+                          "abort) do not work on it yet",
                           canonical_root(root)));
 }
 

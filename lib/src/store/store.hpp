@@ -162,7 +162,7 @@ class DirStore final : public Store {
 // Whether a --root names an object store (s3://…).
 bool is_store_root(const std::string& root);
 // Refuses (unsupported) an object-store root for the operations that work
-// on directories only so far: those that change a root.
+// on directories only so far: those of sharded saves.
 void require_directory_root(const std::string& root);
 
 // The store of a root: an ObjectStore for s3://…, else a DirStore over the

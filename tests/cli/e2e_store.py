@@ -124,6 +124,13 @@ class Ctx(harness.RootCtx):
         return subprocess.Popen(cmd, cwd=str(self.tmp), env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
+    def first_checkpoint(self):
+        """A new bucket whose root holds one small checkpoint, step 1."""
+        self.tool_run("mb", self.bucket)
+        first = self.tmp / "first.bin"
+        first.write_bytes(b"first")
+        self.run("save", "--step", 1, first, code=0)
+
     def start_upload(self, step, src):
         """`save --step STEP --from SRC` on the store root, returned once it is mid-upload (a
         multipart upload of the step is in the store) and still running."""
@@ -433,10 +440,7 @@ def store_save_killed_midway(c):
     """kill -9 of a writer mid-upload: nothing of it is visible; the job's restart saves the
     step again at once (the dead writer's lease is not waited out) and leaves neither its
     objects nor its multipart uploads behind."""
-    c.tool_run("mb", c.bucket)
-    first = c.tmp / "first.bin"
-    first.write_bytes(b"first")
-    c.run("save", "--step", 1, first, code=0)
+    c.first_checkpoint()
     work = c.tmp / "work"
     work.mkdir()
     (work / "model.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
@@ -590,10 +594,7 @@ def store_prune_cleans_killed_save(c):
     younger than the pending expiry, then go, with its lease; a live writer's upload, idle as
     long, is left alone (its lease is held) and commits; the committed checkpoints are
     untouched."""
-    c.tool_run("mb", c.bucket)
-    first = c.tmp / "first.bin"
-    first.write_bytes(b"first")
-    c.run("save", "--step", 1, first, code=0)
+    c.first_checkpoint()
     work = c.tmp / "work"
     work.mkdir()
     (work / "a.bin").write_bytes(b"small, stored first")

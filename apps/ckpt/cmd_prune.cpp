@@ -81,7 +81,7 @@ int run_prune(Cli& cli, const PruneArgs& a) {
   fmt::print("\n{} {} checkpoint{}, kept {}", r->dry_run ? "would remove" : "removed",
              r->removed.size(), r->removed.size() == 1 ? "" : "s", r->kept.size());
   if (!r->cleaned.empty()) {
-    fmt::print("; {} {} leftover{} in .ckpt/", r->dry_run ? "would clean" : "cleaned",
+    fmt::print("; {} {} leftover{} of interrupted commands", r->dry_run ? "would clean" : "cleaned",
                r->cleaned.size(), r->cleaned.size() == 1 ? "" : "s");
   }
   fmt::print("{}\n", r->dry_run ? " (dry run: nothing changed)" : "");

@@ -144,3 +144,53 @@ TEST_CASE("a file that grows while it is uploaded is refused") {
   CHECK(c.list_uploads("").empty());
   CHECK_FALSE(c.head("growing"));
 }
+
+TEST_CASE("a create-only upload never replaces another writer's object, and knows its own") {
+  Config config = store_config();
+  config.max_attempts = 3;  // a timeout is retried (whatever AWS_MAX_ATTEMPTS another case set)
+  Client c(config, fresh_bucket("create"));
+  TempDir dir;
+  PosixFileSystem fs;
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 2;
+  tuning.create_only = true;
+  for (std::size_t size : {std::size_t{1000}, 11 * k_mib}) {
+    CAPTURE(size);
+    std::string key = "obj/" + std::to_string(size);
+    std::string path = dir.sub("f" + std::to_string(size));
+    std::string ours = write_random(path, size, 1);
+    // Absent: stored.
+    Moved up = upload_file(c, fs, path, key, tuning);
+    CHECK(up.sha256 == sha256_hex(ours));
+    // Another writer's object there: refused, and it stays as it was, with
+    // no multipart upload left behind.
+    REQUIRE(c.put(key, "another writer's bytes") == Put::done);
+    auto e = thrown([&] { upload_file(c, fs, path, key, tuning); });
+    CHECK(e.kind() == ErrorKind::conflict);
+    CHECK(std::string(e.what()).find("stored by another writer meanwhile") != std::string::npos);
+    auto there = c.get(key);
+    REQUIRE(there);
+    CHECK(there->body == "another writer's bytes");
+    CHECK(c.list_uploads("").empty());
+  }
+  // A single PUT the store applied but whose answer was lost: the retry finds
+  // the object there (412), and it is this upload's own bytes.
+  std::string path = dir.sub("lost");
+  std::string data = write_random(path, 2000, 2);
+  Client behind(store_config(), c.bucket());
+  int lost = 0;
+  c.set_fault_hook([&](const Request& r, std::uint64_t) -> std::optional<Fault> {
+    if (r.method != "PUT" || r.key != "lost" || lost > 0) return std::nullopt;
+    REQUIRE(behind.put(r.key, r.body) == Put::done);
+    ++lost;
+    return Fault{0, ""};
+  });
+  Moved up = upload_file(c, fs, path, "lost", tuning);
+  c.set_fault_hook({});
+  CHECK(lost == 1);
+  CHECK(up.sha256 == sha256_hex(data));
+  auto there = c.get("lost");
+  REQUIRE(there);
+  CHECK(there->body == data);
+}

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "ckpt/hash.hpp"
 
 namespace ckpt::s3 {
@@ -77,6 +79,13 @@ class Workers {
   std::vector<std::thread> m_threads;
 };
 
+// The key of a create-only upload was stored by another writer (one that
+// took the step over from a writer stalled past its lease).
+Error stored_meanwhile(const Client& client, const std::string& key) {
+  return Error(ErrorKind::conflict,
+               fmt::format("s3://{}/{} was stored by another writer meanwhile", client.bucket(), key));
+}
+
 }  // namespace
 
 Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
@@ -97,7 +106,15 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
     }
     check_interrupt();
     sha.update(body.data(), body.size());
-    client.put(key, body, {}, &out.etag);
+    PutOptions o;
+    o.if_none_match = tuning.create_only;
+    if (client.put(key, body, o, &out.etag) == Put::precondition_failed) {
+      // There already: this PUT, applied but its answer lost and retried,
+      // or another writer's object.
+      auto there = client.get(key);
+      if (!there || there->body != body) throw stored_meanwhile(client, key);
+      out.etag = there->etag;
+    }
     if (progress) progress(size);
     out.sha256 = sha.hex_digest();
     return out;
@@ -177,6 +194,7 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
     }
     workers.join();
     if (sh.failure) std::rethrow_exception(sh.failure);
+    if (tuning.create_only && client.head(key)) throw stored_meanwhile(client, key);
     client.complete_upload(key, upload_id, etags);
   } catch (...) {
     sh.fail();

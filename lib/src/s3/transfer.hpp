@@ -17,6 +17,11 @@ namespace ckpt::s3 {
 struct Tuning {
   std::size_t part_size = std::size_t{16} << 20;  // at least 5 MiB (the store's minimum part)
   unsigned parallel = 8;                          // parts in flight, each one buffer of part_size
+  // Uploads only: the key must not exist. A single PUT is create-only
+  // (If-None-Match: *); a multipart upload is completed only when a HEAD
+  // finds no object there (stores ignore the condition on completion).
+  // Error(conflict) when another writer stored the key.
+  bool create_only = false;
 };
 
 struct Moved {

@@ -209,7 +209,9 @@ void ObjectStore::put(const std::string& name, const std::string& text) {
 
 s3::Moved ObjectStore::upload(const Context& ctx, const std::string& path,
                               const std::string& name, const ProgressFn& progress) {
-  return s3::upload_file(m_client, ctx.file_system(), path, key(name), tuning(ctx), progress);
+  s3::Tuning t = tuning(ctx);
+  t.create_only = true;  // the step's objects were cleared under its lease
+  return s3::upload_file(m_client, ctx.file_system(), path, key(name), t, progress);
 }
 
 void ObjectStore::require_conditional_put() {

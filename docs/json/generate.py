@@ -136,7 +136,7 @@ schemas["load"] = result_ext("ckpt load --json", "A verified checkpoint and wher
 kept = {"$ref": D + "ref_fields", "properties": {"reasons": arr({"type": "string"})}, "required": ["reasons"], "unevaluatedProperties": False}
 schemas["prune"] = result("ckpt prune --json", "What retention kept and removed.", {
   "dry_run": {"type": "boolean"}, "kept": arr(kept), "removed": ref("refs"),
-  "cleaned": {"description": "Leftovers removed from .ckpt/.", **arr({"type": "string"})},
+  "cleaned": {"description": "Leftovers of interrupted commands removed, as paths relative to the root (under .ckpt/; on an object-store root, step-NNNNNNNNN/ for the objects of a killed save).", **arr({"type": "string"})},
   "expired": {"description": "Pending sharded steps removed (idle past pending_expiry).", **arr(ref("pending"))}})
 schemas["promote-best"] = result("ckpt promote-best --json", "Whether best.json changed, why, and what it names.", {
   "promoted": {"type": "boolean"}, "reason": {"type": "string"}, "best": ref("best")})

@@ -172,6 +172,24 @@ SaveOptions save_step(const TempDir& tmp, const std::string& root, std::uint64_t
 
 std::string name_of(const Result<Checkpoint>& c) { return c ? c->name : std::string("(none)"); }
 
+// The fault of a sweep at its nth request: a 503 SlowDown, a timeout and a
+// 412 in turn.
+s3::Fault fault_at_request(std::uint64_t n) {
+  switch (n % 3) {
+    case 0: return s3::Fault{503, "SlowDown"};
+    case 1: return s3::Fault{0, ""};
+    default: return s3::Fault{412, "PreconditionFailed"};
+  }
+}
+
+// A sweep faults every request in the release suite; under a sanitizer,
+// several times slower, every fourth (the fault's kind still cycles).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr std::uint64_t k_sweep_stride = 4;
+#else
+constexpr std::uint64_t k_sweep_stride = 1;
+#endif
+
 // verify of the whole root passes, markers included.
 void check_sound(const std::string& root) {
   VerifyOptions v;
@@ -200,11 +218,7 @@ TEST_CASE("object-store save: a fault at any one request leaves the root whole, 
         std::uint64_t n = ++attempts;
         if (n != fault_at.load()) return std::nullopt;
         ++injected;
-        switch (n % 3) {
-          case 0: return s3::Fault{503, "SlowDown"};
-          case 1: return s3::Fault{0, ""};
-          default: return s3::Fault{412, "PreconditionFailed"};
-        }
+        return fault_at_request(n);
       });
   // How many attempts a save of step 2 makes without a fault.
   std::uint64_t total = 0;
@@ -222,16 +236,9 @@ TEST_CASE("object-store save: a fault at any one request leaves the root whole, 
   REQUIRE(save(Context{}, save_step(tmp, seed, 1, 1.0)));
   s3::Client plain(store_config(), bucket);
   PosixFileSystem fs;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // Several times slower under a sanitizer: every fourth request (the fault's
-  // kind still cycles), the whole sweep in the release suite.
-  const std::uint64_t stride = 4;
-#else
-  const std::uint64_t stride = 1;
-#endif
   int failed = 0;
   int runs = 0;
-  for (std::uint64_t n = 1; n <= total; n += stride) {
+  for (std::uint64_t n = 1; n <= total; n += k_sweep_stride) {
     CAPTURE(n);
     ++runs;
     std::string prefix = "f" + std::to_string(n);
@@ -403,11 +410,7 @@ TEST_CASE("object-store prune: a fault at any one request loses no kept checkpoi
         if (n != fault_at.load()) return std::nullopt;
         ++injected;
         std::lock_guard<std::mutex> lock(faulted_mutex);
-        switch (n % 3) {
-          case 0: fault = s3::Fault{503, "SlowDown"}; break;
-          case 1: fault = s3::Fault{0, ""}; break;
-          default: fault = s3::Fault{412, "PreconditionFailed"}; break;
-        }
+        fault = fault_at_request(n);
         faulted.method = req.method;
         faulted.key = req.key;
         return fault;
@@ -461,22 +464,15 @@ TEST_CASE("object-store prune: a fault at any one request loses no kept checkpoi
     CHECK(keys("count/step-000000009/").empty());
   }
   REQUIRE(total > 10);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  // Several times slower under a sanitizer: every fourth request (the fault's
-  // kind still cycles), the whole sweep in the release suite.
-  const std::uint64_t stride = 4;
-#else
-  const std::uint64_t stride = 1;
-#endif
   // Every prefix seeded first: one wait makes all their orphans idle.
-  for (std::uint64_t n = 1; n <= total; n += stride) seed_prefix("f" + std::to_string(n));
+  for (std::uint64_t n = 1; n <= total; n += k_sweep_stride) seed_prefix("f" + std::to_string(n));
   wait_idle();
   // Prune changes no byte: sizes alone show whether a checkpoint is whole.
   VerifyOptions v;
   v.quick = true;
   int failed = 0;
   int runs = 0;
-  for (std::uint64_t n = 1; n <= total; n += stride) {
+  for (std::uint64_t n = 1; n <= total; n += k_sweep_stride) {
     CAPTURE(n);
     ++runs;
     std::string prefix = "f" + std::to_string(n);

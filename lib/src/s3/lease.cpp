@@ -64,12 +64,15 @@ bool holder_gone(const std::string& holder) {
   }
 }
 
+// Absent or unreadable, expired or released, or its holder gone.
+bool takeable(const std::optional<LeaseState>& st, std::int64_t now) {
+  return !st || st->expires_ms < now || holder_gone(st->holder);
+}
+
 }  // namespace
 
 bool lease_takeable(const std::optional<std::string>& text, std::int64_t now) {
-  if (!text) return true;
-  auto st = parse_lease(*text);
-  return !st || st->expires_ms < now || holder_gone(st->holder);
+  return !text || takeable(parse_lease(*text), now);
 }
 
 std::string lease_text(const LeaseState& s) {
@@ -117,7 +120,7 @@ std::unique_ptr<Lease> Lease::acquire(Client& client, const std::string& key, co
     std::string holder_note;
     if (auto cur = client.get(key)) {
       auto st = parse_lease(cur->body);
-      if (lease_takeable(cur->body, now_ms())) {
+      if (takeable(st, now_ms())) {
         PutOptions swap;
         swap.if_match = cur->etag;
         swap.content_type = "application/json";

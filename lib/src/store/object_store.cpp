@@ -263,7 +263,7 @@ void ObjectStore::update(
   }
 }
 
-std::pair<std::size_t, std::size_t> ObjectStore::clear_uncommitted(const std::string& name) {
+void ObjectStore::clear_uncommitted(const std::string& name) {
   std::string under = key(name) + "/";
   std::vector<std::string> keys;
   for (const auto& o : m_client.list(under).objects) {
@@ -278,7 +278,6 @@ std::pair<std::size_t, std::size_t> ObjectStore::clear_uncommitted(const std::st
   auto uploads = m_client.list_uploads(under);
   for (const auto& u : uploads) m_client.abort_upload(u.key, u.upload_id);
   m_client.remove_many(keys);
-  return {keys.size(), uploads.size()};
 }
 
 // The root lease while a command that changes the root holds it.
@@ -337,10 +336,6 @@ void ObjectStore::discard(const Context& ctx, const std::vector<std::string>& na
   }
 }
 
-namespace {
-
-}  // namespace
-
 Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool dry_run) {
   Cleaned out;
   const std::int64_t now = now_ms();
@@ -365,7 +360,7 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
   const std::vector<std::string> ordered(names.begin(), names.end());
   std::vector<char> committed(ordered.size(), 0);
   for_each_parallel(ordered.size(), k_request_workers, [&](std::size_t i) {
-    committed[i] = exists(ordered[i] + "/" + k_meta_file) ? 1 : 0;
+    committed[i] = has_step(ordered[i]) ? 1 : 0;
   });
   std::set<std::string> leases_kept;  // of uncommitted steps left: they go with the data
   for (std::size_t i = 0; i < ordered.size(); ++i) {
@@ -414,7 +409,7 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
     } catch (const Error& e) {
       // Committed meanwhile (by a writer that had lost the lease): left.
       // Anything else, a 412 from the store included, is a failure.
-      if (e.kind() != ErrorKind::conflict || !exists(name + "/" + k_meta_file)) throw;
+      if (e.kind() != ErrorKind::conflict || !has_step(name)) throw;
       continue;
     }
     step_lease->remove();
@@ -422,8 +417,8 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
   }
   // Step leases left behind (free, expired, or a holder gone): each removed
   // while held. Not reported, as a directory's free staging locks are not.
-  const std::string saving_dir = std::string(k_private_dir) + "/saving/";
   if (dry_run) return out;
+  const std::string saving_dir = std::string(k_private_dir) + "/saving/";
   for (const auto& o : m_client.list(key(saving_dir)).objects) {
     check_interrupt();
     std::string name = o.key.substr(root.size());

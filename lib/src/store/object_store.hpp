@@ -8,7 +8,6 @@
 
 #include <functional>
 #include <memory>
-#include <utility>
 #include <string>
 
 #include "s3/client.hpp"
@@ -90,8 +89,7 @@ class ObjectStore final : public Store {
   // killed mid-upload): its objects, and its multipart uploads, which the
   // store would keep (and bill) forever. Call holding the step's lease.
   // Error(conflict), touching nothing, when the step is committed.
-  // Returns how many objects and uploads went.
-  std::pair<std::size_t, std::size_t> clear_uncommitted(const std::string& name);
+  void clear_uncommitted(const std::string& name);
 
   s3::Client& client() { return m_client; }
   const s3::Location& where() const { return m_where; }

@@ -65,10 +65,6 @@ void set_counter(ObjectStore& store, std::uint64_t seq) {
   });
 }
 
-void set_text(ObjectStore& store, const std::string& name, const std::string& text) {
-  store.update(name, [&](const std::optional<std::string>&) { return std::optional<std::string>(text); });
-}
-
 // The step is committed with other files. (No --force hint: replacing a
 // committed step is not supported on an object-store root yet.)
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
@@ -168,7 +164,7 @@ void update_markers(const Context& ctx, const SaveOptions& opts, ObjectStore& st
     }
     if (next && (!best || serialize_best(*next) != serialize_best(*best))) {
       lease.check();
-      set_text(store, k_best_file, serialize_best(*next));
+      store.write_marker(k_best_file, serialize_best(*next));
       report.best_updated = next->path == meta.name && !report.existing;
       best = next;
     }
@@ -177,7 +173,7 @@ void update_markers(const Context& ctx, const SaveOptions& opts, ObjectStore& st
   Policy merged = saving::merged_policy(policy, opts.policy);
   if (policy ? !(merged == *policy) : !(merged == Policy{})) {
     lease.check();
-    set_text(store, k_policy_file, serialize_policy(merged));
+    store.write_marker(k_policy_file, serialize_policy(merged));
   }
 }
 

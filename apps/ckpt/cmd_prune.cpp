@@ -107,8 +107,9 @@ void setup_prune(CLI::App& app, Cli& cli) {
                 "Keep those created within DUR of the newest (30m, 12h, 7d, 2w, 1d12h)")
       ->type_name("DUR");
   c->add_option("--pending-expiry", a->pending_expiry,
-                "Remove pending sharded steps idle longer than DUR (default: policy.json's, "
-                "else 24h); alone, prune only does this and the cleanup")
+                "Remove pending sharded steps (on an object-store root, a killed save's "
+                "objects) idle longer than DUR (default: policy.json's, else 24h); alone, "
+                "prune only does this and the cleanup")
       ->type_name("DUR");
   c->add_flag("-n,--dry-run", a->dry_run, "Show the plan; change nothing");
   c->callback([&cli, a]() { cli.run = [&cli, a]() { return run_prune(cli, *a); }; });

@@ -557,6 +557,7 @@ std::string serialize_shard_record(const ShardRecord& r) {
   j["weights"] = r.weights;
   j["policy"] = policy_json(r.policy);
   j["updated"] = r.updated;
+  if (!r.etags.empty()) j["etags"] = r.etags;
   return j.dump() + "\n";
 }
 
@@ -610,6 +611,15 @@ ShardRecord parse_shard_record(std::string_view text) {
   }
   if (auto it = j.find("updated"); it != j.end() && it->is_string()) {
     r.updated = it->get<std::string>();
+  }
+  if (auto it = j.find("etags"); it != j.end()) {
+    if (!it->is_object()) bad(F, "\"etags\" must be an object");
+    for (const auto& [path, etag] : it->items()) {
+      if (!seen.count(path) || !etag.is_string()) {
+        bad(F, "an \"etags\" entry is not a stored file's ETag");
+      }
+      r.etags[path] = etag.get<std::string>();
+    }
   }
   return r;
 }

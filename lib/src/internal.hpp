@@ -280,8 +280,27 @@ namespace ckpt::detail {
 
 // save() of one shard of a sharded save (count > 1).
 SaveReport save_shard(const Context& ctx, const SaveOptions& opts);
-// save into an object-store root (SPEC §11; store/store_save.cpp).
+// save into an object-store root (SPEC §11; store/store_save.cpp), and one
+// shard of a sharded save there (store/store_shard.cpp).
 SaveReport save_to_store(const Context& ctx, const SaveOptions& opts);
+SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts);
+
+// Shared by the sharded saves of both kinds of root (shard.cpp).
+std::string shard_label(const ShardSpec& s);
+// A late shard of a retired attempt group (exit 4).
+Error superseded(const ShardSpec& s, std::uint64_t step, const std::string& by);
+// Shards that disagree (exit 4).
+Error mismatch(std::string message);
+// The recorded shards must agree with mine: disjoint stored paths, one
+// value per metric, meta key and policy option, one checksum. Throws mismatch.
+void check_against(const ShardRecord& mine, const std::map<std::uint64_t, ShardRecord>& records);
+// The committed step against shard s, with no --force: true when the same
+// shard of the same attempt stored files (nullptr: not compared yet);
+// throws the conflict (or superseded) anything else is.
+bool same_as_committed(const CheckpointMeta& committed, const ShardSpec& s,
+                       const std::vector<FileEntry>* files, std::uint64_t step);
+// Object-store roots (store/store_shard.cpp): abort.
+PendingStep store_abort_pending(const Context& ctx, const std::string& root, std::uint64_t step);
 
 // The pending sharded step of that step, if any; refuse_if_pending throws
 // the conflict a plain save of such a step is (its shards would never commit).

@@ -479,7 +479,7 @@ Listing list_root(const Context& ctx, Store& store, bool write_cache) {
     if (l.last && *l.last == c.name) c.markers.push_back("last");
     if (l.best && l.best->path == c.name) c.markers.push_back("best");
   }
-  if (store.local()) l.pending = read_pending(ctx, l.root);
+  l.pending = store.pending(ctx);
   return l;
 }
 

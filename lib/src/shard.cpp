@@ -35,6 +35,7 @@
 #include "ckpt/repository.hpp"
 #include "internal.hpp"
 #include "save_parts.hpp"
+#include "store/store.hpp"
 
 namespace ckpt {
 
@@ -272,6 +273,8 @@ void remove_garbage(FileSystem& fs, PendingState& st) {
   st.garbage.clear();
 }
 
+}  // namespace
+
 std::string shard_label(const ShardSpec& s) { return fmt::format("{}/{}", s.index, s.count); }
 
 Error superseded(const ShardSpec& s, std::uint64_t step, const std::string& by) {
@@ -286,9 +289,11 @@ Error mismatch(std::string message) {
   return Error(ErrorKind::conflict, std::move(message)).with_reason(k_reason_shard_mismatch);
 }
 
+namespace {
 std::string value_text(const std::optional<double>& v) {
   return v ? fmt::format("{}", *v) : std::string("null");
 }
+}  // namespace
 
 // The recorded shards must agree with the new one: disjoint stored paths,
 // one value per metric, meta key and policy option, one checksum.
@@ -401,6 +406,8 @@ bool same_as_committed(const CheckpointMeta& committed, const ShardSpec& s,
   if (!same) throw exists(fmt::format("shard {} stored other files", s.index));
   return true;
 }
+
+namespace {
 
 // Moves every recorded shard's files into merge/, from wherever a stopped
 // committer left each one; returns the merged file list (sorted by path).
@@ -833,6 +840,7 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
 
 Result<std::vector<PendingStep>> list_pending(const Context& ctx, const std::string& root_arg) {
   return capture([&] {
+    if (detail::is_store_root(root_arg)) return detail::open_store(ctx, root_arg)->pending(ctx);
     std::string root = open_root(ctx, root_arg);
     return detail::read_pending(ctx, root);
   });
@@ -841,6 +849,7 @@ Result<std::vector<PendingStep>> list_pending(const Context& ctx, const std::str
 Result<PendingStep> abort_pending(const Context& ctx, const std::string& root_arg,
                                   std::uint64_t step) {
   return capture([&]() -> PendingStep {
+    if (detail::is_store_root(root_arg)) return detail::store_abort_pending(ctx, root_arg, step);
     FileSystem& fs = ctx.file_system();
     std::string root = open_root(ctx, root_arg);
     detail::check_private_dirs(ctx, root);

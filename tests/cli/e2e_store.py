@@ -169,6 +169,8 @@ def swap_roots(doc, local, url):
         return [swap_roots(v, local, url) for v in doc]
     if isinstance(doc, str) and (doc == local or doc.startswith(local + "/")):
         return url + doc[len(local):]
+    if isinstance(doc, str):
+        return re.sub(re.escape(local) + r"(?=[/ ]|$)", url, doc)  # a root named in a message
     return doc
 
 
@@ -311,15 +313,16 @@ def store_errors_and_credentials(c):
     for url in ("s3://", "s3://b/a//b", "s3://Bad_Bucket!/x", "s3://bucket/../x"):
         c.run("info", root=url, code=2, what=f"malformed address {url}")
     # The commands that change a root, with wrong credentials: exit 6 and nothing written;
-    # abort (of a pending sharded step, which a store has none of yet) is refused with 7.
+    # abort of a step that is not pending: 3.
     before = c.tool_run("ls", c.bucket, "").out
     for args in (["prune", "--keep-last", "1"], ["rm", "1", "--force"], ["rollback", "1"],
-                 ["promote-best", "1", "--key", "loss", "--force"], ["verify", "--repair"]):
+                 ["promote-best", "1", "--key", "loss", "--force"], ["verify", "--repair"],
+                 ["abort", "2"], ["save", "--step", 9, "--shard", "0/2", c.tmp / "none"]):
         res = c.run(*args, env={"AWS_SECRET_ACCESS_KEY": secret[::-1]}, code=6,
                     what=" ".join(map(str, args)) + " with a wrong secret")
         check(secret not in res.err and secret[::-1] not in res.err, "no secret in the output", res)
-    res = c.run("abort", "2", code=7, what="abort on a store")
-    check("object-store root" in res.err, "the message says why", res)
+    res = c.run("abort", "2", code=3, what="abort of a step that is not pending")
+    check("no pending step 2" in res.err, "the message says why", res)
     expect_eq(c.tool_run("ls", c.bucket, "").out, before, "every object in the bucket is as it was")
     check(not (c.tmp / "s3:").exists(), "nothing was written under a directory named s3:")
 
@@ -492,7 +495,6 @@ def store_save_same_step_and_refusals(c):
     refusals = [
         (["save", "--step", 1, "--from", other], 4, "already exists"),
         (["save", "--step", 1, "--from", other, "--force"], 7, "not supported"),
-        (["save", "--step", 2, "--from", other, "--shard", "0/2", "--group", "g"], 7, "sharded"),
         (["save", "--step", 2, "--from", other, "--dedup"], 7, "--dedup"),
         (["save", "--step", 2, "--from", c.tmp / "none"], 3, "does not exist"),
         (["save", "--step", 2, "--from", other, "--weights", "nope*"], 2, "matches no"),
@@ -639,6 +641,189 @@ def store_prune_cleans_killed_save(c):
     expect_eq(tree(out), {"model.bin": sha256_file(live / "model.bin")}, "step 3 whole")
     expect_eq(c.uploads("runs/a/"), [], "no multipart upload left")
     expect_eq(list(c.objects("runs/a/.ckpt/saving/")), [], "no step lease left")
+
+
+def sharded(c, root):
+    """Sharded saves (SPEC §10) in the order a job's life takes them, on root (a directory or
+    the store): (what, exit code, --json document or error) of each."""
+    out = []
+
+    def step(what, *args, code=0, env=None):
+        res = c.run(*args, "--json", root=root, code=code, what=what, env=env)
+        out.append((what, res.rc, res.json() if res.rc == 0 else res.json_error()))
+
+    src = c.tmp / "shards"
+    for i in range(3):
+        d = src / f"r{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"model-{i}.pt").write_bytes(f"rank {i} weights\n".encode() * (2000 + i))
+        (d / "opt").mkdir(exist_ok=True)
+        (d / "opt" / f"rank-{i}.pt").write_bytes(f"rank {i} optimizer\n".encode() * 99)
+    big = src / "r2" / "big.bin"
+    if not big.exists():
+        big.write_bytes(os.urandom(21 << 20))  # a multipart upload, the same bytes in both roots
+    step("shard 0/3 of step 1", "save", "--step", 1, "--shard", "0/3", "--group", "g",
+         "--from", src / "r0", "--metric", "loss=0.5", "--best-key", "loss", "--weights", "model-*")
+    step("shard 1/3 of step 1", "save", "--step", 1, "--shard", "1/3", "--group", "g",
+         "--from", src / "r1", "--weights", "model-*")
+    step("info with a pending step", "info")
+    step("a plain save of the pending step", "save", "--step", 1, src / "r0" / "model-0.pt",
+         code=4)
+    step("shard 1/3 with shard 0's path", "save", "--step", 1, "--shard", "1/3", "--group", "g",
+         "--from", src / "r0", code=4)
+    step("shard 2/4 (another count)", "save", "--step", 1, "--shard", "2/4", "--group", "g",
+         "--from", src / "r2", code=4)
+    step("shard 2/3 with another loss", "save", "--step", 1, "--shard", "2/3", "--group", "g",
+         "--from", src / "r2", "--metric", "loss=0.7", code=4)
+    step("shard 2/3 completes step 1", "save", "--step", 1, "--shard", "2/3", "--group", "g",
+         "--from", src / "r2", "--weights", "model-*")
+    step("shard 1/3 again, committed", "save", "--step", 1, "--shard", "1/3", "--group", "g",
+         "--from", src / "r1", "--weights", "model-*")
+    step("shard 1/3 of step 1 with other files", "save", "--step", 1, "--shard", "1/3",
+         "--group", "g", "--from", src / "r0", code=4)
+    # The job restarts (torchrun's restart count): the new attempt retires the old one's shards.
+    step("shard 0/2 of step 2, group a", "save", "--step", 2, "--shard", "0/2", "--group", "a",
+         "--from", src / "r0", "--metric", "loss=0.4")
+    step("shard 0/2 of step 2, restarted", "save", "--step", 2, "--shard", "0/2",
+         "--from", src / "r0", "--metric", "loss=0.4",
+         env={"TORCHELASTIC_RUN_ID": "job", "TORCHELASTIC_RESTART_COUNT": "1"})
+    step("a late shard of group a", "save", "--step", 2, "--shard", "1/2", "--group", "a",
+         "--from", src / "r1", code=4)
+    step("info, step 2 pending", "info")
+    step("abort 2", "abort", "2")
+    step("abort 2 again", "abort", "2", code=3)
+    step("shard 0/2 of step 3", "save", "--step", 3, "--shard", "0/2", "--group", "h",
+         "--from", src / "r0", "--metric", "loss=0.3")
+    step("prune within the pending expiry", "prune", "--pending-expiry", "1h")
+    step("info, step 3 pending", "info")
+    step("verify", "verify")
+    return out
+
+
+@scenario
+def store_sharded_save_matches_directory(c):
+    """Sharded saves on the store give the exit codes and --json they give on a directory:
+    staged shards, the commit by the last one in, the merged manifest, pending steps in info,
+    disjoint paths, one count, one value per metric, a rerun after the commit, a restarted
+    attempt retiring the old one, superseded late shards, abort, prune within the expiry. The
+    store then holds the directory's files, and nothing of the aborted or retired attempts."""
+    c.tool_run("mb", c.bucket)
+    local = str(c.root)
+    want = sharded(c, c.root)
+    got = sharded(c, c.url)
+    for (what, wrc, wdoc), (_, grc, gdoc) in zip(want, got):
+        expect_eq(grc, wrc, f"{what}: exit code")
+        expect_eq(timeless(gdoc), timeless(swap_roots(wdoc, local, c.url)), f"{what}: --json")
+    wm, gm = manifests(c, c.root), manifests(c, c.url)
+    expect_eq(gm, wm, "the merged manifests")
+    doc = json.loads((c.root / name(1) / "_checkpoint.json").read_text())
+    expect_eq(doc.get("shards"), 3, "the manifest records the shard count")
+    objs = {k[len("runs/a/"):]: n for k, n in c.objects("runs/a/").items()}
+    files = {str(p.relative_to(c.root)): p.stat().st_size for p in c.root.rglob("*")
+             if p.is_file() and not str(p.relative_to(c.root)).startswith(".ckpt")}
+    pending_objs = {k: n for k, n in objs.items() if k.startswith(name(3) + "/")}
+    expect_eq({k: n for k, n in objs.items() if not k.startswith(".ckpt/") and k not in pending_objs},
+              files, "the objects of the committed steps are the directory's files")
+    expect_eq(sorted(pending_objs), [f"{name(3)}/model-0.pt", f"{name(3)}/opt/rank-0.pt"],
+              "the pending step 3 holds its one shard's objects")
+    check(not any(k.startswith(name(2) + "/") or k.startswith(f".ckpt/pending/{name(2)}")
+                  for k in objs), "nothing is left of the aborted step 2")
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left")
+    # sha256sum -c accepts the merged SHA256SUMS, as stored.
+    got_dir = c.tmp / "got"
+    c.tool_run("get-tree", c.bucket, f"runs/a/{name(1)}", got_dir)
+    res = harness.execute(["sha256sum", "-c", "SHA256SUMS"], cwd=str(got_dir), env=c.env(),
+                          timeout=120, code=0, what="sha256sum -c")
+    # The pending step 3 expires: prune removes its record and objects, as on the directory.
+    time.sleep(1.5)
+    for root in (c.root, c.url):
+        res = c.run("prune", "--pending-expiry", "1s", "--json", root=root, code=0)
+        expect_eq([p["name"] for p in res.json()["expired"]], [name(3)],
+                  "prune removes the idle pending step", res)
+    expect_eq([k for k in c.objects("runs/a/") if name(3) in k], [],
+              "no object of the expired step is left")
+    res = c.run("info", "--json", code=0)
+    expect_eq(res.json()["pending"], [], "no pending step left", res)
+
+
+@scenario
+def store_sharded_writers(c):
+    """8 writers of one step, side by side and with no lock: each exits 0, exactly one reports
+    the commit, and the checkpoint is every shard's files, verified. Then one of 4 writers is
+    killed with kill -9 mid-upload: the step stays pending with that shard missing, nothing of
+    it is visible, and rerunning that shard (as a restarted rank does) clears what the killed
+    writer left and commits; prune then aborts its multipart upload."""
+    c.tool_run("mb", c.bucket)
+    src = c.tmp / "ranks"
+    procs = []
+    for i in range(8):
+        d = src / f"r{i}"
+        d.mkdir(parents=True)
+        (d / f"model-{i:02}.pt").write_bytes(os.urandom((1 << 20) + i))
+        (d / f"rng-{i:02}.pt").write_bytes(f"rng {i}".encode())
+        procs.append(c.spawn("save", "--step", 1, "--shard", f"{i}/8", "--group", "g",
+                             "--from", d, "--metric", "loss=0.5", "--json"))
+    docs = []
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=600)
+        check(p.returncode == 0, f"shard {i}: exit {p.returncode}: {err.decode()!r}")
+        docs.append(json.loads(out))
+    expect_eq(sum(1 for d in docs if d["committed"]), 1, "exactly one writer commits")
+    res = c.run("info", "1", "--json", code=0)
+    expect_eq(res.json()["file_count"], 16, "the checkpoint holds every shard's files", res)
+    out = c.tmp / "out"
+    c.run("load", "1", "--to", out, code=0)
+    want = {}
+    for i in range(8):
+        want.update({p.name: sha256_file(p) for p in (src / f"r{i}").iterdir()})
+    expect_eq(tree(out), want, "every shard's bytes")
+    c.verify_ok()
+    expect_eq(c.run("info", "--json", code=0).json()["pending"], [], "no pending step")
+    expect_eq([k for k in c.objects("runs/a/.ckpt/") if "pending" in k or "saving" in k], [],
+              "no pending record and no step lease left")
+
+    # kill -9 of shard 3 of 4 mid-upload.
+    work = c.tmp / "w2"
+    for i in range(4):
+        d = work / f"r{i}"
+        d.mkdir(parents=True)
+        (d / f"part-{i}.pt").write_bytes(os.urandom(300_000 + i))
+    (work / "r3" / "huge.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
+    p = c.spawn("save", "--step", 2, "--shard", "3/4", "--group", "g2", "--from", work / "r3")
+    deadline = time.monotonic() + 120
+    while not c.uploads(c.key(2, "")) and p.poll() is None:
+        check(time.monotonic() < deadline, "the writer started no multipart upload")
+        time.sleep(0.05)
+    check(p.poll() is None, "the writer was still uploading")
+    p.kill()
+    p.wait()
+    for i in range(3):
+        c.run("save", "--step", 2, "--shard", f"{i}/4", "--group", "g2", "--from", work / f"r{i}",
+              code=0)
+    res = c.run("info", "--json", code=0)
+    pend = res.json()["pending"]
+    expect_eq([(x["name"], x["shards"]["present"], x["shards"]["missing"]) for x in pend],
+              [(name(2), [0, 1, 2], [3])], "step 2 pending without shard 3", res)
+    c.run("info", "2", code=3, what="a pending step is no checkpoint")
+    c.verify_ok()
+    # The restarted rank 3 (its small file was stored before the kill: create-only refused,
+    # cleared under the step's lease, stored again).
+    res = c.run("save", "--step", 2, "--shard", "3/4", "--group", "g2", "--from", work / "r3",
+                "--json", code=0)
+    check(res.json()["committed"] is True, "the rerun shard commits the step", res)
+    out2 = c.tmp / "out2"
+    c.run("load", "2", "--to", out2, code=0)
+    want = {}
+    for i in range(4):
+        want.update({p.name: sha256_file(p) for p in (work / f"r{i}").iterdir()})
+    expect_eq(tree(out2), want, "step 2 is every shard's bytes")
+    c.verify_ok()
+    check(c.uploads(c.key(2, "")), "the killed writer's multipart upload is still open")
+    time.sleep(1.5)
+    res = c.run("prune", "--pending-expiry", "1s", "--json", code=0)
+    expect_eq(c.uploads("runs/a/"), [], "prune aborted the killed writer's upload")
+    expect_eq(sorted(k.rsplit("/", 1)[-1] for k in c.objects(c.key(2, ""))),
+              sorted(["SHA256SUMS", "_checkpoint.json", *want]), "step 2 holds its own objects")
 
 
 def manifests(c, root):

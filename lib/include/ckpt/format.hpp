@@ -172,6 +172,9 @@ struct ShardRecord {
   std::vector<std::string> weights;
   Policy policy;  // the policy options this shard was given
   std::string updated;
+  // Object-store roots: each file's ETag as it was uploaded, by stored path
+  // (the committer checks that no object changed since it was recorded).
+  std::map<std::string, std::string> etags;
 };
 std::string serialize_shard_record(const ShardRecord& r);
 ShardRecord parse_shard_record(std::string_view text);

@@ -582,7 +582,7 @@ std::string Client::upload_part(const std::string& key, const std::string& uploa
   return r.etag();
 }
 
-void Client::complete_upload(const std::string& key, const std::string& upload_id,
+std::string Client::complete_upload(const std::string& key, const std::string& upload_id,
                              const std::vector<std::string>& part_etags) {
   std::string doc = "<CompleteMultipartUpload>";
   for (std::size_t i = 0; i < part_etags.size(); ++i) {
@@ -602,6 +602,14 @@ void Client::complete_upload(const std::string& key, const std::string& upload_i
     if (r.ok()) r.status = 500;
     throw error(r, "CompleteMultipartUpload " + where_key(key));
   }
+  std::string etag = xml_text(r.body, "ETag").value_or("");
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+    etag = etag.substr(1, etag.size() - 2);
+  }
+  if (etag.empty()) {
+    if (auto info = head(key)) etag = info->etag;
+  }
+  return etag;
 }
 
 void Client::abort_upload(const std::string& key, const std::string& upload_id) {

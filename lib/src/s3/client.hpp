@@ -157,8 +157,8 @@ class Client {
   std::string upload_part(const std::string& key, const std::string& upload_id, unsigned number,
                           std::string_view data);
   // Completes with the parts' ETags in order; returns the object's ETag as
-  // a HEAD gives it.
-  void complete_upload(const std::string& key, const std::string& upload_id,
+  // a HEAD gives it (unquoted).
+  std::string complete_upload(const std::string& key, const std::string& upload_id,
                        const std::vector<std::string>& part_etags);
   void abort_upload(const std::string& key, const std::string& upload_id);
   std::vector<Upload> list_uploads(const std::string& prefix);

@@ -195,7 +195,7 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
     workers.join();
     if (sh.failure) std::rethrow_exception(sh.failure);
     if (tuning.create_only && client.head(key)) throw stored_meanwhile(client, key);
-    client.complete_upload(key, upload_id, etags);
+    out.etag = client.complete_upload(key, upload_id, etags);
   } catch (...) {
     sh.fail();
     workers.join();

@@ -179,13 +179,16 @@ Cleaned DirStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bool 
   return c;
 }
 
+std::vector<PendingStep> DirStore::pending(const Context& ctx) {
+  return read_pending(ctx, location());
+}
+
 bool is_store_root(const std::string& root) { return s3::is_s3_url(root); }
 
 void require_directory_root(const std::string& root) {
   if (!is_store_root(root)) return;
   throw Error(ErrorKind::unsupported,
-              fmt::format("{} is an object-store root: sharded saves (and so pending steps and "
-                          "abort) do not work on it yet",
+              fmt::format("{} is an object-store root; this works on a directory root only",
                           canonical_root(root)));
 }
 

@@ -336,8 +336,10 @@ void ObjectStore::discard(const Context& ctx, const std::vector<std::string>& na
   }
 }
 
-Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool dry_run) {
+Cleaned ObjectStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) {
   Cleaned out;
+  std::set<std::uint64_t> skip;  // pending steps: their objects are the shards'
+  out.expired = expire_pending(ctx, max_idle_seconds, dry_run, skip);
   const std::int64_t now = now_ms();
   auto idle = [&](const std::string& when) {
     auto t = parse_rfc3339_ms(when);
@@ -379,6 +381,10 @@ Cleaned ObjectStore::clean(const Context&, std::int64_t max_idle_seconds, bool d
           m_client.abort_upload(u.key, u.upload_id);
         }
       }
+      continue;
+    }
+    if (skip.count(step)) {
+      leases_kept.insert(saving_name(step));
       continue;
     }
     auto objects = m_client.list(key(name) + "/").objects;

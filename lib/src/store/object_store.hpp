@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "s3/client.hpp"
@@ -48,6 +49,8 @@ class ObjectStore final : public Store {
   // than max_idle_seconds whose step's lease is free (a killed save), and
   // step leases left free; each under the step's lease.
   Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) override;
+  // store/store_shard.cpp: the pending sets under .ckpt/pending/.
+  std::vector<PendingStep> pending(const Context& ctx) override;
 
   // Throws not_found (reason no_root) when nothing is stored under the
   // prefix, unsupported when what is there is not a ckpt root.
@@ -102,6 +105,13 @@ class ObjectStore final : public Store {
   s3::Listing list_top();
   // The transfer tuning of one file among those moved at once.
   s3::Tuning tuning(const Context& ctx) const;
+
+  // Under clean(): removes the pending steps idle for longer than
+  // max_idle_seconds (dry_run: lists them) and the pending sets of committed
+  // steps; skip gets the steps whose objects clean() must leave alone (a
+  // live pending step, or one listed in a dry run).
+  std::vector<PendingStep> expire_pending(const Context& ctx, std::int64_t max_idle_seconds,
+                                          bool dry_run, std::set<std::uint64_t>& skip);
 
   // The root lease lock_root took, while it is held: checked before each
   // change.

@@ -116,6 +116,8 @@ class Store {
   // the pending steps idle for longer than max_idle_seconds. Under
   // lock_root unless dry_run.
   virtual Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) = 0;
+  // The pending steps of sharded saves (SPEC §10), by step.
+  virtual std::vector<PendingStep> pending(const Context& ctx) = 0;
 
  private:
   std::string m_location;
@@ -148,6 +150,7 @@ class DirStore final : public Store {
   void remove_marker(const std::string& name) override;
   void discard(const Context& ctx, const std::vector<std::string>& names) override;
   Cleaned clean(const Context& ctx, std::int64_t max_idle_seconds, bool dry_run) override;
+  std::vector<PendingStep> pending(const Context& ctx) override;
 
   // Writes .ckpt/manifests back when the last read_manifests found it out of
   // date, from the listing's checkpoints (prune only: a command that reads
@@ -161,8 +164,8 @@ class DirStore final : public Store {
 
 // Whether a --root names an object store (s3://…).
 bool is_store_root(const std::string& root);
-// Refuses (unsupported) an object-store root for the operations that work
-// on directories only so far: those of sharded saves.
+// Refuses (unsupported) an object-store root where only a directory will
+// do (open_root: a directory root's path).
 void require_directory_root(const std::string& root);
 
 // The store of a root: an ObjectStore for s3://…, else a DirStore over the

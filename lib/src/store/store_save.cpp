@@ -18,6 +18,7 @@
 #include "internal.hpp"
 #include "save_parts.hpp"
 #include "store/object_store.hpp"
+#include "store/store_save.hpp"
 
 namespace ckpt::detail {
 
@@ -95,29 +96,8 @@ void refuse_unsupported(const SaveOptions& opts, const std::string& where) {
                             "saved",
                             what, where));
   };
-  if (opts.shard && opts.shard->count > 1) refuse("a sharded save (--shard)");
   if (opts.policy.dedup.value_or(false)) refuse("--dedup");
 }
-
-// Parts as they are stored, summed over the files uploaded at once.
-class UploadProgress {
- public:
-  UploadProgress(const Context& ctx, std::uint64_t total) : m_ctx(ctx), m_total(total) {}
-  ProgressFn fn() {
-    if (!m_ctx.progress) return {};
-    return [this](std::uint64_t n) {
-      std::lock_guard<std::mutex> lock(m_mutex);
-      m_done += n;
-      m_ctx.progress(m_done, std::max(m_done, m_total));
-    };
-  }
-
- private:
-  const Context& m_ctx;
-  std::uint64_t m_total;
-  std::uint64_t m_done = 0;
-  std::mutex m_mutex;
-};
 
 // What a save reports of the checkpoint it committed, or found committed
 // (under name, whatever width of the step's name it has).
@@ -211,10 +191,13 @@ std::vector<std::string> retain(const Context& ctx, const SaveOptions& opts, Obj
   return prune_locked(ctx, store, merged, false).removed;
 }
 
+}  // namespace
+
 // The step is committed: the same files are a success that changes no
 // checkpoint (a restarted job saving the step again); other files exit 4.
 SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
-                             const std::string& name, const std::vector<FileEntry>& files) {
+                             const std::string& name,
+                             const std::function<void(const CheckpointMeta&)>& same) {
   const std::string manifest = name + "/" + k_meta_file;
   // The manifest as committed, compared with the sources.
   auto committed_as = [&](const std::optional<std::string>& text) {
@@ -225,7 +208,7 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
     } catch (const Error& e) {
       throw step_exists(opts, name, e.message());
     }
-    if (auto why = saving::content_difference(m, files)) throw step_exists(opts, name, *why);
+    same(m);
     return m;
   };
   auto text = store.read(manifest, k_max_meta_bytes);
@@ -260,6 +243,86 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   return report;
 }
 
+SaveReport commit_to_store(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                           CheckpointMeta& meta, s3::Lease& step_lease, StoreCommit& state) {
+  const std::string& name = meta.name;
+  auto lease = store.lock_root(ctx);
+  auto policy = read_policy(store);
+  auto best = saving::read_best_tolerant(ctx, store);
+  saving::check_best_conflict(opts, best);
+  saving::check_keep_best_key(opts, policy, best);
+  step_lease.check();
+  NextSeq seq = next_seq(ctx, store);
+  meta.commit_seq = seq.seq;
+  meta.created = now_rfc3339_ms();
+  lease->check();
+  set_counter(store, meta.commit_seq);
+  step_lease.check();
+  const std::string manifest = name + "/" + k_meta_file;
+  const std::string manifest_text = serialize_checkpoint(meta);
+  bool created = false;
+  std::optional<Error> failed;
+  try {
+    created = store.create(manifest, manifest_text);
+  } catch (const Error& e) {
+    failed = e;
+  }
+  if (!created) {
+    // A PUT the store applied but whose answer was lost is retried, and the
+    // retry finds the object there (412), or the retries run out: the
+    // manifest may be ours. It is if it is byte for byte what was sent
+    // (its commit_seq and commit time make it unique).
+    state.maybe_committed = true;
+    std::optional<std::string> there;
+    try {
+      there = store.read(manifest, k_max_meta_bytes);
+    } catch (const Error& e) {
+      throw Error(e.kind() == ErrorKind::interrupted ? e.kind() : ErrorKind::io,
+                  fmt::format("the commit of step {} may or may not have been stored ({}; then "
+                              "{}); `ckpt info {}` shows whether it is there",
+                              meta.step, failed ? failed->message() : "refused", e.message(),
+                              meta.step));
+    }
+    if (there && *there == manifest_text) {
+      created = true;
+    } else if (there) {
+      throw Error(ErrorKind::conflict,
+                  fmt::format("step {} was committed by another writer while this save "
+                              "uploaded it; nothing was saved",
+                              meta.step));
+    } else {
+      state.maybe_committed = false;  // not there: nothing was committed
+      if (failed) throw *failed;
+      throw Error(ErrorKind::conflict,
+                  fmt::format("the commit of step {} was refused and nothing is there; "
+                              "nothing was saved: save again",
+                              meta.step));
+    }
+  }
+  state.committed = true;
+  SaveReport report = report_of(store, name, meta);
+  try {
+    update_markers(ctx, opts, store, meta, policy, best, seq.markers_stale, *lease, report);
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("{} is committed, but updating the markers failed: {}; "
+                            "`ckpt verify` reads it, and the next save brings them up to date",
+                            name, e.message()),
+                e.sys_errno());
+  }
+  // Committed: nothing of the step is written again.
+  step_lease.remove();
+  try {
+    report.pruned = retain(ctx, opts, store, policy);
+  } catch (const Error& e) {
+    throw Error(e.kind(), fmt::format("{} is committed, but retention failed: {}", name, e.message()),
+                e.sys_errno());
+  }
+  return report;
+}
+
+namespace {
+
 // The sources' entries with the committed checkpoint's sizes, for a first
 // comparison that reads no source.
 std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& committed) {
@@ -277,6 +340,7 @@ std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& com
 }  // namespace
 
 SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
+  if (opts.shard && opts.shard->count > 1) return save_shard_to_store(ctx, opts);
   FileSystem& fs = ctx.file_system();
   s3::Location where = s3::parse_s3_url(opts.root);
   ObjectStore store(s3::load_config(s3::process_environment()), where);
@@ -321,11 +385,18 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     }
     std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
     saving::check_expected(opts, hashed);
-    SaveReport report = complete_existing(ctx, opts, store, *existing, hashed);
+    SaveReport report =
+        complete_existing(ctx, opts, store, *existing, [&](const CheckpointMeta& m) {
+          if (auto why = saving::content_difference(m, hashed)) {
+            throw step_exists(opts, *existing, *why);
+          }
+        });
     saving::finish_move_all(ctx, opts, plan);
     return report;
   }
 
+  // A pending sharded step is its shards' (their objects are under it).
+  refuse_if_pending(ctx, store, opts.step);
   const std::string checksum = saving::checksum_of(opts, policy);
   CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
   meta.files.resize(plan.files.size());
@@ -342,8 +413,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   UploadProgress progress(ctx, total);
   std::vector<std::string> written;  // keys to remove when the save fails before its commit
   std::mutex written_mutex;
-  bool committed = false;
-  bool maybe_committed = false;  // the commit's outcome is not known: remove nothing
+  StoreCommit state;
   try {
     auto order = biggest_first(plan.files);
     unsigned workers = std::min(worker_count(ctx.threads), 4u);
@@ -384,88 +454,15 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       store.put(sums, serialize_sums(meta.files));
     }
 
-    SaveReport report;
-    auto lease = store.lock_root(ctx);
-    policy = read_policy(store);
-    best = saving::read_best_tolerant(ctx, store);
-    saving::check_best_conflict(opts, best);
-    saving::check_keep_best_key(opts, policy, best);
-    refuse_unsupported(opts, store.location());
-    step_lease->check();
-    NextSeq seq = next_seq(ctx, store);
-    meta.commit_seq = seq.seq;
-    meta.created = now_rfc3339_ms();
-    lease->check();
-    set_counter(store, meta.commit_seq);
-    step_lease->check();
-    const std::string manifest = name + "/" + k_meta_file;
-    const std::string manifest_text = serialize_checkpoint(meta);
-    bool created = false;
-    std::optional<Error> failed;
-    try {
-      created = store.create(manifest, manifest_text);
-    } catch (const Error& e) {
-      failed = e;
-    }
-    if (!created) {
-      // A PUT the store applied but whose answer was lost is retried, and the
-      // retry finds the object there (412), or the retries run out: the
-      // manifest may be ours. It is if it is byte for byte what was sent
-      // (its commit_seq and commit time make it unique).
-      maybe_committed = true;
-      std::optional<std::string> there;
-      try {
-        there = store.read(manifest, k_max_meta_bytes);
-      } catch (const Error& e) {
-        throw Error(e.kind() == ErrorKind::interrupted ? e.kind() : ErrorKind::io,
-                    fmt::format("the commit of step {} may or may not have been stored ({}; then "
-                                "{}); `ckpt info {}` shows whether it is there",
-                                opts.step, failed ? failed->message() : "refused", e.message(),
-                                opts.step));
-      }
-      if (there && *there == manifest_text) {
-        created = true;
-      } else if (there) {
-        throw Error(ErrorKind::conflict,
-                    fmt::format("step {} was committed by another writer while this save "
-                                "uploaded it; nothing was saved",
-                                opts.step));
-      } else {
-        maybe_committed = false;  // not there: nothing was committed
-        if (failed) throw *failed;
-        throw Error(ErrorKind::conflict,
-                    fmt::format("the commit of step {} was refused and nothing is there; "
-                                "nothing was saved: save again",
-                                opts.step));
-      }
-    }
-    committed = true;
-    report = report_of(store, name, meta);
-    try {
-      update_markers(ctx, opts, store, meta, policy, best, seq.markers_stale, *lease, report);
-    } catch (const Error& e) {
-      throw Error(e.kind(),
-                  fmt::format("{} is committed, but updating the markers failed: {}; "
-                              "`ckpt verify` reads it, and the next save brings them up to date",
-                              name, e.message()),
-                  e.sys_errno());
-    }
-    // Committed: nothing of the step is written again.
-    step_lease->remove();
-    try {
-      report.pruned = retain(ctx, opts, store, policy);
-    } catch (const Error& e) {
-      throw Error(e.kind(),
-                  fmt::format("{} is committed, but retention failed: {}", name, e.message()),
-                  e.sys_errno());
-    }
+    SaveReport report = commit_to_store(ctx, opts, store, meta, *step_lease, state);
     saving::finish_move_all(ctx, opts, plan);
     return report;
   } catch (...) {
     // The objects uploaded go, unless the step may be committed, or the
     // step's lease is no longer ours (confirmed with the store now: another
     // writer may have taken it over and be uploading the same keys).
-    if (!committed && !maybe_committed && !written.empty() && step_lease->confirm()) {
+    if (!state.committed && !state.maybe_committed && !written.empty() &&
+        step_lease->confirm()) {
       try {
         std::vector<std::string> keys;
         for (const auto& n : written) keys.push_back(where.key(n));

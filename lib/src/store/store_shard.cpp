@@ -1,0 +1,700 @@
+// SPDX-License-Identifier: Apache-2.0
+// Sharded saves into an object-store root (SPEC §10, §11): many writers, one
+// checkpoint, no lock around the uploads.
+//
+//   .ckpt/pending/step-NNNNNNNNN/set.json              the attempt group, its shard
+//                                                      count and retired groups
+//   .ckpt/pending/step-NNNNNNNNN/SET-ID/shard-IIIII.json   one recorded shard: its
+//                                                      files, digests and ETags
+//   step-NNNNNNNNN/PATH                                each shard's objects, at their
+//                                                      stored paths
+//
+// Each writer uploads its objects create-only, side by side with every other
+// writer, then records its shard under the set's ID (a retired set's records
+// are never read again). The writer whose record completes the set checks
+// every recorded object's ETag against the store and writes the merged
+// _checkpoint.json with a create-only PUT, which commits exactly once.
+//
+// An object a writer finds already stored at one of its keys (a retried
+// shard, a retired group's late writer, a killed save) is removed only under
+// the step's lease, and only while the step is uncommitted and no other
+// shard's record claims it; the committer checks under the same lease. So
+// no object of a committed checkpoint is ever removed or replaced by a
+// writer, and an object replaced after it was recorded fails the check: that
+// shard counts as missing until it is saved again.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "ckpt/atomic_file.hpp"
+#include "ckpt/clock.hpp"
+#include "ckpt/parallel.hpp"
+#include "internal.hpp"
+#include "save_parts.hpp"
+#include "store/object_store.hpp"
+#include "store/store_save.hpp"
+
+namespace ckpt::detail {
+
+namespace {
+
+constexpr unsigned k_request_workers = 16;
+constexpr int k_collision_retries = 4;
+
+std::string pending_name(std::uint64_t step) {
+  return fmt::format("{}/pending/{}", k_private_dir, step_dir_name(step));
+}
+std::string set_name(std::uint64_t step) { return pending_name(step) + "/set.json"; }
+std::string records_name(std::uint64_t step, const std::string& id) {
+  return fmt::format("{}/{}", pending_name(step), id);
+}
+std::string record_name(std::uint64_t step, const std::string& id, std::uint64_t index) {
+  return fmt::format("{}/shard-{:05}.json", records_name(step, id), index);
+}
+std::optional<std::uint64_t> record_index(const std::string& leaf) {
+  if (leaf.size() != 16 || leaf.rfind("shard-", 0) != 0 || leaf.compare(11, 5, ".json") != 0) {
+    return std::nullopt;
+  }
+  std::uint64_t n = 0;
+  for (std::size_t i = 6; i < 11; ++i) {
+    if (leaf[i] < '0' || leaf[i] > '9') return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(leaf[i] - '0');
+  }
+  return n;
+}
+
+// set.json as stored: parsed (nullopt when absent or unreadable) and the
+// version it was read at (empty when absent).
+struct StoredSet {
+  std::optional<ShardSet> set;
+  std::string etag;
+  bool present = false;
+};
+
+StoredSet read_set(ObjectStore& store, std::uint64_t step) {
+  StoredSet out;
+  auto v = store.read_versioned(set_name(step), k_max_meta_bytes);
+  if (!v) return out;
+  out.present = true;
+  out.etag = v->etag;
+  try {
+    ShardSet s = parse_shard_set(v->text);
+    if (s.step == step) out.set = std::move(s);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io) throw;  // unreadable: replaced by the next writer
+  }
+  return out;
+}
+
+// One pending step: the valid records of its set (this group, this count,
+// this step, at their index) and the newest activity under it.
+struct StoreState {
+  std::map<std::uint64_t, ShardRecord> records;
+  std::int64_t updated_ms = 0;
+};
+
+// The records stored under the set, by name only: (index, root-relative name).
+std::vector<std::pair<std::uint64_t, std::string>> list_records(ObjectStore& store,
+                                                                const ShardSet& set) {
+  const std::string prefix = store.where().key(records_name(set.step, set.id)) + "/";
+  const std::size_t top = store.where().key("").size();
+  std::vector<std::pair<std::uint64_t, std::string>> found;
+  for (const auto& o : store.client().list(prefix).objects) {
+    auto index = record_index(o.key.substr(prefix.size()));
+    if (!index || *index >= set.count) continue;
+    found.emplace_back(*index, o.key.substr(top));
+  }
+  return found;
+}
+
+std::vector<std::uint64_t> recorded_indices(ObjectStore& store, const ShardSet& set) {
+  std::vector<std::uint64_t> out;
+  for (const auto& [i, n] : list_records(store, set)) out.push_back(i);
+  return out;
+}
+
+StoreState read_records(const Context& ctx, ObjectStore& store, const ShardSet& set) {
+  StoreState st;
+  st.updated_ms = parse_rfc3339_ms(set.created).value_or(0);
+  auto found = list_records(store, set);
+  std::vector<std::optional<ShardRecord>> read(found.size());
+  unsigned workers = ctx.threads ? std::min(ctx.threads, k_request_workers) : k_request_workers;
+  for_each_parallel(found.size(), workers, [&](std::size_t k) {
+    auto text = store.read(found[k].second, k_max_meta_bytes);
+    if (!text) return;  // removed meanwhile (a retirement, an abort)
+    try {
+      ShardRecord r = parse_shard_record(*text);
+      if (r.group == set.group && r.count == set.count && r.index == found[k].first &&
+          r.step == set.step) {
+        read[k] = std::move(r);
+      }
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::io) throw;
+    }
+  });
+  for (std::size_t k = 0; k < found.size(); ++k) {
+    if (!read[k]) continue;
+    st.updated_ms = std::max(st.updated_ms, parse_rfc3339_ms(read[k]->updated).value_or(0));
+    st.records.emplace(found[k].first, std::move(*read[k]));
+  }
+  return st;
+}
+
+ShardStatus status_of(const ShardSet& set, const std::map<std::uint64_t, ShardRecord>& records) {
+  ShardStatus s;
+  s.group = set.group;
+  s.count = set.count;
+  for (std::uint64_t i = 0; i < s.count; ++i) {
+    (records.count(i) ? s.present : s.missing).push_back(i);
+  }
+  return s;
+}
+
+PendingStep pending_of(const ShardSet& set, const StoreState& st) {
+  PendingStep p;
+  p.step = set.step;
+  p.name = step_dir_name(set.step);
+  p.shards = status_of(set, st.records);
+  p.force = set.force;
+  p.updated_ms = st.updated_ms;
+  p.updated = st.updated_ms > 0 ? format_rfc3339_ms(st.updated_ms) : std::string();
+  return p;
+}
+
+// Removes the pending step's set.json (which unlists it) and then its
+// records, of every set it had.
+void remove_pending_objects(ObjectStore& store, std::uint64_t step) {
+  store.client().remove(store.where().key(set_name(step)));
+  std::vector<std::string> keys;
+  for (const auto& o : store.client().list(store.where().key(pending_name(step)) + "/").objects) {
+    keys.push_back(o.key);
+  }
+  store.client().remove_many(keys);
+}
+
+Error aborted_meanwhile(const ShardSpec& spec, std::uint64_t step) {
+  return Error(ErrorKind::conflict,
+               fmt::format("shard {}: the pending {} was aborted (or expired) while this shard "
+                           "was uploaded; save it again",
+                           shard_label(spec), step_dir_name(step)));
+}
+
+// The set this shard belongs to, made or taken over as needed: a new
+// set.json when there is none, a retirement of another group's set (under
+// the step's lease, with its records removed).
+ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
+                  std::uint64_t step) {
+  const std::string name = step_dir_name(step);
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    check_interrupt();
+    StoredSet cur = read_set(store, step);
+    if (cur.set && cur.set->group == spec.group) {
+      if (cur.set->count != spec.count) {
+        throw mismatch(fmt::format("shard {}: {} is pending as {} shards in group {:?}, not {}",
+                                   shard_label(spec), name, cur.set->count, spec.group,
+                                   spec.count));
+      }
+      return *cur.set;
+    }
+    if (cur.set && std::find(cur.set->retired.begin(), cur.set->retired.end(), spec.group) !=
+                       cur.set->retired.end()) {
+      throw superseded(spec, step, cur.set->group);
+    }
+    ShardSet set{step, spec.group, spec.count, false, {}, now_rfc3339_ms(), unique_suffix()};
+    if (!cur.present) {
+      if (store.create(set_name(step), serialize_shard_set(set))) return set;
+      continue;  // another shard made it first: join or retire that one
+    }
+    // Another group's set (or an unreadable one): this attempt retires it,
+    // under the step's lease, so that no collision is being resolved for it
+    // meanwhile.
+    auto lease = store.lease(ctx, ObjectStore::saving_name(step));
+    StoredSet again = read_set(store, step);
+    if (again.etag != cur.etag) continue;
+    if (cur.set) {
+      set.retired = cur.set->retired;
+      set.retired.push_back(cur.set->group);
+    }
+    if (!store.replace(set_name(step), serialize_shard_set(set), cur.etag)) continue;
+    if (cur.set) {
+      StoreState old = read_records(ctx, store, *cur.set);
+      ctx.warning(fmt::format("{}: group {:?} retires the pending shards of group {:?} ({} of {} "
+                              "were in)",
+                              name, spec.group, cur.set->group, old.records.size(),
+                              cur.set->count));
+      std::vector<std::string> keys;
+      const std::string prefix = store.where().key(records_name(step, cur.set->id)) + "/";
+      for (const auto& o : store.client().list(prefix).objects) keys.push_back(o.key);
+      store.client().remove_many(keys);
+    }
+    lease->remove();
+    return set;
+  }
+  throw Error(ErrorKind::locked,
+              fmt::format("{}: the pending set kept changing while shard {} joined it", name,
+                          shard_label(spec)));
+}
+
+// The set must still be ours: superseded when another group took the step
+// over, aborted when it is gone.
+void check_set(ObjectStore& store, const ShardSpec& spec, const ShardSet& set) {
+  StoredSet cur = read_set(store, set.step);
+  if (cur.set && cur.set->id == set.id) return;
+  if (cur.set) throw superseded(spec, set.step, cur.set->group);
+  throw aborted_meanwhile(spec, set.step);
+}
+
+// An object is stored where this shard uploads one (create-only refused
+// it): removed, under the step's lease, when it is no committed
+// checkpoint's and no other recorded shard's of the set.
+void clear_collision(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
+                     const ShardSet& set, const std::string& path) {
+  const std::string name = step_dir_name(set.step);
+  auto lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+  if (store.has_step(name)) {
+    throw Error(ErrorKind::conflict,
+                fmt::format("{} was committed while shard {} uploaded it; nothing of this shard "
+                            "was recorded",
+                            name, shard_label(spec)))
+        .with_reason(k_reason_step_exists);
+  }
+  check_set(store, spec, set);
+  StoreState st = read_records(ctx, store, set);
+  for (const auto& [i, r] : st.records) {
+    if (i == spec.index) continue;
+    if (r.etags.count(path)) {
+      throw mismatch(fmt::format("shard {} would store {:?}, which shard {} already stores; the "
+                                 "shards of one step must store disjoint paths",
+                                 spec.index, path, i));
+    }
+  }
+  lease->check();
+  store.client().remove(store.where().key(name + "/" + path));
+  lease->remove();
+}
+
+// Uploads one file of the shard create-only, clearing what an earlier
+// writer left at its key.
+s3::Moved upload_shard_file(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
+                            const ShardSet& set, const saving::PlannedFile& f,
+                            const ProgressFn& progress) {
+  const std::string object = step_dir_name(set.step) + "/" + f.dest;
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return store.upload(ctx, f.source, object, progress);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::conflict || attempt == k_collision_retries) {
+        if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
+        throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
+                    e.sys_errno());
+      }
+    }
+    clear_collision(ctx, store, spec, set, f.dest);
+  }
+}
+
+// The objects the records name, against the store: the shards whose objects
+// are all there as recorded, and a warning for each of the others.
+std::set<std::uint64_t> stale_shards(const Context& ctx, ObjectStore& store, const ShardSet& set,
+                                     const std::map<std::uint64_t, ShardRecord>& records) {
+  std::vector<std::pair<std::uint64_t, const FileEntry*>> all;
+  for (const auto& [i, r] : records) {
+    for (const auto& f : r.files) all.emplace_back(i, &f);
+  }
+  std::vector<std::string> problems(all.size());
+  const std::string name = step_dir_name(set.step);
+  for_each_parallel(all.size(), k_request_workers, [&](std::size_t k) {
+    const auto& [i, f] = all[k];
+    const ShardRecord& r = records.at(i);
+    auto info = store.client().head(store.where().key(name + "/" + f->path));
+    auto want = r.etags.find(f->path);
+    if (!info) {
+      problems[k] = "is missing";
+    } else if (info->size != f->size) {
+      problems[k] = fmt::format("is {} bytes, not {}", info->size, f->size);
+    } else if (want == r.etags.end() || want->second != info->etag) {
+      problems[k] = "was replaced since the shard was recorded";
+    }
+  });
+  std::set<std::uint64_t> stale;
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    if (problems[k].empty() || !stale.insert(all[k].first).second) continue;
+    ctx.warning(fmt::format("{}: shard {}'s {} {}; that shard counts as missing until it is "
+                            "saved again",
+                            name, all[k].first, all[k].second->path, problems[k]));
+  }
+  return stale;
+}
+
+// What a shard that did not commit reports: its own files, and best.json
+// as it is now.
+SaveReport staged_report(const Context& ctx, const std::string& name, ObjectStore& store,
+                         const SaveOptions& opts, const ShardRecord& mine) {
+  SaveReport report;
+  report.best = saving::read_best_tolerant(ctx, store);
+  report.name = name;
+  report.path = store.path_of(name);
+  report.step = opts.step;
+  report.files = mine.files.size();
+  for (const auto& f : mine.files) report.total_size += f.size;
+  report.committed = false;
+  return report;
+}
+
+// The set is complete as far as this writer saw: under the step's lease,
+// checks every record and object and commits the merged checkpoint.
+SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                      const ShardSpec& spec, const ShardSet& set, const ShardRecord& mine) {
+  const std::string name = step_dir_name(set.step);
+  SaveReport report = staged_report(ctx, name, store, opts, mine);
+  auto step_lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+  if (auto existing = find_step(store, set.step)) {
+    // Another shard of the set committed it first.
+    CheckpointMeta m = read_meta(store, *existing);
+    if (m.shard_group && *m.shard_group == set.group && m.shards && *m.shards == set.count) {
+      step_lease->remove();
+      std::map<std::uint64_t, ShardRecord> all;
+      for (std::uint64_t i = 0; i < set.count; ++i) all[i];
+      report.shards = status_of(set, all);
+      return report;
+    }
+    throw Error(ErrorKind::conflict,
+                fmt::format("{} was committed meanwhile by another save; the pending set stays "
+                            "(ckpt abort {})",
+                            name, set.step))
+        .with_reason(k_reason_step_exists);
+  }
+  check_set(store, spec, set);
+  StoreState st = read_records(ctx, store, set);
+  for (const auto& [i, r] : st.records) check_against(r, st.records);
+  for (std::uint64_t i : stale_shards(ctx, store, set, st.records)) st.records.erase(i);
+  report.shards = status_of(set, st.records);
+  if (!report.shards->missing.empty()) {
+    step_lease->remove();
+    return report;
+  }
+
+  SaveOptions merged;
+  merged.root = opts.root;
+  merged.step = set.step;
+  merged.transfer = Transfer::copy;
+  CheckpointMeta meta;
+  meta.name = name;
+  meta.step = set.step;
+  meta.checksum = mine.checksum;
+  meta.tool = tool_version();
+  meta.shards = set.count;
+  meta.shard_group = set.group;
+  meta.shard_retired = set.retired;
+  std::set<std::string> all_weights;
+  for (const auto& [i, r] : st.records) {
+    for (const auto& [k, v] : r.metrics) {
+      meta.metrics[k] = v;
+      merged.metrics[k] = v ? *v : std::nan("");
+    }
+    for (const auto& [k, v] : r.meta) meta.meta[k] = v;
+    all_weights.insert(r.weights.begin(), r.weights.end());
+    merged.policy = saving::merged_policy(merged.policy, r.policy);
+    for (const auto& f : r.files) meta.files.push_back(f);
+  }
+  merged.meta = meta.meta;
+  meta.weights.assign(all_weights.begin(), all_weights.end());
+  std::sort(meta.files.begin(), meta.files.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  for (const auto& f : meta.files) meta.total_size += f.size;
+  if (meta.checksum == "sha256") {
+    step_lease->check();
+    store.put(name + "/" + k_sums_file, serialize_sums(meta.files));
+  }
+  StoreCommit state;
+  SaveReport full;
+  try {
+    full = commit_to_store(ctx, merged, store, meta, *step_lease, state);
+  } catch (const Error& e) {
+    if (state.committed || state.maybe_committed || e.kind() == ErrorKind::interrupted) throw;
+    throw Error(e.kind(),
+                fmt::format("shard {} is recorded and completes {}, but the commit failed: {}; "
+                            "the step stays pending: run any one shard again to commit it",
+                            shard_label(spec), name, e.message()),
+                e.sys_errno())
+        .with_reason(e.reason());
+  }
+  full.committed = true;
+  full.shards = report.shards;
+  // Committed: the pending set goes, and so do objects under the step that
+  // are not the checkpoint's (a retired group's, a killed writer's).
+  try {
+    remove_pending_objects(store, set.step);
+    std::set<std::string> keep = {k_meta_file, k_sums_file};
+    for (const auto& f : meta.files) keep.insert(f.path);
+    const std::string under = store.where().key(name) + "/";
+    std::vector<std::string> strays;
+    for (const auto& o : store.client().list(under).objects) {
+      if (!keep.count(o.key.substr(under.size()))) strays.push_back(o.key);
+    }
+    store.client().remove_many(strays);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::interrupted) throw;
+    ctx.warning(fmt::format("{} is committed; removing its pending set failed ({}); the next "
+                            "prune removes it",
+                            name, e.message()));
+  }
+  return full;
+}
+
+}  // namespace
+
+SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
+  FileSystem& fs = ctx.file_system();
+  const ShardSpec& spec = *opts.shard;
+  s3::Location where = s3::parse_s3_url(opts.root);
+  ObjectStore store(s3::load_config(s3::process_environment()), where);
+  try {
+    store.check_root();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::not_found) throw;
+    store.client().check_bucket();
+  }
+  if (opts.force) {
+    throw Error(ErrorKind::unsupported,
+                fmt::format("replacing committed step {} (--force) on an object-store root is "
+                            "not supported yet; nothing was saved",
+                            opts.step));
+  }
+  saving::Plan plan = saving::make_plan(fs, opts, std::string());
+  std::vector<std::string> weights = saving::match_weights(opts, plan);
+  const std::string name = step_dir_name(opts.step);
+  auto policy = read_policy(store);
+  auto best = saving::read_best_tolerant(ctx, store);
+  saving::check_best_conflict(opts, best);
+  if (opts.policy.dedup.value_or(false)) {
+    ctx.warning("--dedup is not used by sharded saves; every shard writes its files");
+  }
+  if (opts.transfer == Transfer::link) {
+    ctx.warning(fmt::format("cannot hard-link into an object store ({}); copying instead",
+                            store.location()));
+  }
+  store.require_conditional_put();
+
+  // A rerun of a shard of a step committed with its files: a success that
+  // changes no checkpoint.
+  if (auto existing = find_step(store, opts.step)) {
+    CheckpointMeta committed = read_meta(store, *existing);
+    same_as_committed(committed, spec, nullptr, opts.step);
+    std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
+    std::sort(hashed.begin(), hashed.end(),
+              [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+    SaveOptions as_committed = opts;
+    as_committed.metrics.clear();
+    for (const auto& [k, v] : committed.metrics) as_committed.metrics[k] = v ? *v : std::nan("");
+    as_committed.meta = committed.meta;
+    SaveReport report = complete_existing(ctx, as_committed, store, *existing,
+                                          [&](const CheckpointMeta& m) {
+                                            same_as_committed(m, spec, &hashed, opts.step);
+                                          });
+    saving::finish_move_all(ctx, opts, plan);
+    report.shards = ShardStatus{spec.group, spec.count, {}, {}};
+    for (std::uint64_t i = 0; i < spec.count; ++i) report.shards->present.push_back(i);
+    return report;
+  }
+
+  const std::string checksum = saving::checksum_of(opts, policy);
+  ShardSet set = join_set(ctx, store, spec, opts.step);
+
+  ShardRecord mine;
+  mine.step = opts.step;
+  mine.group = spec.group;
+  mine.index = spec.index;
+  mine.count = spec.count;
+  mine.checksum = checksum;
+  mine.dir = unique_suffix();  // this attempt
+  mine.files.resize(plan.files.size());
+  std::uint64_t total = 0;
+  for (const auto& f : plan.files) total += f.size;
+  UploadProgress progress(ctx, total);
+  auto order = biggest_first(plan.files);
+  std::vector<std::string> etags(plan.files.size());
+  std::vector<std::string> sha256s(plan.files.size());
+  unsigned workers = std::min(worker_count(ctx.threads), 4u);
+  for_each_parallel(order.size(), workers, [&](std::size_t k) {
+    const saving::PlannedFile& f = plan.files[order[k]];
+    s3::Moved m = upload_shard_file(ctx, store, spec, set, f, progress.fn());
+    FileEntry e;
+    e.path = f.dest;
+    e.size = m.size;
+    e.shard = spec.index;
+    if (checksum == "sha256") e.sha256 = m.sha256;
+    sha256s[order[k]] = m.sha256;
+    etags[order[k]] = m.etag;
+    mine.files[order[k]] = std::move(e);
+  });
+  {
+    std::vector<FileEntry> hashed = mine.files;
+    for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = sha256s[i];
+    saving::check_expected(opts, hashed);
+  }
+  for (std::size_t i = 0; i < mine.files.size(); ++i) mine.etags[mine.files[i].path] = etags[i];
+  std::sort(mine.files.begin(), mine.files.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  for (const auto& [k, v] : opts.metrics) {
+    mine.metrics[k] = std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+  }
+  mine.meta = opts.meta;
+  mine.weights = weights;
+  mine.policy = opts.policy;
+  mine.policy.checksum.reset();
+  mine.policy.dedup.reset();
+
+  // Record: the set must still be this group's, and agree with this shard.
+  check_set(store, spec, set);
+  StoreState st = read_records(ctx, store, set);
+  check_against(mine, st.records);
+  mine.updated = now_rfc3339_ms();
+  store.put(record_name(opts.step, set.id, spec.index), serialize_shard_record(mine));
+  saving::finish_move_all(ctx, opts, plan);
+  // Which shards are in now, listed after this record was stored: of the
+  // writers that record last at once, at least one sees the set complete
+  // (the store lists what it stored, in order), and commit_set lets exactly
+  // one of them commit.
+  std::set<std::uint64_t> in;
+  for (std::uint64_t i : recorded_indices(store, set)) in.insert(i);
+  in.insert(spec.index);
+  SaveReport report = staged_report(ctx, name, store, opts, mine);
+  report.shards = ShardStatus{set.group, set.count, {}, {}};
+  for (std::uint64_t i = 0; i < set.count; ++i) {
+    (in.count(i) ? report.shards->present : report.shards->missing).push_back(i);
+  }
+  if (!report.shards->missing.empty()) return report;
+  return commit_set(ctx, opts, store, spec, set, mine);
+}
+
+std::vector<PendingStep> ObjectStore::pending(const Context& ctx) {
+  std::vector<PendingStep> out;
+  const std::string base = key(std::string(k_private_dir) + "/pending/");
+  std::vector<std::uint64_t> steps;
+  for (const auto& p : m_client.list(base, "/").prefixes) {
+    std::string leaf = p.substr(base.size());
+    if (!leaf.empty() && leaf.back() == '/') leaf.pop_back();
+    if (auto step = parse_step_dir_name(leaf)) steps.push_back(*step);
+  }
+  for (std::uint64_t step : steps) {
+    StoredSet cur = read_set(*this, step);
+    if (!cur.set) continue;
+    // A committed step's set is the leftover of a committer stopped before
+    // it removed it: no pending step.
+    if (has_step(step_dir_name(step))) continue;
+    out.push_back(pending_of(*cur.set, read_records(ctx, *this, *cur.set)));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const PendingStep& a, const PendingStep& b) { return a.step < b.step; });
+  return out;
+}
+
+std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
+                                                     std::int64_t max_idle_seconds, bool dry_run,
+                                                     std::set<std::uint64_t>& skip) {
+  std::vector<PendingStep> out;
+  const std::string base = key(std::string(k_private_dir) + "/pending/");
+  std::map<std::uint64_t, std::int64_t> newest;  // by step, of every object under it
+  for (const auto& o : m_client.list(base).objects) {
+    std::string rel = o.key.substr(base.size());
+    auto step = parse_step_dir_name(rel.substr(0, rel.find('/')));
+    if (!step) continue;
+    auto& n = newest[*step];
+    n = std::max(n, parse_rfc3339_ms(o.last_modified).value_or(0));
+  }
+  const std::int64_t now = now_ms();
+  for (const auto& [step, when] : newest) {
+    check_interrupt();
+    StoredSet cur = read_set(*this, step);
+    bool committed = has_step(step_dir_name(step));
+    bool idle = now - when > max_idle_seconds * 1000;
+    if (cur.set && !committed && !idle) {
+      skip.insert(step);
+      continue;
+    }
+    std::optional<PendingStep> expired;
+    if (cur.set && !committed) expired = pending_of(*cur.set, read_records(ctx, *this, *cur.set));
+    if (dry_run) {
+      if (expired) {
+        out.push_back(*expired);
+        skip.insert(step);  // listed as a pending step, not again as a leftover
+      }
+      continue;
+    }
+    // Under the step's lease: no shard is clearing a collision or
+    // committing meanwhile. A step whose lease is held is left to the next
+    // prune.
+    check_lock();
+    std::unique_ptr<s3::Lease> step_lease;
+    try {
+      step_lease = lease(saving_name(step), 0);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::locked) throw;
+      if (cur.set && !committed) skip.insert(step);
+      continue;
+    }
+    StoredSet again = read_set(*this, step);
+    if (again.etag != cur.etag) {
+      skip.insert(step);  // a shard joined or retired it meanwhile
+      step_lease->remove();
+      continue;
+    }
+    remove_pending_objects(*this, step);
+    if (expired) {
+      try {
+        clear_uncommitted(step_dir_name(step));
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::conflict || !has_step(step_dir_name(step))) throw;
+      }
+      out.push_back(*expired);
+    }
+    step_lease->remove();
+  }
+  return out;
+}
+
+void refuse_if_pending(const Context& ctx, ObjectStore& store, std::uint64_t step) {
+  StoredSet cur = read_set(store, step);
+  if (!cur.set) return;
+  PendingStep p = pending_of(*cur.set, read_records(ctx, store, *cur.set));
+  throw Error(ErrorKind::conflict,
+              fmt::format("{} is pending as a sharded save ({} of {} shards of group {:?} in); "
+                          "save it with --shard, or remove it first with `ckpt abort {}`",
+                          p.name, p.shards.present.size(), p.shards.count, p.shards.group, step))
+      .with_reason(k_reason_shard_mismatch);
+}
+
+PendingStep store_abort_pending(const Context& ctx, const std::string& root, std::uint64_t step) {
+  auto opened = open_object_store(ctx, root);
+  auto& store = static_cast<ObjectStore&>(*opened);
+  const std::string name = step_dir_name(step);
+  auto none = [&] {
+    return Error(ErrorKind::not_found,
+                 fmt::format("no pending step {} in {} (`ckpt info` lists the pending steps)",
+                             step, store.location()))
+        .with_reason(k_reason_no_pending);
+  };
+  if (!read_set(store, step).present) throw none();  // nothing written
+  store.require_conditional_put();
+  auto lease = store.lease(ctx, ObjectStore::saving_name(step));
+  StoredSet cur = read_set(store, step);
+  bool committed = store.has_step(name);
+  if (!cur.set || committed) {
+    // A committed step's set is a stopped committer's leftover: it goes.
+    if (cur.present && committed) remove_pending_objects(store, step);
+    lease->remove();
+    throw none();
+  }
+  PendingStep p = pending_of(*cur.set, read_records(ctx, store, *cur.set));
+  remove_pending_objects(store, step);
+  store.clear_uncommitted(name);
+  lease->remove();
+  return p;
+}
+
+}  // namespace ckpt::detail

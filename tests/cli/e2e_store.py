@@ -806,8 +806,9 @@ def store_sharded_writers(c):
               [(name(2), [0, 1, 2], [3])], "step 2 pending without shard 3", res)
     c.run("info", "2", code=3, what="a pending step is no checkpoint")
     c.verify_ok()
-    # The restarted rank 3 (its small file was stored before the kill: create-only refused,
-    # cleared under the step's lease, stored again).
+    # The restarted rank 3. Its small file was stored before the kill: the rerun's create-only
+    # upload is refused, the object cleared under the step's lease, and stored again.
+    check(c.key(2, "part-3.pt") in c.objects(c.key(2, "")), "the killed writer stored part-3.pt")
     res = c.run("save", "--step", 2, "--shard", "3/4", "--group", "g2", "--from", work / "r3",
                 "--json", code=0)
     check(res.json()["committed"] is True, "the rerun shard commits the step", res)

@@ -479,7 +479,12 @@ Listing list_root(const Context& ctx, Store& store, bool write_cache) {
     if (l.last && *l.last == c.name) c.markers.push_back("last");
     if (l.best && l.best->path == c.name) c.markers.push_back("best");
   }
-  l.pending = store.pending(ctx);
+  try {
+    l.pending = store.pending(ctx);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::interrupted) throw;
+    ctx.warning(fmt::format("the pending steps could not be read: {}", e.message()));
+  }
   return l;
 }
 

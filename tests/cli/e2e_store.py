@@ -113,6 +113,14 @@ class Ctx(harness.RootCtx):
             out[key] = int(size)
         return out
 
+    def versions(self, prefix=""):
+        """{key: (ETag, time stored)} of every object in the bucket under prefix."""
+        out = {}
+        for line in self.tool_run("versions", self.bucket, prefix).out.splitlines():
+            etag, when, key = line.split("  ", 2)
+            out[key] = (etag, when)
+        return out
+
     def uploads(self, prefix=""):
         """The keys of the multipart uploads in progress under prefix."""
         return [line.split("  ", 1)[0] for line in
@@ -825,6 +833,62 @@ def store_sharded_writers(c):
     expect_eq(c.uploads("runs/a/"), [], "prune aborted the killed writer's upload")
     expect_eq(sorted(k.rsplit("/", 1)[-1] for k in c.objects(c.key(2, ""))),
               sorted(["SHA256SUMS", "_checkpoint.json", *want]), "step 2 holds its own objects")
+
+
+@scenario
+def store_sharded_commit_fails_then_ranks_rerun(c):
+    """The last shard of a set cannot commit (another host holds the root's lease past
+    --lock-timeout): exit 5, the set complete and pending, nothing listed. The restarted job then
+    reruns every rank with the same files: the first rerun finds its objects there (a small
+    file and a multipart one), keeps them, and commits; the others are reruns of a committed
+    step (exit 0, existing). No object is stored twice, and nothing is left pending."""
+    c.first_checkpoint()
+    src = c.tmp / "ranks"
+    for i in range(3):
+        d = src / f"r{i}"
+        d.mkdir(parents=True)
+        (d / f"model-{i}.pt").write_bytes(os.urandom(200_000 + i))
+    (src / "r0" / "big.bin").write_bytes(os.urandom(21 << 20))  # a multipart upload
+    for i in range(2):
+        c.run("save", "--step", 2, "--shard", f"{i}/3", "--group", "g", "--from", src / f"r{i}",
+              code=0)
+    # A live lease on the root, held by a writer on another host.
+    held = {"token": "elsewhere", "expires_ms": int(time.time() * 1000) + 120_000,
+            "holder": {"pid": 1, "host": "another-host", "command": "ckpt prune"}}
+    c.tool_run("put-text", c.bucket, "runs/a/.ckpt/lock", json.dumps(held) + "\n")
+    res = c.run("save", "--step", 2, "--shard", "2/3", "--group", "g", "--from", src / "r2",
+                code=5, lock_timeout=1)
+    check("recorded and completes" in res.err and "run any one shard again" in res.err,
+          "the message says the set is complete and how to commit it", res)
+    res = c.run("info", "--json", code=0)
+    expect_eq([ck["name"] for ck in res.json()["checkpoints"]], [name(1)], "nothing new listed",
+              res)
+    expect_eq([(p["name"], p["shards"]["missing"]) for p in res.json()["pending"]], [(name(2), [])],
+              "step 2 pending with every shard in", res)
+    c.tool_run("rm", c.bucket, "runs/a/.ckpt/lock")
+    before = {k: v for k, v in c.versions(c.key(2, "")).items()
+              if not k.endswith("/SHA256SUMS")}  # the committer writes that one
+    time.sleep(1.1)  # a rewrite would show a later time stored
+    docs = [c.run("save", "--step", 2, "--shard", f"{i}/3", "--group", "g", "--from",
+                  src / f"r{i}", "--json", code=0).json() for i in range(3)]
+    expect_eq([(d["committed"], d["existing"]) for d in docs],
+              [(True, False), (False, True), (False, True)],
+              "the first rerun commits; the others find the step committed with their files")
+    after = c.versions(c.key(2, ""))
+    expect_eq({k: v for k, v in after.items() if k in before}, before,
+              "every object stored before is kept as it was, not stored again")
+    expect_eq(sorted(k.rsplit("/", 1)[-1] for k in after),
+              sorted(["SHA256SUMS", "_checkpoint.json", "big.bin", "model-0.pt", "model-1.pt",
+                      "model-2.pt"]), "the step's objects, once each")
+    expect_eq(c.uploads("runs/a/"), [], "no multipart upload left open")
+    c.verify_ok()
+    expect_eq(c.run("info", "--json", code=0).json()["pending"], [], "nothing pending")
+    out = c.tmp / "out"
+    c.run("load", "2", "--to", out, code=0)
+    want = {}
+    for i in range(3):
+        want.update({p.name: sha256_file(p) for p in (src / f"r{i}").iterdir()})
+    expect_eq(tree(out), want, "every shard's bytes")
 
 
 def manifests(c, root):

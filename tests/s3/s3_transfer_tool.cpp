@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   auto usage = [&] {
     std::fprintf(stderr,
                  "usage: %s mb BUCKET | put BUCKET PREFIX FILE... | put-tree BUCKET PREFIX DIR | "
-                 "put-text BUCKET KEY TEXT | get BUCKET KEY... | ls BUCKET PREFIX | rm BUCKET KEY... | "
+                 "put-text BUCKET KEY TEXT | get BUCKET KEY... | ls BUCKET PREFIX | versions BUCKET PREFIX | rm BUCKET KEY... | "
                  "uploads BUCKET PREFIX | get-tree BUCKET PREFIX DIR\n",
                  argv[0]);
     return 2;
@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
     } else if (cmd == "ls" && a.size() == 3) {
       for (const auto& o : client.list(a[2]).objects) {
         std::printf("%llu  %s\n", static_cast<unsigned long long>(o.size), o.key.c_str());
+      }
+    } else if (cmd == "versions" && a.size() == 3) {
+      // What tells one stored version from another: ETag and time stored.
+      for (const auto& o : client.list(a[2]).objects) {
+        std::printf("%s  %s  %s\n", o.etag.c_str(), o.last_modified.c_str(), o.key.c_str());
       }
     } else if (cmd == "rm" && a.size() >= 3) {
       client.remove_many(std::vector<std::string>(a.begin() + 2, a.end()));

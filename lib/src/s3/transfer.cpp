@@ -16,6 +16,8 @@
 
 #include <fmt/format.h>
 
+#include <openssl/evp.h>
+
 #include "ckpt/hash.hpp"
 
 namespace ckpt::s3 {
@@ -81,12 +83,40 @@ class Workers {
 
 // The key of a create-only upload was stored by another writer (one that
 // took the step over from a writer stalled past its lease).
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 Error stored_meanwhile(const Client& client, const std::string& key) {
   return Error(ErrorKind::conflict,
                fmt::format("s3://{}/{} was stored by another writer meanwhile", client.bucket(), key));
 }
 
 }  // namespace
+
+std::string multipart_etag(const std::vector<std::string>& part_etags) {
+  std::string digests;
+  for (const auto& e : part_etags) {
+    if (e.size() != 32) return std::string();  // not an MD5: no ETag to expect
+    for (std::size_t i = 0; i < e.size(); i += 2) {
+      int hi = hex_value(e[i]);
+      int lo = hex_value(e[i + 1]);
+      if (hi < 0 || lo < 0) return std::string();
+      digests.push_back(static_cast<char>(hi * 16 + lo));
+    }
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(digests.data(), digests.size(), md, &len, EVP_md5(), nullptr) != 1) {
+    throw Error(ErrorKind::io, "MD5 failed");
+  }
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
+  return fmt::format("{}-{}", out, part_etags.size());
+}
 
 Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
                   const Tuning& tuning, const ProgressFn& progress) {
@@ -194,8 +224,34 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
     }
     workers.join();
     if (sh.failure) std::rethrow_exception(sh.failure);
-    if (tuning.create_only && client.head(key)) throw stored_meanwhile(client, key);
-    out.etag = client.complete_upload(key, upload_id, etags);
+    bool adopted = false;
+    auto complete = [&] {
+      if (tuning.create_only) {
+        if (auto there = client.head(key)) {
+          std::string expected = multipart_etag(etags);
+          if (expected.empty() || there->size != size || there->etag != expected) {
+            throw stored_meanwhile(client, key);
+          }
+          // These very bytes, stored before (a rerun): kept, not replaced.
+          adopted = true;
+          out.etag = there->etag;
+          return;
+        }
+      }
+      out.etag = client.complete_upload(key, upload_id, etags);
+    };
+    if (tuning.create_only && tuning.completing) {
+      tuning.completing(complete);
+    } else {
+      complete();
+    }
+    if (adopted) {
+      try {
+        client.abort_upload(key, upload_id);
+      } catch (const Error&) {
+        // Left for prune, which aborts idle uploads.
+      }
+    }
   } catch (...) {
     sh.fail();
     workers.join();

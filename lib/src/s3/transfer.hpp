@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "ckpt/fs.hpp"
 #include "ckpt/transfer.hpp"
@@ -20,9 +21,19 @@ struct Tuning {
   // Uploads only: the key must not exist. A single PUT is create-only
   // (If-None-Match: *); a multipart upload is completed only when a HEAD
   // finds no object there (stores ignore the condition on completion).
-  // Error(conflict) when another writer stored the key.
+  // Error(conflict) when another writer stored the key; an object there with
+  // the same size and the ETag this upload's parts give is adopted instead
+  // (the same bytes, stored by an earlier run).
   bool create_only = false;
+  // With create_only: runs the HEAD and the completion of a multipart upload
+  // (the argument) inside the caller's exclusion, such as a lease that every
+  // remover of the key holds too.
+  std::function<void(const std::function<void()>&)> completing;
 };
+
+// The ETag a store gives an object completed from parts whose ETags (MD5s,
+// hex) are these: the MD5 of their concatenated digests, "-", their count.
+std::string multipart_etag(const std::vector<std::string>& part_etags);
 
 struct Moved {
   std::uint64_t size = 0;

@@ -208,9 +208,11 @@ void ObjectStore::put(const std::string& name, const std::string& text) {
 }
 
 s3::Moved ObjectStore::upload(const Context& ctx, const std::string& path,
-                              const std::string& name, const ProgressFn& progress) {
+                              const std::string& name, const ProgressFn& progress,
+                              const std::function<void(const std::function<void()>&)>& completing) {
   s3::Tuning t = tuning(ctx);
   t.create_only = true;  // the step's objects were cleared under its lease
+  t.completing = completing;
   return s3::upload_file(m_client, ctx.file_system(), path, key(name), t, progress);
 }
 

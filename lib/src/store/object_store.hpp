@@ -76,8 +76,10 @@ class ObjectStore final : public Store {
   // Writes name whatever is there.
   void put(const std::string& name, const std::string& text);
   // Uploads the local file path as name, parts in parallel, hashing it.
+  // completing: see s3::Tuning::completing.
   s3::Moved upload(const Context& ctx, const std::string& path, const std::string& name,
-                   const ProgressFn& progress);
+                   const ProgressFn& progress,
+                   const std::function<void(const std::function<void()>&)>& completing = {});
   // Refuses (unsupported, exit 7) a store that ignores If-None-Match: a
   // create-only PUT there could commit one step twice.
   void require_conditional_put();

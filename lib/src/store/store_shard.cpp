@@ -72,15 +72,28 @@ std::optional<std::uint64_t> record_index(const std::string& leaf) {
 struct StoredSet {
   std::optional<ShardSet> set;
   std::string etag;
+  std::string text;
   bool present = false;
 };
 
 StoredSet read_set(ObjectStore& store, std::uint64_t step) {
   StoredSet out;
-  auto v = store.read_versioned(set_name(step), k_max_meta_bytes);
+  std::optional<ObjectStore::Versioned> v;
+  try {
+    v = store.read_versioned(set_name(step), k_max_meta_bytes);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::integrity) throw;
+    // Too large to be a set: unreadable, replaced by the next writer.
+    if (auto info = store.client().head(store.where().key(set_name(step)))) {
+      out.present = true;
+      out.etag = info->etag;
+    }
+    return out;
+  }
   if (!v) return out;
   out.present = true;
   out.etag = v->etag;
+  out.text = v->text;
   try {
     ShardSet s = parse_shard_set(v->text);
     if (s.step == step) out.set = std::move(s);
@@ -124,9 +137,9 @@ StoreState read_records(const Context& ctx, ObjectStore& store, const ShardSet& 
   std::vector<std::optional<ShardRecord>> read(found.size());
   unsigned workers = ctx.threads ? std::min(ctx.threads, k_request_workers) : k_request_workers;
   for_each_parallel(found.size(), workers, [&](std::size_t k) {
-    auto text = store.read(found[k].second, k_max_meta_bytes);
-    if (!text) return;  // removed meanwhile (a retirement, an abort)
     try {
+      auto text = store.read(found[k].second, k_max_meta_bytes);
+      if (!text) return;  // removed meanwhile (a retirement, an abort)
       ShardRecord r = parse_shard_record(*text);
       if (r.group == set.group && r.count == set.count && r.index == found[k].first &&
           r.step == set.step) {
@@ -239,9 +252,15 @@ ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
                           shard_label(spec)));
 }
 
-// The set must still be ours: superseded when another group took the step
-// over, aborted when it is gone.
+// The step was committed while this shard was being saved: the save then
+// ends as a rerun of a committed step does (0 with the same files, else 4).
+struct CommittedMeanwhile {};
+
+// The step must still be pending as this set: CommittedMeanwhile once it is
+// committed, superseded when another group took it over, aborted when the
+// set is gone.
 void check_set(ObjectStore& store, const ShardSpec& spec, const ShardSet& set) {
+  if (store.has_step(step_dir_name(set.step))) throw CommittedMeanwhile{};
   StoredSet cur = read_set(store, set.step);
   if (cur.set && cur.set->id == set.id) return;
   if (cur.set) throw superseded(spec, set.step, cur.set->group);
@@ -255,13 +274,6 @@ void clear_collision(const Context& ctx, ObjectStore& store, const ShardSpec& sp
                      const ShardSet& set, const std::string& path) {
   const std::string name = step_dir_name(set.step);
   auto lease = store.lease(ctx, ObjectStore::saving_name(set.step));
-  if (store.has_step(name)) {
-    throw Error(ErrorKind::conflict,
-                fmt::format("{} was committed while shard {} uploaded it; nothing of this shard "
-                            "was recorded",
-                            name, shard_label(spec)))
-        .with_reason(k_reason_step_exists);
-  }
   check_set(store, spec, set);
   StoreState st = read_records(ctx, store, set);
   for (const auto& [i, r] : st.records) {
@@ -283,11 +295,30 @@ s3::Moved upload_shard_file(const Context& ctx, ObjectStore& store, const ShardS
                             const ShardSet& set, const saving::PlannedFile& f,
                             const ProgressFn& progress) {
   const std::string object = step_dir_name(set.step) + "/" + f.dest;
+  // A multipart upload is completed under the step's lease, while the step
+  // is pending as this set: a store completes it whatever is at the key, and
+  // the committer checks the objects under the same lease.
+  auto completing = [&](const std::function<void()>& complete) {
+    auto lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+    check_set(store, spec, set);
+    lease->check();
+    complete();
+    lease->remove();
+  };
   for (int attempt = 0;; ++attempt) {
     try {
-      return store.upload(ctx, f.source, object, progress);
+      s3::Moved m = store.upload(ctx, f.source, object, progress, completing);
+      if (m.etag.empty()) {
+        // No ETag in the answer (a proxy dropped it): the committer needs one.
+        if (auto info = store.client().head(store.where().key(object))) m.etag = info->etag;
+      }
+      return m;
     } catch (const Error& e) {
+      if (e.kind() == ErrorKind::interrupted) throw;
       if (e.kind() != ErrorKind::conflict || attempt == k_collision_retries) {
+        // The step committed, taken over or aborted meanwhile says more
+        // than the failure it caused (an upload aborted under it).
+        check_set(store, spec, set);
         if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
         throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
                     e.sys_errno());
@@ -345,77 +376,85 @@ SaveReport staged_report(const Context& ctx, const std::string& name, ObjectStor
   return report;
 }
 
+// The objects under the committed step name that its manifest does not list
+// (a retired attempt's, a killed writer's), idle for longer than
+// max_idle_ms when that is not negative. Under the step's lease.
+void remove_strays(ObjectStore& store, const std::string& name, const CheckpointMeta& meta,
+                   std::int64_t max_idle_ms) {
+  std::set<std::string> keep = {k_meta_file, k_sums_file};
+  for (const auto& f : meta.files) keep.insert(f.path);
+  const std::string under = store.where().key(name) + "/";
+  const std::int64_t now = now_ms();
+  std::vector<std::string> strays;
+  for (const auto& o : store.client().list(under).objects) {
+    if (keep.count(o.key.substr(under.size()))) continue;
+    auto t = parse_rfc3339_ms(o.last_modified);
+    if (max_idle_ms >= 0 && (!t || now - *t <= max_idle_ms)) continue;
+    strays.push_back(o.key);
+  }
+  store.client().remove_many(strays);
+}
+
 // The set is complete as far as this writer saw: under the step's lease,
 // checks every record and object and commits the merged checkpoint.
 SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
                       const ShardSpec& spec, const ShardSet& set, const ShardRecord& mine) {
   const std::string name = step_dir_name(set.step);
   SaveReport report = staged_report(ctx, name, store, opts, mine);
-  auto step_lease = store.lease(ctx, ObjectStore::saving_name(set.step));
-  if (auto existing = find_step(store, set.step)) {
-    // Another shard of the set committed it first.
-    CheckpointMeta m = read_meta(store, *existing);
-    if (m.shard_group && *m.shard_group == set.group && m.shards && *m.shards == set.count) {
-      step_lease->remove();
-      std::map<std::uint64_t, ShardRecord> all;
-      for (std::uint64_t i = 0; i < set.count; ++i) all[i];
-      report.shards = status_of(set, all);
-      return report;
-    }
-    throw Error(ErrorKind::conflict,
-                fmt::format("{} was committed meanwhile by another save; the pending set stays "
-                            "(ckpt abort {})",
-                            name, set.step))
-        .with_reason(k_reason_step_exists);
-  }
-  check_set(store, spec, set);
-  StoreState st = read_records(ctx, store, set);
-  for (const auto& [i, r] : st.records) check_against(r, st.records);
-  for (std::uint64_t i : stale_shards(ctx, store, set, st.records)) st.records.erase(i);
-  report.shards = status_of(set, st.records);
-  if (!report.shards->missing.empty()) {
-    step_lease->remove();
-    return report;
-  }
-
-  SaveOptions merged;
-  merged.root = opts.root;
-  merged.step = set.step;
-  merged.transfer = Transfer::copy;
-  CheckpointMeta meta;
-  meta.name = name;
-  meta.step = set.step;
-  meta.checksum = mine.checksum;
-  meta.tool = tool_version();
-  meta.shards = set.count;
-  meta.shard_group = set.group;
-  meta.shard_retired = set.retired;
-  std::set<std::string> all_weights;
-  for (const auto& [i, r] : st.records) {
-    for (const auto& [k, v] : r.metrics) {
-      meta.metrics[k] = v;
-      merged.metrics[k] = v ? *v : std::nan("");
-    }
-    for (const auto& [k, v] : r.meta) meta.meta[k] = v;
-    all_weights.insert(r.weights.begin(), r.weights.end());
-    merged.policy = saving::merged_policy(merged.policy, r.policy);
-    for (const auto& f : r.files) meta.files.push_back(f);
-  }
-  merged.meta = meta.meta;
-  meta.weights.assign(all_weights.begin(), all_weights.end());
-  std::sort(meta.files.begin(), meta.files.end(),
-            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
-  for (const auto& f : meta.files) meta.total_size += f.size;
-  if (meta.checksum == "sha256") {
-    step_lease->check();
-    store.put(name + "/" + k_sums_file, serialize_sums(meta.files));
-  }
   StoreCommit state;
+  CheckpointMeta meta;
   SaveReport full;
   try {
+    auto step_lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+    check_set(store, spec, set);  // committed by another shard of the set first: as a rerun
+    StoreState st = read_records(ctx, store, set);
+    for (const auto& [i, r] : st.records) check_against(r, st.records);
+    for (std::uint64_t i : stale_shards(ctx, store, set, st.records)) st.records.erase(i);
+    report.shards = status_of(set, st.records);
+    if (!report.shards->missing.empty()) {
+      step_lease->remove();
+      return report;
+    }
+
+    SaveOptions merged;
+    merged.root = opts.root;
+    merged.step = set.step;
+    merged.transfer = Transfer::copy;
+    meta.name = name;
+    meta.step = set.step;
+    meta.checksum = mine.checksum;
+    meta.tool = tool_version();
+    meta.shards = set.count;
+    meta.shard_group = set.group;
+    meta.shard_retired = set.retired;
+    std::set<std::string> all_weights;
+    for (const auto& [i, r] : st.records) {
+      for (const auto& [k, v] : r.metrics) {
+        meta.metrics[k] = v;
+        merged.metrics[k] = v ? *v : std::nan("");
+      }
+      for (const auto& [k, v] : r.meta) meta.meta[k] = v;
+      all_weights.insert(r.weights.begin(), r.weights.end());
+      merged.policy = saving::merged_policy(merged.policy, r.policy);
+      for (const auto& f : r.files) meta.files.push_back(f);
+    }
+    merged.meta = meta.meta;
+    meta.weights.assign(all_weights.begin(), all_weights.end());
+    std::sort(meta.files.begin(), meta.files.end(),
+              [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+    for (const auto& f : meta.files) meta.total_size += f.size;
+    if (meta.checksum == "sha256") {
+      step_lease->check();
+      store.put(name + "/" + k_sums_file, serialize_sums(meta.files));
+    }
     full = commit_to_store(ctx, merged, store, meta, *step_lease, state);
   } catch (const Error& e) {
-    if (state.committed || state.maybe_committed || e.kind() == ErrorKind::interrupted) throw;
+    // Refusals stand as they are; any other failure before the commit
+    // leaves the set complete and pending.
+    if (state.committed || state.maybe_committed || e.kind() == ErrorKind::interrupted ||
+        e.reason() == k_reason_superseded || e.reason() == k_reason_shard_mismatch) {
+      throw;
+    }
     throw Error(e.kind(),
                 fmt::format("shard {} is recorded and completes {}, but the commit failed: {}; "
                             "the step stays pending: run any one shard again to commit it",
@@ -425,18 +464,13 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
   }
   full.committed = true;
   full.shards = report.shards;
-  // Committed: the pending set goes, and so do objects under the step that
-  // are not the checkpoint's (a retired group's, a killed writer's).
+  // Committed: objects under the step that are not the checkpoint's go, then
+  // the pending set (a prune finishes either when this is stopped).
   try {
+    auto step_lease = store.lease(ObjectStore::saving_name(set.step), 0);
+    remove_strays(store, name, meta, -1);
     remove_pending_objects(store, set.step);
-    std::set<std::string> keep = {k_meta_file, k_sums_file};
-    for (const auto& f : meta.files) keep.insert(f.path);
-    const std::string under = store.where().key(name) + "/";
-    std::vector<std::string> strays;
-    for (const auto& o : store.client().list(under).objects) {
-      if (!keep.count(o.key.substr(under.size()))) strays.push_back(o.key);
-    }
-    store.client().remove_many(strays);
+    step_lease->remove();
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::interrupted) throw;
     ctx.warning(fmt::format("{} is committed; removing its pending set failed ({}); the next "
@@ -445,6 +479,10 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
   }
   return full;
 }
+
+SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                         const saving::Plan& plan, const std::vector<std::string>& weights,
+                         const std::string& checksum);
 
 }  // namespace
 
@@ -481,9 +519,19 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   store.require_conditional_put();
 
   // A rerun of a shard of a step committed with its files: a success that
-  // changes no checkpoint.
-  if (auto existing = find_step(store, opts.step)) {
-    CheckpointMeta committed = read_meta(store, *existing);
+  // changes no checkpoint; other files exit 4.
+  auto as_rerun = [&]() -> SaveReport {
+    auto existing = find_step(store, opts.step);
+    CheckpointMeta committed;
+    try {
+      if (!existing) throw Error(ErrorKind::not_found, "gone");
+      committed = read_meta(store, *existing);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::not_found) throw;
+      throw Error(ErrorKind::conflict,
+                  fmt::format("step {} was removed while it was being saved again; retry",
+                              opts.step));
+    }
     same_as_committed(committed, spec, nullptr, opts.step);
     std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
     std::sort(hashed.begin(), hashed.end(),
@@ -500,9 +548,23 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
     report.shards = ShardStatus{spec.group, spec.count, {}, {}};
     for (std::uint64_t i = 0; i < spec.count; ++i) report.shards->present.push_back(i);
     return report;
+  };
+  if (find_step(store, opts.step)) return as_rerun();
+  try {
+    return save_into_set(ctx, opts, store, plan, weights, saving::checksum_of(opts, policy));
+  } catch (const CommittedMeanwhile&) {
+    return as_rerun();
   }
+}
 
-  const std::string checksum = saving::checksum_of(opts, policy);
+namespace {
+
+// Uploads, records and (the last one in) commits one shard.
+SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                         const saving::Plan& plan, const std::vector<std::string>& weights,
+                         const std::string& checksum) {
+  const ShardSpec& spec = *opts.shard;
+  const std::string name = step_dir_name(opts.step);
   ShardSet set = join_set(ctx, store, spec, opts.step);
 
   ShardRecord mine;
@@ -555,6 +617,10 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   check_against(mine, st.records);
   mine.updated = now_rfc3339_ms();
   store.put(record_name(opts.step, set.id, spec.index), serialize_shard_record(mine));
+  // Recorded, then the set read again: an abort or a prune removes set.json
+  // before it looks for records, so either it sees this record or this
+  // writer sees the set gone (and stops, sources kept).
+  check_set(store, spec, set);
   saving::finish_move_all(ctx, opts, plan);
   // Which shards are in now, listed after this record was stored: of the
   // writers that record last at once, at least one sees the set complete
@@ -571,6 +637,8 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   if (!report.shards->missing.empty()) return report;
   return commit_set(ctx, opts, store, spec, set, mine);
 }
+
+}  // namespace
 
 std::vector<PendingStep> ObjectStore::pending(const Context& ctx) {
   std::vector<PendingStep> out;
@@ -599,60 +667,70 @@ std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
                                                      std::set<std::uint64_t>& skip) {
   std::vector<PendingStep> out;
   const std::string base = key(std::string(k_private_dir) + "/pending/");
-  std::map<std::uint64_t, std::int64_t> newest;  // by step, of every object under it
-  for (const auto& o : m_client.list(base).objects) {
+  const std::int64_t max_idle_ms = max_idle_seconds * 1000;
+  auto newest_of = [](const std::vector<s3::ObjectInfo>& objects, std::int64_t n) {
+    for (const auto& o : objects) n = std::max(n, parse_rfc3339_ms(o.last_modified).value_or(0));
+    return n;
+  };
+  std::map<std::uint64_t, std::vector<s3::ObjectInfo>> by_step;
+  for (auto& o : m_client.list(base).objects) {
     std::string rel = o.key.substr(base.size());
-    auto step = parse_step_dir_name(rel.substr(0, rel.find('/')));
-    if (!step) continue;
-    auto& n = newest[*step];
-    n = std::max(n, parse_rfc3339_ms(o.last_modified).value_or(0));
+    if (auto step = parse_step_dir_name(rel.substr(0, rel.find('/')))) {
+      by_step[*step].push_back(std::move(o));
+    }
   }
-  const std::int64_t now = now_ms();
-  for (const auto& [step, when] : newest) {
+  for (const auto& [step, objects] : by_step) {
     check_interrupt();
-    StoredSet cur = read_set(*this, step);
-    bool committed = has_step(step_dir_name(step));
-    bool idle = now - when > max_idle_seconds * 1000;
-    if (cur.set && !committed && !idle) {
-      skip.insert(step);
+    const std::string name = step_dir_name(step);
+    const bool committed = has_step(name);
+    if (!committed && now_ms() - newest_of(objects, 0) <= max_idle_ms) {
+      skip.insert(step);  // a live pending step: its objects are its shards'
       continue;
     }
+    StoredSet cur = read_set(*this, step);
     std::optional<PendingStep> expired;
     if (cur.set && !committed) expired = pending_of(*cur.set, read_records(ctx, *this, *cur.set));
     if (dry_run) {
-      if (expired) {
-        out.push_back(*expired);
-        skip.insert(step);  // listed as a pending step, not again as a leftover
-      }
+      if (expired) out.push_back(*expired);
+      if (!committed) skip.insert(step);  // listed as a pending step, not again as a leftover
       continue;
     }
-    // Under the step's lease: no shard is clearing a collision or
-    // committing meanwhile. A step whose lease is held is left to the next
-    // prune.
+    // Under the step's lease: no shard is clearing a collision, completing
+    // an upload or committing meanwhile. Held: left to the next prune.
     check_lock();
     std::unique_ptr<s3::Lease> step_lease;
     try {
       step_lease = lease(saving_name(step), 0);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::locked) throw;
-      if (cur.set && !committed) skip.insert(step);
+      if (!committed) skip.insert(step);
       continue;
     }
-    StoredSet again = read_set(*this, step);
-    if (again.etag != cur.etag) {
-      skip.insert(step);  // a shard joined or retired it meanwhile
+    if (committed) {
+      // A committer stopped after its commit: what it did not remove.
+      remove_strays(*this, name, read_meta(*this, name), max_idle_ms);
+      remove_pending_objects(*this, step);
+      step_lease->remove();
+      continue;
+    }
+    // The set goes first: a shard that records after this sees it gone and
+    // stops. Then everything of the step is looked at again; anything that
+    // moved meanwhile puts the set back.
+    m_client.remove(key(set_name(step)));
+    std::int64_t newest = newest_of(m_client.list(base + name + "/").objects, 0);
+    newest = newest_of(m_client.list(key(name) + "/").objects, newest);
+    for (const auto& u : m_client.list_uploads(key(name) + "/")) {
+      newest = std::max(newest, parse_rfc3339_ms(u.initiated).value_or(0));
+    }
+    if (now_ms() - newest <= max_idle_ms || has_step(name)) {
+      if (cur.present && !cur.text.empty()) create(set_name(step), cur.text);
+      skip.insert(step);
       step_lease->remove();
       continue;
     }
     remove_pending_objects(*this, step);
-    if (expired) {
-      try {
-        clear_uncommitted(step_dir_name(step));
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::conflict || !has_step(step_dir_name(step))) throw;
-      }
-      out.push_back(*expired);
-    }
+    clear_uncommitted(name);
+    if (expired) out.push_back(*expired);
     step_lease->remove();
   }
   return out;

@@ -286,6 +286,11 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts);
 SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts);
 
 // Shared by the sharded saves of both kinds of root (shard.cpp).
+// The checkpoint the records make, but for its files: metrics, meta and
+// weights into meta, and into merged the metrics, meta and policy a save
+// of it applies.
+void merge_records(const std::map<std::uint64_t, ShardRecord>& records, CheckpointMeta& meta,
+                   SaveOptions& merged);
 std::string shard_label(const ShardSpec& s);
 // A late shard of a retired attempt group (exit 4).
 Error superseded(const ShardSpec& s, std::uint64_t step, const std::string& by);

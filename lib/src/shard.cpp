@@ -275,6 +275,22 @@ void remove_garbage(FileSystem& fs, PendingState& st) {
 
 }  // namespace
 
+void merge_records(const std::map<std::uint64_t, ShardRecord>& records, CheckpointMeta& meta,
+                   SaveOptions& merged) {
+  std::set<std::string> all_weights;
+  for (const auto& [i, r] : records) {
+    for (const auto& [k, v] : r.metrics) {
+      meta.metrics[k] = v;
+      merged.metrics[k] = v ? *v : std::nan("");
+    }
+    for (const auto& [k, v] : r.meta) meta.meta[k] = v;
+    all_weights.insert(r.weights.begin(), r.weights.end());
+    merged.policy = saving::merged_policy(merged.policy, r.policy);
+  }
+  merged.meta = meta.meta;
+  meta.weights.assign(all_weights.begin(), all_weights.end());
+}
+
 std::string shard_label(const ShardSpec& s) { return fmt::format("{}/{}", s.index, s.count); }
 
 Error superseded(const ShardSpec& s, std::uint64_t step, const std::string& by) {
@@ -783,19 +799,8 @@ SaveReport save_shard(const Context& ctx, const SaveOptions& opts) {
     meta.tool = tool_version();
     meta.shards = spec.count;
     meta.shard_group = spec.group;
-  meta.shard_retired = st.set->retired;
-    std::set<std::string> all_weights;
-    for (const auto& [i, r] : st.records) {
-      for (const auto& [k, v] : r.metrics) {
-        meta.metrics[k] = v;
-        merged.metrics[k] = v ? *v : std::nan("");
-      }
-      for (const auto& [k, v] : r.meta) meta.meta[k] = v;
-      all_weights.insert(r.weights.begin(), r.weights.end());
-      merged.policy = merged_policy(merged.policy, r.policy);
-    }
-    merged.meta = meta.meta;
-    meta.weights.assign(all_weights.begin(), all_weights.end());
+    meta.shard_retired = st.set->retired;
+    merge_records(st.records, meta, merged);
     check_best_conflict(merged, best);
     check_keep_best_key(merged, policy, best);
 

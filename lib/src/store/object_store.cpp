@@ -245,6 +245,15 @@ std::unique_ptr<s3::Lease> ObjectStore::lease(const std::string& name, double ti
   return s3::Lease::acquire(m_client, key(name), o);
 }
 
+std::unique_ptr<s3::Lease> ObjectStore::try_lease(const std::string& name) {
+  try {
+    return lease(name, 0);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::locked) throw;
+    return nullptr;
+  }
+}
+
 std::string ObjectStore::saving_name(std::uint64_t step) {
   return fmt::format("{}/saving/{}", k_private_dir, step_dir_name(step));
 }
@@ -405,13 +414,8 @@ Cleaned ObjectStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bo
       continue;
     }
     check_lock();
-    std::unique_ptr<s3::Lease> step_lease;
-    try {
-      step_lease = lease(saving_name(step), 0);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::locked) throw;
-      continue;  // a writer took it up meanwhile
-    }
+    auto step_lease = try_lease(saving_name(step));
+    if (!step_lease) continue;  // a writer took it up meanwhile
     try {
       clear_uncommitted(name);
     } catch (const Error& e) {
@@ -433,11 +437,7 @@ Cleaned ObjectStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bo
     auto step = parse_step_dir_name(name.substr(saving_dir.size()));
     if (!step || name != saving_name(*step) || leases_kept.count(name)) continue;
     check_lock();
-    try {
-      lease(name, 0)->remove();
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::locked) throw;  // a writer holds it
-    }
+    if (auto held = try_lease(name)) held->remove();  // else a writer holds it
   }
   return out;
 }

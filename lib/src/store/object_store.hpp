@@ -87,6 +87,8 @@ class ObjectStore final : public Store {
   // ctx.lock_timeout; Error(locked) when another holder keeps it.
   std::unique_ptr<s3::Lease> lease(const Context& ctx, const std::string& name);
   std::unique_ptr<s3::Lease> lease(const std::string& name, double timeout_seconds);
+  // The lease at name in one try; nullptr when another holder has it.
+  std::unique_ptr<s3::Lease> try_lease(const std::string& name);
   // The lease a save of one step holds while it uploads (any width of the
   // step's name): .ckpt/saving/step-N.
   static std::string saving_name(std::uint64_t step);

@@ -243,6 +243,19 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
   return report;
 }
 
+std::unique_ptr<ObjectStore> store_for_save(const SaveOptions& opts) {
+  auto store = std::make_unique<ObjectStore>(s3::load_config(s3::process_environment()),
+                                             s3::parse_s3_url(opts.root));
+  try {
+    store->check_root();
+  } catch (const Error& e) {
+    // A new root is made by its first save; a missing bucket is not.
+    if (e.kind() != ErrorKind::not_found) throw;
+    store->client().check_bucket();
+  }
+  return store;
+}
+
 SaveReport commit_to_store(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
                            CheckpointMeta& meta, s3::Lease& step_lease, StoreCommit& state) {
   const std::string& name = meta.name;
@@ -342,15 +355,9 @@ std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& com
 SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   if (opts.shard && opts.shard->count > 1) return save_shard_to_store(ctx, opts);
   FileSystem& fs = ctx.file_system();
-  s3::Location where = s3::parse_s3_url(opts.root);
-  ObjectStore store(s3::load_config(s3::process_environment()), where);
-  try {
-    store.check_root();
-  } catch (const Error& e) {
-    // A new root is made by its first save; a missing bucket is not.
-    if (e.kind() != ErrorKind::not_found) throw;
-    store.client().check_bucket();
-  }
+  auto opened = store_for_save(opts);
+  ObjectStore& store = *opened;
+  const s3::Location& where = store.where();
   Plan plan = saving::make_plan(fs, opts, std::string());
   std::vector<std::string> weights = saving::match_weights(opts, plan);
   const std::string name = step_dir_name(opts.step);

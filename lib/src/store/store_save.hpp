@@ -35,6 +35,10 @@ class UploadProgress {
   std::mutex m_mutex;
 };
 
+// The store of a save's root: its bucket checked, its prefix a root or
+// nothing yet (a save makes it).
+std::unique_ptr<ObjectStore> store_for_save(const SaveOptions& opts);
+
 // How far a commit got, for the clean-up of a save that failed.
 struct StoreCommit {
   bool committed = false;

@@ -427,19 +427,10 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
     meta.shards = set.count;
     meta.shard_group = set.group;
     meta.shard_retired = set.retired;
-    std::set<std::string> all_weights;
+    merge_records(st.records, meta, merged);
     for (const auto& [i, r] : st.records) {
-      for (const auto& [k, v] : r.metrics) {
-        meta.metrics[k] = v;
-        merged.metrics[k] = v ? *v : std::nan("");
-      }
-      for (const auto& [k, v] : r.meta) meta.meta[k] = v;
-      all_weights.insert(r.weights.begin(), r.weights.end());
-      merged.policy = saving::merged_policy(merged.policy, r.policy);
-      for (const auto& f : r.files) meta.files.push_back(f);
+      meta.files.insert(meta.files.end(), r.files.begin(), r.files.end());
     }
-    merged.meta = meta.meta;
-    meta.weights.assign(all_weights.begin(), all_weights.end());
     std::sort(meta.files.begin(), meta.files.end(),
               [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
     for (const auto& f : meta.files) meta.total_size += f.size;
@@ -489,14 +480,8 @@ SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStor
 SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   FileSystem& fs = ctx.file_system();
   const ShardSpec& spec = *opts.shard;
-  s3::Location where = s3::parse_s3_url(opts.root);
-  ObjectStore store(s3::load_config(s3::process_environment()), where);
-  try {
-    store.check_root();
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::not_found) throw;
-    store.client().check_bucket();
-  }
+  auto opened = store_for_save(opts);
+  ObjectStore& store = *opened;
   if (opts.force) {
     throw Error(ErrorKind::unsupported,
                 fmt::format("replacing committed step {} (--force) on an object-store root is "
@@ -698,11 +683,8 @@ std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
     // Under the step's lease: no shard is clearing a collision, completing
     // an upload or committing meanwhile. Held: left to the next prune.
     check_lock();
-    std::unique_ptr<s3::Lease> step_lease;
-    try {
-      step_lease = lease(saving_name(step), 0);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::locked) throw;
+    auto step_lease = try_lease(saving_name(step));
+    if (!step_lease) {
       if (!committed) skip.insert(step);
       continue;
     }

@@ -67,6 +67,33 @@ std::optional<std::uint64_t> record_index(const std::string& leaf) {
   return n;
 }
 
+// A step's lease that is deleted, not only let go, however its scope ends
+// (a shard that finds the step committed by another, a refusal, a failure):
+// eight writers of one step leave no lease behind.
+class StepLease {
+ public:
+  explicit StepLease(std::unique_ptr<s3::Lease> lease) : m_lease(std::move(lease)) {}
+  StepLease(StepLease&&) = default;
+  ~StepLease() {
+    if (!m_lease) return;
+    try {
+      m_lease->remove();
+    } catch (...) {
+      // It expires by itself; prune removes it.
+    }
+  }
+  explicit operator bool() const { return m_lease != nullptr; }
+  s3::Lease* operator->() const { return m_lease.get(); }
+  s3::Lease& operator*() const { return *m_lease; }
+
+ private:
+  std::unique_ptr<s3::Lease> m_lease;
+};
+
+StepLease step_lease_of(const Context& ctx, ObjectStore& store, std::uint64_t step) {
+  return StepLease(store.lease(ctx, ObjectStore::saving_name(step)));
+}
+
 // set.json as stored: parsed (nullopt when absent or unreadable) and the
 // version it was read at (empty when absent).
 struct StoredSet {
@@ -225,7 +252,7 @@ ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
     // Another group's set (or an unreadable one): this attempt retires it,
     // under the step's lease, so that no collision is being resolved for it
     // meanwhile.
-    auto lease = store.lease(ctx, ObjectStore::saving_name(step));
+    auto lease = step_lease_of(ctx, store, step);
     StoredSet again = read_set(store, step);
     if (again.etag != cur.etag) continue;
     if (cur.set) {
@@ -273,7 +300,7 @@ void check_set(ObjectStore& store, const ShardSpec& spec, const ShardSet& set) {
 void clear_collision(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
                      const ShardSet& set, const std::string& path) {
   const std::string name = step_dir_name(set.step);
-  auto lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+  auto lease = step_lease_of(ctx, store, set.step);
   check_set(store, spec, set);
   StoreState st = read_records(ctx, store, set);
   for (const auto& [i, r] : st.records) {
@@ -299,7 +326,7 @@ s3::Moved upload_shard_file(const Context& ctx, ObjectStore& store, const ShardS
   // is pending as this set: a store completes it whatever is at the key, and
   // the committer checks the objects under the same lease.
   auto completing = [&](const std::function<void()>& complete) {
-    auto lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+    auto lease = step_lease_of(ctx, store, set.step);
     check_set(store, spec, set);
     lease->check();
     complete();
@@ -405,7 +432,7 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
   CheckpointMeta meta;
   SaveReport full;
   try {
-    auto step_lease = store.lease(ctx, ObjectStore::saving_name(set.step));
+    auto step_lease = step_lease_of(ctx, store, set.step);
     check_set(store, spec, set);  // committed by another shard of the set first: as a rerun
     StoreState st = read_records(ctx, store, set);
     for (const auto& [i, r] : st.records) check_against(r, st.records);
@@ -458,10 +485,9 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
   // Committed: objects under the step that are not the checkpoint's go, then
   // the pending set (a prune finishes either when this is stopped).
   try {
-    auto step_lease = store.lease(ObjectStore::saving_name(set.step), 0);
+    StepLease step_lease(store.lease(ObjectStore::saving_name(set.step), 0));
     remove_strays(store, name, meta, -1);
     remove_pending_objects(store, set.step);
-    step_lease->remove();
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::interrupted) throw;
     ctx.warning(fmt::format("{} is committed; removing its pending set failed ({}); the next "
@@ -683,7 +709,7 @@ std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
     // Under the step's lease: no shard is clearing a collision, completing
     // an upload or committing meanwhile. Held: left to the next prune.
     check_lock();
-    auto step_lease = try_lease(saving_name(step));
+    StepLease step_lease(try_lease(saving_name(step)));
     if (!step_lease) {
       if (!committed) skip.insert(step);
       continue;
@@ -741,7 +767,7 @@ PendingStep store_abort_pending(const Context& ctx, const std::string& root, std
   };
   if (!read_set(store, step).present) throw none();  // nothing written
   store.require_conditional_put();
-  auto lease = store.lease(ctx, ObjectStore::saving_name(step));
+  auto lease = step_lease_of(ctx, store, step);
   StoredSet cur = read_set(store, step);
   bool committed = store.has_step(name);
   if (!cur.set || committed) {

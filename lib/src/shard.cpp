@@ -414,10 +414,12 @@ bool same_as_committed(const CheckpointMeta& committed, const ShardSpec& s,
   for (const auto& f : committed.files) {
     if (f.shard && *f.shard == s.index) theirs.push_back(f);
   }
+  // Path, size and, where the checkpoint has one (not under --checksum
+  // none), the SHA-256.
   bool same = theirs.size() == files->size();
   for (std::size_t i = 0; same && i < theirs.size(); ++i) {
     same = theirs[i].path == (*files)[i].path && theirs[i].size == (*files)[i].size &&
-           theirs[i].sha256 == (*files)[i].sha256;
+           (!theirs[i].sha256 || theirs[i].sha256 == (*files)[i].sha256);
   }
   if (!same) throw exists(fmt::format("shard {} stored other files", s.index));
   return true;

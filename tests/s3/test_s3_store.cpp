@@ -681,3 +681,151 @@ TEST_CASE("object-store sharded save: a fault at any one request of the last sha
   CHECK(injected == runs);
   CHECK(failed > 0);
 }
+
+TEST_CASE("object-store sharded save: a last shard whose set another rank commits first succeeds as a rerun, its moved sources not read again") {
+  TempDir tmp;
+  export_store_env("3");
+  std::string bucket = fresh_bucket("shardraced");
+  std::string root = "s3://" + bucket + "/run";
+  for (std::uint64_t i : {0, 1}) {
+    auto r = save(Context{}, shard_step(tmp, root, i));
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+    REQUIRE_FALSE(r->committed);
+  }
+  // Shard 2 (--move) records itself and sees the set complete; just before
+  // it takes the step's lease to commit, a restarted rank 1 saves its shard
+  // again and, finding all three recorded, commits the step.
+  HookGuard guard;
+  std::atomic<bool> recorded{false};
+  std::atomic<bool> fired{false};
+  std::optional<Result<SaveReport>> other;
+  s3::Client::set_fault_hook_for_new_clients(
+      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+        if (req.method != "PUT") return std::nullopt;
+        if (req.key.find("/shard-00002.json") != std::string::npos) recorded = true;
+        if (!recorded || req.key != "run/.ckpt/saving/step-000000002" || fired.exchange(true)) {
+          return std::nullopt;
+        }
+        other = save(Context{}, shard_step(tmp, root, 1));
+        return std::nullopt;
+      });
+  SaveOptions last = shard_step(tmp, root, 2);
+  last.transfer = Transfer::move;
+  auto r = save(Context{}, last);
+  s3::Client::set_fault_hook_for_new_clients({});
+  REQUIRE(other.has_value());
+  REQUIRE_MESSAGE(*other, (*other ? "" : other->error().what()));
+  CHECK((*other)->committed);
+  // The last shard's save is a success: the step holds its files.
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  CHECK(r->existing);
+  CHECK(r->files == 6);
+  CHECK_FALSE(std::filesystem::exists(tmp.sub("rank2") + "/model-2.bin"));
+  CHECK_FALSE(std::filesystem::exists(tmp.sub("rank2") + "/rng-2.pt"));
+  auto l = list_checkpoints(Context{}, root);
+  REQUIRE(l);
+  REQUIRE(l->checkpoints.size() == 1);
+  CHECK(l->checkpoints[0].meta.files.size() == 6);
+  auto pending = list_pending(Context{}, root);
+  REQUIRE(pending);
+  CHECK(pending->empty());
+  VerifyOptions v;
+  v.root = root;
+  auto vr = verify(Context{}, v);
+  REQUIRE_MESSAGE(vr, (vr ? "" : vr.error().what()));
+  CHECK(vr->ok);
+  check_sound(root);
+}
+
+TEST_CASE("object-store sharded save: a rerun of a shard committed without checksums is a success, other files exit 4") {
+  TempDir tmp;
+  export_store_env("3");
+  std::string bucket = fresh_bucket("shardnosum");
+  std::string root = "s3://" + bucket + "/run";
+  auto unsummed = [&](std::uint64_t i) {
+    SaveOptions o = shard_step(tmp, root, i);
+    o.policy.checksum = "none";
+    return o;
+  };
+  for (std::uint64_t i : {0, 1, 2}) {
+    auto r = save(Context{}, unsummed(i));
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+    CHECK(r->committed == (i == 2));
+  }
+  auto again = save(Context{}, unsummed(1));
+  REQUIRE_MESSAGE(again, (again ? "" : again.error().what()));
+  CHECK(again->existing);
+  // Other files (another size) are refused as a different shard.
+  SaveOptions other = unsummed(1);
+  write_text(tmp.sub("rank1") + "/rng-1.pt", "another rng state");
+  auto refused = save(Context{}, other);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().kind() == ErrorKind::conflict);
+  CHECK(refused.error().reason() == std::string(k_reason_step_exists));
+}
+
+TEST_CASE("object-store prune: a pending step expired while a new group starts it again keeps the new group's shard") {
+  TempDir tmp;
+  export_store_env("3");
+  std::string bucket = fresh_bucket("expirerace");
+  std::string root = "s3://" + bucket + "/run";
+  {
+    auto r = save(Context{}, shard_step(tmp, root, 0));  // group job:0, 1 of 3, then idle
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  }
+  // A new launch's shards (group job:1) store other paths.
+  auto relaunched = [&](std::uint64_t index) {
+    std::string dir = tmp.sub("again" + std::to_string(index));
+    std::filesystem::create_directories(dir);
+    write_text(dir + "/part-" + std::to_string(index) + ".bin",
+               bytes(std::size_t{64} << 10, static_cast<unsigned>(index + 40)));
+    SaveOptions o;
+    o.root = root;
+    o.step = 2;
+    o.sources = {Source{dir, {}, true}};
+    o.shard = ShardSpec{index, 3, "job:1"};
+    return o;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // Prune has removed job:0's set.json, listed the step again and found it
+  // idle; just before it deletes what it listed, job:1's shard 0 starts the
+  // step again (a new set.json) and records itself.
+  HookGuard guard;
+  std::atomic<bool> fired{false};
+  std::optional<Result<SaveReport>> started;
+  s3::Client::set_fault_hook_for_new_clients(
+      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+        bool batch_delete = req.method == "POST" && !req.query.empty() &&
+                            req.query[0].first == "delete";
+        if (!batch_delete || fired.exchange(true)) return std::nullopt;
+        started = save(Context{}, relaunched(0));
+        return std::nullopt;
+      });
+  PruneOptions p;
+  p.root = root;
+  p.pending_expiry = "2s";
+  auto pr = prune(Context{}, p);
+  s3::Client::set_fault_hook_for_new_clients({});
+  REQUIRE_MESSAGE(pr, (pr ? "" : pr.error().what()));
+  REQUIRE(started.has_value());
+  REQUIRE_MESSAGE(*started, (*started ? "" : started->error().what()));
+  CHECK_FALSE((*started)->committed);
+  REQUIRE(pr->expired.size() == 1);
+  CHECK(pr->expired[0].shards.group == "job:0");
+  // job:1's shard 0 is still recorded, with its object; the other two commit the step.
+  auto pending = list_pending(Context{}, root);
+  REQUIRE(pending);
+  REQUIRE(pending->size() == 1);
+  CHECK((*pending)[0].shards.group == "job:1");
+  CHECK((*pending)[0].shards.present == std::vector<std::uint64_t>{0});
+  for (std::uint64_t i : {1, 2}) {
+    auto r = save(Context{}, relaunched(i));
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+    CHECK(r->committed == (i == 2));
+  }
+  auto l = list_checkpoints(Context{}, root);
+  REQUIRE(l);
+  REQUIRE(l->checkpoints.size() == 1);
+  CHECK(l->checkpoints[0].meta.files.size() == 3);
+  check_sound(root);
+}

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <functional>
 
 #include "ckpt/clock.hpp"
 #include "ckpt/transfer.hpp"
@@ -140,8 +141,13 @@ std::unique_ptr<Lease> Lease::acquire(Client& client, const std::string& key, co
       throw Error(ErrorKind::locked, fmt::format("{} is locked by {} (waited {}s); retry later", opts.what,
                                                  holder_note, opts.timeout_seconds));
     }
+    // Between half and all of the backoff, drawn from the token's bytes:
+    // waiters that found the lease held at once do not all look again at
+    // once (the shards of one step complete their uploads under its lease).
     auto left = deadline - std::chrono::steady_clock::now();
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(wait, left));
+    std::uint64_t draw = std::hash<std::string>{}(token) ^ static_cast<std::uint64_t>(now_ms());
+    auto pause = wait / 2 + std::chrono::milliseconds(draw % (wait.count() / 2 + 1));
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, left));
     wait = std::min(wait * 2, std::chrono::milliseconds(1000));
   }
 }

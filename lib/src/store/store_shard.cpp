@@ -125,7 +125,7 @@ StoredSet read_set(ObjectStore& store, std::uint64_t step) {
     ShardSet s = parse_shard_set(v->text);
     if (s.step == step) out.set = std::move(s);
   } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io) throw;  // unreadable: replaced by the next writer
+    if (e.kind() != ErrorKind::integrity) throw;  // not a set: replaced by the next writer
   }
   return out;
 }
@@ -173,7 +173,9 @@ StoreState read_records(const Context& ctx, ObjectStore& store, const ShardSet& 
         read[k] = std::move(r);
       }
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::io) throw;
+      // Only a record that is not one (too large, not a record) is passed
+      // over; a store that cannot be read, or a stop, ends the command.
+      if (e.kind() != ErrorKind::integrity) throw;
     }
   });
   for (std::size_t k = 0; k < found.size(); ++k) {
@@ -216,11 +218,21 @@ void remove_pending_objects(ObjectStore& store, std::uint64_t step) {
   store.client().remove_many(keys);
 }
 
+// The step was committed while this shard was being saved: the save then
+// ends as a rerun of a committed step does (0 with the same files, else 4).
+// uploaded: this shard's files as uploaded and hashed, once its sources
+// may be gone (--move).
+struct CommittedMeanwhile {
+  std::optional<std::vector<FileEntry>> uploaded;  // sorted by path, with every SHA-256
+  bool moved = false;                               // --move's sources removed
+};
+
 Error aborted_meanwhile(const ShardSpec& spec, std::uint64_t step) {
   return Error(ErrorKind::conflict,
                fmt::format("shard {}: the pending {} was aborted (or expired) while this shard "
                            "was uploaded; save it again",
-                           shard_label(spec), step_dir_name(step)));
+                           shard_label(spec), step_dir_name(step)))
+      .with_reason(k_reason_no_pending);
 }
 
 // The set this shard belongs to, made or taken over as needed: a new
@@ -246,6 +258,8 @@ ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
     }
     ShardSet set{step, spec.group, spec.count, false, {}, now_rfc3339_ms(), unique_suffix()};
     if (!cur.present) {
+      // Committed since this shard looked (and its set removed): no new set.
+      if (store.has_step(name)) throw CommittedMeanwhile{};
       if (store.create(set_name(step), serialize_shard_set(set))) return set;
       continue;  // another shard made it first: join or retire that one
     }
@@ -279,9 +293,6 @@ ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
                           shard_label(spec)));
 }
 
-// The step was committed while this shard was being saved: the save then
-// ends as a rerun of a committed step does (0 with the same files, else 4).
-struct CommittedMeanwhile {};
 
 // The step must still be pending as this set: CommittedMeanwhile once it is
 // committed, superseded when another group took it over, aborted when the
@@ -434,6 +445,7 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
   try {
     auto step_lease = step_lease_of(ctx, store, set.step);
     check_set(store, spec, set);  // committed by another shard of the set first: as a rerun
+    if (find_step(store, set.step)) throw CommittedMeanwhile{};  // at another width
     StoreState st = read_records(ctx, store, set);
     for (const auto& [i, r] : st.records) check_against(r, st.records);
     for (std::uint64_t i : stale_shards(ctx, store, set, st.records)) st.records.erase(i);
@@ -470,7 +482,8 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
     // Refusals stand as they are; any other failure before the commit
     // leaves the set complete and pending.
     if (state.committed || state.maybe_committed || e.kind() == ErrorKind::interrupted ||
-        e.reason() == k_reason_superseded || e.reason() == k_reason_shard_mismatch) {
+        e.reason() == k_reason_superseded || e.reason() == k_reason_shard_mismatch ||
+        e.reason() == k_reason_no_pending) {
       throw;
     }
     throw Error(e.kind(),
@@ -500,6 +513,10 @@ SaveReport commit_set(const Context& ctx, const SaveOptions& opts, ObjectStore& 
 SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
                          const saving::Plan& plan, const std::vector<std::string>& weights,
                          const std::string& checksum);
+SaveReport record_and_commit(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                             const saving::Plan& plan, const ShardSet& set, ShardRecord& mine,
+                             const std::vector<std::string>& etags,
+                             const std::vector<std::string>& weights, bool& moved);
 
 }  // namespace
 
@@ -531,7 +548,7 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
 
   // A rerun of a shard of a step committed with its files: a success that
   // changes no checkpoint; other files exit 4.
-  auto as_rerun = [&]() -> SaveReport {
+  auto as_rerun = [&](const CommittedMeanwhile& meanwhile) -> SaveReport {
     auto existing = find_step(store, opts.step);
     CheckpointMeta committed;
     try {
@@ -544,9 +561,14 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
                               opts.step));
     }
     same_as_committed(committed, spec, nullptr, opts.step);
-    std::vector<FileEntry> hashed = saving::hash_sources(ctx, plan);
-    std::sort(hashed.begin(), hashed.end(),
-              [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+    std::vector<FileEntry> hashed;
+    if (meanwhile.uploaded) {
+      hashed = *meanwhile.uploaded;
+    } else {
+      hashed = saving::hash_sources(ctx, plan);
+      std::sort(hashed.begin(), hashed.end(),
+                [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+    }
     SaveOptions as_committed = opts;
     as_committed.metrics.clear();
     for (const auto& [k, v] : committed.metrics) as_committed.metrics[k] = v ? *v : std::nan("");
@@ -555,16 +577,16 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
                                           [&](const CheckpointMeta& m) {
                                             same_as_committed(m, spec, &hashed, opts.step);
                                           });
-    saving::finish_move_all(ctx, opts, plan);
+    if (!meanwhile.moved) saving::finish_move_all(ctx, opts, plan);
     report.shards = ShardStatus{spec.group, spec.count, {}, {}};
     for (std::uint64_t i = 0; i < spec.count; ++i) report.shards->present.push_back(i);
     return report;
   };
-  if (find_step(store, opts.step)) return as_rerun();
+  if (find_step(store, opts.step)) return as_rerun(CommittedMeanwhile{});
   try {
     return save_into_set(ctx, opts, store, plan, weights, saving::checksum_of(opts, policy));
-  } catch (const CommittedMeanwhile&) {
-    return as_rerun();
+  } catch (const CommittedMeanwhile& meanwhile) {
+    return as_rerun(meanwhile);
   }
 }
 
@@ -605,11 +627,30 @@ SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStor
     etags[order[k]] = m.etag;
     mine.files[order[k]] = std::move(e);
   });
-  {
-    std::vector<FileEntry> hashed = mine.files;
-    for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = sha256s[i];
-    saving::check_expected(opts, hashed);
+  std::vector<FileEntry> hashed = mine.files;
+  for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = sha256s[i];
+  saving::check_expected(opts, hashed);
+  std::sort(hashed.begin(), hashed.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
+  bool moved = false;
+  try {
+    return record_and_commit(ctx, opts, store, plan, set, mine, etags, weights, moved);
+  } catch (CommittedMeanwhile& c) {
+    // Committed by another writer meanwhile: compared as uploaded, not read
+    // again from sources --move may have removed.
+    c.uploaded = std::move(hashed);
+    c.moved = moved;
+    throw;
   }
+}
+
+// Records the uploaded shard and, when it is the last one in, commits.
+SaveReport record_and_commit(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                             const saving::Plan& plan, const ShardSet& set, ShardRecord& mine,
+                             const std::vector<std::string>& etags,
+                             const std::vector<std::string>& weights, bool& moved) {
+  const ShardSpec& spec = *opts.shard;
+  const std::string name = step_dir_name(opts.step);
   for (std::size_t i = 0; i < mine.files.size(); ++i) mine.etags[mine.files[i].path] = etags[i];
   std::sort(mine.files.begin(), mine.files.end(),
             [](const FileEntry& a, const FileEntry& b) { return a.path < b.path; });
@@ -633,6 +674,7 @@ SaveReport save_into_set(const Context& ctx, const SaveOptions& opts, ObjectStor
   // writer sees the set gone (and stops, sources kept).
   check_set(store, spec, set);
   saving::finish_move_all(ctx, opts, plan);
+  moved = true;
   // Which shards are in now, listed after this record was stored: of the
   // writers that record last at once, at least one sees the set complete
   // (the store lists what it stored, in order), and commit_set lets exactly
@@ -698,48 +740,60 @@ std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
       skip.insert(step);  // a live pending step: its objects are its shards'
       continue;
     }
-    StoredSet cur = read_set(*this, step);
-    std::optional<PendingStep> expired;
-    if (cur.set && !committed) expired = pending_of(*cur.set, read_records(ctx, *this, *cur.set));
     if (dry_run) {
-      if (expired) out.push_back(*expired);
-      if (!committed) skip.insert(step);  // listed as a pending step, not again as a leftover
+      if (!committed) {
+        StoredSet cur = read_set(*this, step);
+        if (cur.set) out.push_back(pending_of(*cur.set, read_records(ctx, *this, *cur.set)));
+        skip.insert(step);  // listed as a pending step, not again as a leftover
+      }
       continue;
     }
-    // Under the step's lease: no shard is clearing a collision, completing
-    // an upload or committing meanwhile. Held: left to the next prune.
+    // Under the step's lease: no shard is retiring a set, clearing a
+    // collision, completing an upload or committing meanwhile, and no other
+    // prune or abort is at it. Held: left to the next prune.
     check_lock();
     StepLease step_lease(try_lease(saving_name(step)));
     if (!step_lease) {
       if (!committed) skip.insert(step);
       continue;
     }
-    if (committed) {
-      // A committer stopped after its commit: what it did not remove.
-      remove_strays(*this, name, read_meta(*this, name), max_idle_ms);
+    if (has_step(name)) {
+      // A committer stopped after its commit (or one finished since this
+      // looked): every object under the step that its manifest does not
+      // list goes with the pending set, or nothing would list them again.
+      remove_strays(*this, name, read_meta(*this, name), -1);
       remove_pending_objects(*this, step);
-      step_lease->remove();
       continue;
     }
-    // The set goes first: a shard that records after this sees it gone and
-    // stops. Then everything of the step is looked at again; anything that
-    // moved meanwhile puts the set back.
-    m_client.remove(key(set_name(step)));
-    std::int64_t newest = newest_of(m_client.list(base + name + "/").objects, 0);
-    newest = newest_of(m_client.list(key(name) + "/").objects, newest);
-    for (const auto& u : m_client.list_uploads(key(name) + "/")) {
+    // The set as it is now, under the lease (it is replaced or removed only
+    // under it): it goes first, so that a shard that records after this sees
+    // it gone and stops. Then everything of the step is listed again;
+    // anything that moved meanwhile puts the set back.
+    StoredSet cur = read_set(*this, step);
+    std::optional<PendingStep> expired;
+    if (cur.set) expired = pending_of(*cur.set, read_records(ctx, *this, *cur.set));
+    if (cur.present) m_client.remove(key(set_name(step)));
+    auto records = m_client.list(base + name + "/").objects;
+    auto stored = m_client.list(key(name) + "/").objects;
+    auto uploads = m_client.list_uploads(key(name) + "/");
+    std::int64_t newest = newest_of(stored, newest_of(records, 0));
+    for (const auto& u : uploads) {
       newest = std::max(newest, parse_rfc3339_ms(u.initiated).value_or(0));
     }
     if (now_ms() - newest <= max_idle_ms || has_step(name)) {
+      // A shard at work (a set made since, when there was none, is its own).
       if (cur.present && !cur.text.empty()) create(set_name(step), cur.text);
       skip.insert(step);
-      step_lease->remove();
       continue;
     }
-    remove_pending_objects(*this, step);
-    clear_uncommitted(name);
+    // Exactly what was listed, all of it idle: a set a new shard makes from
+    // here on, and what it uploads, are not touched.
+    std::vector<std::string> keys;
+    for (const auto& o : records) keys.push_back(o.key);
+    for (const auto& o : stored) keys.push_back(o.key);
+    for (const auto& u : uploads) m_client.abort_upload(u.key, u.upload_id);
+    m_client.remove_many(keys);
     if (expired) out.push_back(*expired);
-    step_lease->remove();
   }
   return out;
 }

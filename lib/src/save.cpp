@@ -385,26 +385,9 @@ std::vector<MovedFile> plan_moves(FileSystem& fs, const Plan& plan, const std::s
   return moves;
 }
 
-// --dedup: the planned files that the newest committed checkpoint holds
-// with the same stored path, size and SHA-256, each source hashed in place
-// on every core (only those of the right size are read). newest_name is set
-// to that checkpoint's name. Nothing is shared when the root has no
-// readable checkpoint yet.
-std::map<std::string, SharedFile> find_shared(const Context& ctx, const Plan& plan,
-                                              const std::string& root, std::string& newest_name) {
-  std::map<std::string, SharedFile> out;
+std::map<std::string, std::string> unchanged_sources(const Context& ctx, const Plan& plan,
+                                                     const CheckpointMeta& newest) {
   FileSystem& fs = ctx.file_system();
-  Context quiet = ctx;
-  quiet.warn = nullptr;
-  std::string dir;
-  CheckpointMeta newest;
-  try {
-    dir = detail::resolve_ref_dir(quiet, root, "latest");
-    newest = detail::read_meta(quiet, dir);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
-    return out;
-  }
   std::map<std::string, const FileEntry*> by_path;
   for (const auto& f : newest.files) by_path[f.path] = &f;
   std::vector<const PlannedFile*> candidates;
@@ -433,11 +416,35 @@ std::map<std::string, SharedFile> find_shared(const Context& ctx, const Plan& pl
     }
     digests[order[k]] = r.sha256;
   });
+  std::map<std::string, std::string> out;
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const FileEntry* committed = by_path.at(candidates[i]->dest);
     if (digests[i] && *digests[i] == *committed->sha256) {
-      out.emplace(candidates[i]->dest, SharedFile{join_path(dir, committed->path), *digests[i]});
+      out.emplace(candidates[i]->dest, *digests[i]);
     }
+  }
+  return out;
+}
+
+// --dedup on a directory root: the files to share with the newest committed
+// checkpoint, whose name newest_name is set to. Nothing is shared when the
+// root has no readable checkpoint yet.
+std::map<std::string, SharedFile> find_shared(const Context& ctx, const Plan& plan,
+                                              const std::string& root, std::string& newest_name) {
+  std::map<std::string, SharedFile> out;
+  Context quiet = ctx;
+  quiet.warn = nullptr;
+  std::string dir;
+  CheckpointMeta newest;
+  try {
+    dir = detail::resolve_ref_dir(quiet, root, "latest");
+    newest = detail::read_meta(quiet, dir);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io && e.sys_errno() != ENOENT) throw;
+    return out;
+  }
+  for (auto& [dest, sha256] : unchanged_sources(ctx, plan, newest)) {
+    out.emplace(dest, SharedFile{join_path(dir, dest), sha256});
   }
   newest_name = base_name(dir);
   return out;

@@ -446,6 +446,11 @@ detail::BestRule best_rule(const SaveOptions& opts, const std::optional<Policy>&
                            const std::optional<BestMarker>& best);
 // The sources' entries as a save would record them, hashed in place.
 std::vector<FileEntry> hash_sources(const Context& ctx, const Plan& plan);
+// --dedup: the planned files whose stored path, size and SHA-256 equal a
+// file of newest (by stored path, with its SHA-256), each source hashed in
+// place on every core; only sources of a committed file's size are read.
+std::map<std::string, std::string> unchanged_sources(const Context& ctx, const Plan& plan,
+                                                     const CheckpointMeta& newest);
 
 std::optional<std::string> content_difference(const CheckpointMeta& committed,
                                               const std::vector<FileEntry>& files);

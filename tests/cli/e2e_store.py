@@ -484,8 +484,8 @@ def store_save_killed_midway(c):
 @scenario
 def store_save_same_step_and_refusals(c):
     """A step saved again with the same files is a success that commits nothing; other files
-    exit 4; what a store root does not support yet exits 7; a missing bucket 3; wrong
-    credentials 6. None of them changes an object."""
+    exit 4; what a store root does not support yet (--force over a committed step) exits 7; a
+    missing bucket 3; wrong credentials 6. None of them changes an object."""
     c.tool_run("mb", c.bucket)
     src = c.tmp / "src1"
     src.mkdir(exist_ok=True)
@@ -503,7 +503,6 @@ def store_save_same_step_and_refusals(c):
     refusals = [
         (["save", "--step", 1, "--from", other], 4, "already exists"),
         (["save", "--step", 1, "--from", other, "--force"], 7, "not supported"),
-        (["save", "--step", 2, "--from", other, "--dedup"], 7, "--dedup"),
         (["save", "--step", 2, "--from", c.tmp / "none"], 3, "does not exist"),
         (["save", "--step", 2, "--from", other, "--weights", "nope*"], 2, "matches no"),
     ]
@@ -525,6 +524,53 @@ def store_save_same_step_and_refusals(c):
     check(other.is_dir() and not any(other.iterdir()), "--move emptied the source directory", res)
     c.verify_ok()
 
+
+
+@scenario
+def store_save_dedup_copies_unchanged(c):
+    """--dedup on a store: files the newest checkpoint holds unchanged (path, size, SHA-256) are
+    copied by the store, not uploaded; the report says what was shared and with which checkpoint;
+    policy.json keeps it on; --move removes the sources after the commit. A shared object damaged
+    behind ckpt's back is copied as it is (nothing is uploaded), and verify finds it in both."""
+    c.tool_run("mb", c.bucket)
+    src = c.tmp / "run"
+    src.mkdir()
+    frozen = os.urandom(6 << 20)  # one part, copied in one request
+    (src / "frozen.bin").write_bytes(frozen)
+    (src / "tok.json").write_bytes(b'{"vocab": 32000}\n')
+    (src / "model.bin").write_bytes(os.urandom(1 << 20))
+    c.run("save", "--step", 1, "--from", src, code=0)
+    (src / "model.bin").write_bytes(os.urandom(1 << 20))
+    res = c.run("save", "--step", 2, "--from", src, "--dedup", "--json", code=0)
+    doc = res.json()
+    expect_eq(doc["shared"]["file_count"], 2, "frozen.bin and tok.json shared", res)
+    expect_eq(doc["shared"]["total_size"], len(frozen) + len(b'{"vocab": 32000}\n'),
+              "their bytes", res)
+    expect_eq(doc["shared"]["with"]["name"], name(1), "shared with the newest checkpoint", res)
+    res = c.run("save", "--step", 1, "--from", src, "--dedup", code=4, what="step 1 again")
+    check("already" in res.err, "other files for a committed step: exit 4", res)
+    res = c.run("save", "--step", 4, "--from", c.tmp / "nothing", "--dedup", code=3)
+    # policy.json keeps --dedup: the next save shares without being told.
+    (src / "model.bin").write_bytes(os.urandom(1 << 20))
+    doc = c.run("save", "--step", 3, "--from", src, "--json", code=0).json()
+    expect_eq((doc["shared"]["file_count"], doc["shared"]["with"]["name"]), (2, name(2)),
+              "policy.json's dedup shares with step 2", doc)
+    c.verify_ok()
+    out = c.tmp / "out"
+    c.run("load", "3", "--to", out, code=0)
+    expect_eq(tree(out), tree(src), "step 3 loads as the sources")
+    # A shared object damaged in the store (the same size): the copy is the store's, so
+    # step 4 holds the damage too, and verify reports it in both checkpoints.
+    c.tool_run("put-text", c.bucket, c.key(3, "tok.json"), "x" * len(b'{"vocab": 32000}\n'))
+    (src / "model.bin").write_bytes(os.urandom(1 << 20))
+    doc = c.run("save", "--step", 4, "--from", src, "--move", "--json", code=0).json()
+    expect_eq(doc["shared"]["file_count"], 2, "shared again", doc)
+    check(src.is_dir() and not any(src.iterdir()), "--move removed every source after the commit")
+    res = c.run("verify", "--json", code=1, what="verify after the damage")
+    bad = sorted((ck["name"], p["path"], p["kind"]) for ck in res.json()["checkpoints"]
+                 for p in ck["problems"])
+    expect_eq(bad, [(name(3), "tok.json", "digest_mismatch"), (name(4), "tok.json", "digest_mismatch")],
+              "the damaged object, in both checkpoints", res)
 
 
 def changes(c, root):

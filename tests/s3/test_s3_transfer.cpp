@@ -194,3 +194,46 @@ TEST_CASE("a create-only upload never replaces another writer's object, and know
   REQUIRE(there);
   CHECK(there->body == data);
 }
+
+TEST_CASE("a copy inside the store: one CopyObject, the same bytes, refused above the limit") {
+  Client c(store_config(), fresh_bucket("copy"));
+  TempDir dir;
+  PosixFileSystem fs;
+  Tuning tuning;
+  tuning.part_size = 5 * k_mib;
+  tuning.parallel = 3;
+  for (std::size_t size : {std::size_t{0}, 1000 * std::size_t{1}, 17 * k_mib + 5}) {
+    CAPTURE(size);
+    std::string path = dir.sub("c" + std::to_string(size));
+    std::string data = write_random(path, size, static_cast<unsigned>(size + 3));
+    const std::string from = "src/" + std::to_string(size);
+    const std::string to = "dst/" + std::to_string(size);
+    upload_file(c, fs, path, from, tuning);  // 17 MiB: a multipart object
+    std::atomic<std::uint64_t> reported{0};
+    std::string etag = copy_within(c, from, to, size, tuning, [&](std::uint64_t n) { reported += n; });
+    CHECK(reported == size);
+    auto info = c.head(to);
+    REQUIRE(info);
+    CHECK(info->size == size);
+    CHECK(info->etag == etag);
+    Moved back = download(c, to, size, tuning);
+    CHECK(back.sha256 == sha256_hex(data));
+  }
+  // A source that is not there: not_found (the caller uploads instead).
+  try {
+    copy_within(c, "src/none", "dst/none", 10, tuning);
+    FAIL("copied a missing object");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::not_found);
+  }
+  CHECK_FALSE(c.head("dst/none"));
+  // Above what one copy takes: refused before any request.
+  tuning.max_single_copy = 1000;
+  try {
+    copy_within(c, "src/1000", "dst/big", 1001, tuning);
+    FAIL("copied above the limit");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::unsupported);
+  }
+  CHECK_FALSE(c.head("dst/big"));
+}

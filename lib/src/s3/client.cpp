@@ -612,6 +612,38 @@ std::string Client::complete_upload(const std::string& key, const std::string& u
   return etag;
 }
 
+namespace {
+
+// The ETag of a copy's result document, unquoted ("" when it has none).
+std::string copied_etag(const std::string& body) {
+  std::string etag = xml_text(body, "ETag").value_or("");
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+    etag = etag.substr(1, etag.size() - 2);
+  }
+  return etag;
+}
+
+}  // namespace
+
+std::string Client::copy_object(const std::string& from_key, const std::string& to_key) {
+  Request req;
+  req.method = "PUT";
+  req.key = to_key;
+  req.headers.push_back("x-amz-copy-source: /" + uri_encode(m_bucket, false) + "/" +
+                        uri_encode(from_key, true));
+  Response r = perform(req);
+  // A copy answers 200 before it is done, and reports a failure in the body.
+  if (!r.ok() || !xml_elements(r.body, "Error").empty()) {
+    if (r.ok()) r.status = 500;
+    throw error(r, "CopyObject " + where_key(from_key) + " to " + where_key(to_key));
+  }
+  std::string etag = copied_etag(r.body);
+  if (etag.empty()) {
+    if (auto info = head(to_key)) etag = info->etag;
+  }
+  return etag;
+}
+
 void Client::abort_upload(const std::string& key, const std::string& upload_id) {
   Request req;
   req.method = "DELETE";

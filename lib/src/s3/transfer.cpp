@@ -266,6 +266,18 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
   return out;
 }
 
+std::string copy_within(Client& client, const std::string& from_key, const std::string& to_key,
+                        std::uint64_t size, const Tuning& tuning, const ProgressFn& progress) {
+  if (size > tuning.max_single_copy) {
+    throw Error(ErrorKind::unsupported,
+                fmt::format("{} is {} bytes: more than one copy inside the store takes ({})",
+                            from_key, size, tuning.max_single_copy));
+  }
+  std::string etag = client.copy_object(from_key, to_key);
+  if (progress) progress(size);
+  return etag;
+}
+
 Moved download(Client& client, const std::string& key, std::uint64_t size, const Tuning& tuning,
                const std::function<void(const char*, std::size_t)>& sink, const ProgressFn& progress) {
   check_tuning(tuning);

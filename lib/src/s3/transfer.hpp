@@ -29,6 +29,9 @@ struct Tuning {
   // (the argument) inside the caller's exclusion, such as a lease that every
   // remover of the key holds too.
   std::function<void(const std::function<void()>&)> completing;
+  // Server-side copies (copy_within): the biggest object one copies (the
+  // API's limit for one CopyObject).
+  std::uint64_t max_single_copy = std::uint64_t{5} << 30;
 };
 
 // The ETag a store gives an object completed from parts whose ETags (MD5s,
@@ -51,6 +54,14 @@ struct Moved {
 // Note: a multipart object's ETag is not an MD5 of the content.
 Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const std::string& key,
                   const Tuning& tuning = {}, const ProgressFn& progress = {});
+
+// Copies from_key (of size bytes) to to_key inside the store, no byte going
+// through this host: one CopyObject. The new object's ETag; progress gets
+// the size once copied. Error(unsupported) above tuning.max_single_copy.
+// The bytes are not hashed: the caller trusts what it knows of from_key.
+std::string copy_within(Client& client, const std::string& from_key, const std::string& to_key,
+                        std::uint64_t size, const Tuning& tuning = {},
+                        const ProgressFn& progress = {});
 
 // Downloads [0, size) of key with ranged GETs, up to tuning.parallel parts in
 // flight, and hands the bytes to sink in order (write them to a file, or drop

@@ -216,6 +216,12 @@ s3::Moved ObjectStore::upload(const Context& ctx, const std::string& path,
   return s3::upload_file(m_client, ctx.file_system(), path, key(name), t, progress);
 }
 
+std::string ObjectStore::copy_within(const Context& ctx, const std::string& from_name,
+                                     const std::string& to_name, std::uint64_t size,
+                                     const ProgressFn& progress) {
+  return s3::copy_within(m_client, key(from_name), key(to_name), size, tuning(ctx), progress);
+}
+
 void ObjectStore::require_conditional_put() {
   // One object kept for the purpose: once it exists, a store that honours
   // If-None-Match refuses to create it again. The first save into a root

@@ -80,6 +80,11 @@ class ObjectStore final : public Store {
   s3::Moved upload(const Context& ctx, const std::string& path, const std::string& name,
                    const ProgressFn& progress,
                    const std::function<void(const std::function<void()>&)>& completing = {});
+  // Copies the object from_name (size bytes) to to_name inside the store
+  // (s3::copy_within); the new object's ETag.
+  std::string copy_within(const Context& ctx, const std::string& from_name,
+                          const std::string& to_name, std::uint64_t size,
+                          const ProgressFn& progress);
   // Refuses (unsupported, exit 7) a store that ignores If-None-Match: a
   // create-only PUT there could commit one step twice.
   void require_conditional_put();

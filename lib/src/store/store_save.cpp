@@ -87,18 +87,6 @@ Error force_unsupported(const SaveOptions& opts) {
                            opts.step));
 }
 
-// What a directory root does that an object-store root does not yet:
-// refused before anything is uploaded.
-void refuse_unsupported(const SaveOptions& opts, const std::string& where) {
-  auto refuse = [&](const std::string& what) {
-    throw Error(ErrorKind::unsupported,
-                fmt::format("{} on an object-store root ({}) is not supported yet; nothing was "
-                            "saved",
-                            what, where));
-  };
-  if (opts.policy.dedup.value_or(false)) refuse("--dedup");
-}
-
 // What a save reports of the checkpoint it committed, or found committed
 // (under name, whatever width of the step's name it has).
 SaveReport report_of(ObjectStore& store, const std::string& name, const CheckpointMeta& meta) {
@@ -350,6 +338,51 @@ std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& com
   return out;
 }
 
+// --dedup: the sources the newest committed checkpoint holds with the same
+// stored path, size and SHA-256 (dest to digest), up to the size one
+// CopyObject copies (5 GiB), and that checkpoint's name in newest. None
+// when the root has no readable checkpoint yet.
+std::map<std::string, std::string> unchanged_in_newest(const Context& ctx, ObjectStore& store,
+                                                       const Plan& plan, std::string& newest) {
+  Context quiet = ctx;
+  quiet.warn = nullptr;
+  CheckpointMeta meta;
+  try {
+    newest = resolve_ref_name(quiet, store, "latest");
+    meta = read_meta(store, newest);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::interrupted) throw;
+    return {};  // nothing committed yet, or nothing readable: every file is uploaded
+  }
+  // Only what one copy inside the store takes is worth reading here; a
+  // bigger file is uploaded whatever it holds.
+  Plan small = plan;
+  std::erase_if(small.files, [](const saving::PlannedFile& f) {
+    return f.size > s3::Tuning{}.max_single_copy;
+  });
+  return saving::unchanged_sources(ctx, small, meta);
+}
+
+// Copies f from the newest checkpoint inside the store when it is unchanged
+// there; false (and the file is uploaded) when it is not, or when that
+// object is gone meanwhile (a prune).
+bool copy_unchanged(const Context& ctx, ObjectStore& store,
+                    const std::map<std::string, std::string>& unchanged,
+                    const std::string& newest, const saving::PlannedFile& f,
+                    const std::string& object, const ProgressFn& progress, s3::Moved& out) {
+  auto it = unchanged.find(f.dest);
+  if (it == unchanged.end()) return false;
+  try {
+    out.etag = store.copy_within(ctx, newest + "/" + f.dest, object, f.size, progress);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::not_found) throw;
+    return false;
+  }
+  out.size = f.size;
+  out.sha256 = it->second;
+  return true;
+}
+
 }  // namespace
 
 SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
@@ -365,7 +398,6 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   auto best = saving::read_best_tolerant(ctx, store);
   saving::check_best_conflict(opts, best);
   saving::check_keep_best_key(opts, policy, best);
-  refuse_unsupported(opts, store.location());
   if (opts.transfer == Transfer::link) {
     ctx.warning(fmt::format("cannot hard-link into an object store ({}); copying instead",
                             store.location()));
@@ -408,6 +440,15 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
   meta.files.resize(plan.files.size());
   std::vector<std::string> sha256s(plan.files.size());
+  // --dedup (given, or recorded in policy.json): a source the newest
+  // checkpoint holds as it is is copied there by the store, not uploaded.
+  std::string shared_with;
+  std::map<std::string, std::string> unchanged =
+      saving::merged_policy(policy, opts.policy).dedup.value_or(false) && checksum == "sha256"
+          ? unchanged_in_newest(ctx, store, plan, shared_with)
+          : std::map<std::string, std::string>();
+  std::atomic<std::size_t> shared_files{0};
+  std::atomic<std::uint64_t> shared_bytes{0};
 
   try {
     store.clear_uncommitted(name);
@@ -434,7 +475,12 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       }
       s3::Moved m;
       try {
-        m = store.upload(ctx, f.source, object, progress.fn());
+        if (copy_unchanged(ctx, store, unchanged, shared_with, f, object, progress.fn(), m)) {
+          ++shared_files;
+          shared_bytes += m.size;
+        } else {
+          m = store.upload(ctx, f.source, object, progress.fn());
+        }
       } catch (const Error& e) {
         if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
         throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
@@ -462,6 +508,9 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     }
 
     SaveReport report = commit_to_store(ctx, opts, store, meta, *step_lease, state);
+    report.shared_files = shared_files;
+    report.shared_bytes = shared_bytes;
+    if (report.shared_files > 0) report.shared_with = shared_with;
     saving::finish_move_all(ctx, opts, plan);
     return report;
   } catch (...) {

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The S3 server of the object-store tests: a single-node Ceph with radosgw only (no CephFS,
 # no mounts), started by tests/cluster/ceph-up.sh on ports of its own, so that a developer's
-# cluster on the defaults is no obstacle.
+# cluster on the defaults is no obstacle, and neither is another suite's store (the next free
+# ports are taken).
 #
 #   store.sh start STATE_FILE   start it (in a new directory under /tmp: the daemons' admin
 #                               sockets need a short path); STATE_FILE records that directory,
@@ -14,11 +15,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 up=$here/../cluster/ceph-up.sh
 cmd=${1:-}
 state=${2:-}
-[ -n "$cmd" ] && [ -n "$state" ] || { sed -n '3,13p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$state" ] || { sed -n '3,12p' "$0"; exit 2; }
 
 export CEPH_WITH_CEPHFS=0 CEPH_FUSE_MOUNTS=0 CEPH_WITH_RGW=1 CEPH_OSD_SIZE=${CEPH_OSD_SIZE:-8G}
-export CEPH_MON_PORT=${CKPT_S3_MON_PORT:-47400} CEPH_RGW_PORT=${CKPT_S3_PORT:-47480}
 export CEPH_PORT_MIN=${CKPT_S3_PORT_MIN:-47600} CEPH_PORT_MAX=${CKPT_S3_PORT_MAX:-47799}
+# The monitor's two ports and radosgw's: those given, else the first free set of ten (another
+# suite's store, a developer's, may hold the first).
+port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
+if [ -n "${CKPT_S3_MON_PORT:-}${CKPT_S3_PORT:-}" ] || [ "$cmd" != start ]; then
+  export CEPH_MON_PORT=${CKPT_S3_MON_PORT:-47400} CEPH_RGW_PORT=${CKPT_S3_PORT:-47480}
+else
+  for k in 0 1 2 3 4 5 6 7 8 9; do
+    export CEPH_MON_PORT=$((47400 + 4 * k)) CEPH_RGW_PORT=$((47480 + k))
+    if port_free "$CEPH_MON_PORT" && port_free $((CEPH_MON_PORT + 1)) && port_free "$CEPH_RGW_PORT"; then
+      break
+    fi
+  done
+fi
 
 case $cmd in
   start)

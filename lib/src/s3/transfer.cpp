@@ -81,8 +81,7 @@ class Workers {
   std::vector<std::thread> m_threads;
 };
 
-// The key of a create-only upload was stored by another writer (one that
-// took the step over from a writer stalled past its lease).
+// The value of one hex digit, -1 when it is none.
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -90,6 +89,8 @@ int hex_value(char c) {
   return -1;
 }
 
+// The key of a create-only upload was stored by another writer (one that
+// took the step over from a writer stalled past its lease).
 Error stored_meanwhile(const Client& client, const std::string& key) {
   return Error(ErrorKind::conflict,
                fmt::format("s3://{}/{} was stored by another writer meanwhile", client.bucket(), key));

@@ -60,6 +60,8 @@ std::optional<Policy> read_policy(Store& store);
 // parse or records another step.
 CheckpointMeta read_meta(const Context& ctx, const std::string& dir);
 CheckpointMeta read_meta(Store& store, const std::string& name);
+// A manifest's text as the checkpoint name (its step checked against the name).
+CheckpointMeta parse_meta_of(const std::string& name, const std::string& text);
 
 // The checkpoint a ref (SPEC §1) names, without reading its metadata: its
 // name in the store, or its directory in a directory root.

@@ -764,7 +764,7 @@ TEST_CASE("object-store sharded save: a rerun of a shard committed without check
   CHECK(refused.error().reason() == std::string(k_reason_step_exists));
 }
 
-TEST_CASE("object-store prune: a pending step expired while a new group starts it again keeps the new group's shard") {
+TEST_CASE("object-store prune: a new group that starts a pending step again while prune expires it waits for prune, and its shard is kept") {
   TempDir tmp;
   export_store_env("3");
   std::string bucket = fresh_bucket("expirerace");
@@ -789,22 +789,26 @@ TEST_CASE("object-store prune: a pending step expired while a new group starts i
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   // Prune has removed job:0's set.json, listed the step again and found it
   // idle; just before it deletes what it listed, job:1's shard 0 starts the
-  // step again (a new set.json) and records itself.
+  // step again: it waits for the step's lease to make its set.json, and
+  // records itself once prune is done.
   HookGuard guard;
   std::atomic<bool> fired{false};
   std::optional<Result<SaveReport>> started;
+  std::thread relaunch;
   s3::Client::set_fault_hook_for_new_clients(
       [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
         bool batch_delete = req.method == "POST" && !req.query.empty() &&
                             req.query[0].first == "delete";
         if (!batch_delete || fired.exchange(true)) return std::nullopt;
-        started = save(Context{}, relaunched(0));
+        relaunch = std::thread([&] { started = save(Context{}, relaunched(0)); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // at the lease by now
         return std::nullopt;
       });
   PruneOptions p;
   p.root = root;
   p.pending_expiry = "2s";
   auto pr = prune(Context{}, p);
+  if (relaunch.joinable()) relaunch.join();
   s3::Client::set_fault_hook_for_new_clients({});
   REQUIRE_MESSAGE(pr, (pr ? "" : pr.error().what()));
   REQUIRE(started.has_value());
@@ -828,4 +832,64 @@ TEST_CASE("object-store prune: a pending step expired while a new group starts i
   REQUIRE(l->checkpoints.size() == 1);
   CHECK(l->checkpoints[0].meta.files.size() == 3);
   check_sound(root);
+}
+
+TEST_CASE("object-store sharded save: records left without their set.json (a prune stopped midway) count when the group goes on") {
+  TempDir tmp;
+  export_store_env("3");
+  std::string bucket = fresh_bucket("orphanset");
+  std::string root = "s3://" + bucket + "/run";
+  for (std::uint64_t i : {0, 1}) {
+    auto r = save(Context{}, shard_step(tmp, root, i));
+    REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  }
+  s3::Client plain(store_config(), bucket);
+  plain.remove("run/.ckpt/pending/step-000000002/set.json");
+  auto r = save(Context{}, shard_step(tmp, root, 2));
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
+  CHECK(r->committed);
+  auto l = list_checkpoints(Context{}, root);
+  REQUIRE(l);
+  REQUIRE(l->checkpoints.size() == 1);
+  CHECK(l->checkpoints[0].meta.files.size() == 6);
+  check_sound(root);
+}
+
+TEST_CASE("object-store save --dedup: the checkpoint copied from, replaced while the save copies, fails the save and leaves nothing") {
+  TempDir tmp;
+  export_store_env("3");
+  std::string bucket = fresh_bucket("deduppin");
+  std::string root = "s3://" + bucket + "/run";
+  SaveOptions first = save_step(tmp, root, 1, 1.0);
+  first.policy.dedup = true;
+  REQUIRE(save(Context{}, first));
+  // Step 2 shares model.bin's bytes with step 1 (written again as step 1's).
+  SaveOptions second = save_step(tmp, root, 2, 0.5);
+  write_text(tmp.sub("model.bin"), bytes(std::size_t{1} << 20, 1u));
+  s3::Client plain(store_config(), bucket);
+  auto manifest = plain.get("run/step-000000001/_checkpoint.json");
+  REQUIRE(manifest);
+  HookGuard guard;
+  std::atomic<bool> fired{false};
+  std::atomic<bool> replaced{false};
+  s3::Client::set_fault_hook_for_new_clients(
+      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+        bool copy = std::any_of(req.headers.begin(), req.headers.end(), [](const std::string& h) {
+          return h.rfind("x-amz-copy-source:", 0) == 0;
+        });
+        if (!copy || fired.exchange(true)) return std::nullopt;
+        // Step 1 rolled away and saved again meanwhile: another manifest.
+        std::string other = manifest->body + " ";
+        s3::Client side(store_config(), bucket);
+        replaced = side.put("run/step-000000001/_checkpoint.json", other) == s3::Put::done;
+        return std::nullopt;
+      });
+  auto r = save(Context{}, second);
+  s3::Client::set_fault_hook_for_new_clients({});
+  REQUIRE(fired);
+  REQUIRE(replaced);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind() == ErrorKind::conflict);
+  CHECK(std::string(r.error().what()).find("removed or replaced meanwhile") != std::string::npos);
+  CHECK(plain.list("run/step-000000002/").objects.empty());
 }

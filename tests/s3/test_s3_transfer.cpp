@@ -236,4 +236,21 @@ TEST_CASE("a copy inside the store: one CopyObject, the same bytes, refused abov
     CHECK(e.kind() == ErrorKind::unsupported);
   }
   CHECK_FALSE(c.head("dst/big"));
+  // Create-only: a copy already there (a retried copy) is kept; another
+  // writer's object is a conflict and stays as it was (radosgw ignores
+  // If-None-Match on a copy: the HEAD before it tells).
+  tuning.max_single_copy = std::uint64_t{5} << 30;
+  tuning.create_only = true;
+  std::string first = copy_within(c, "src/1000", "dst/once", 1000, tuning);
+  CHECK(copy_within(c, "src/1000", "dst/once", 1000, tuning) == first);
+  REQUIRE(c.put("dst/other", std::string(1000, 'x')) == Put::done);
+  try {
+    copy_within(c, "src/1000", "dst/other", 1000, tuning);
+    FAIL("replaced another writer's object");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::conflict);
+  }
+  auto other = c.get("dst/other");
+  REQUIRE(other);
+  CHECK(other->body == std::string(1000, 'x'));
 }

@@ -290,7 +290,7 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, k_connect_timeout_s);
   api.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, k_stall_seconds);
+  api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, req.stall_seconds > 0 ? req.stall_seconds : k_stall_seconds);
   api.easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   api.easy_setopt(c, CURLOPT_HEADERDATA, &t);
   api.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -625,23 +625,23 @@ std::string copied_etag(const std::string& body) {
 
 }  // namespace
 
-std::string Client::copy_object(const std::string& from_key, const std::string& to_key) {
+std::optional<std::string> Client::copy_object(const std::string& from_key,
+                                               const std::string& to_key, bool create_only) {
   Request req;
   req.method = "PUT";
   req.key = to_key;
   req.headers.push_back("x-amz-copy-source: /" + uri_encode(m_bucket, false) + "/" +
                         uri_encode(from_key, true));
+  if (create_only) req.headers.push_back("If-None-Match: *");
+  req.stall_seconds = 900;  // a store may answer a 5 GiB copy only once it is done
   Response r = perform(req);
+  if (create_only && r.status == 412) return std::nullopt;
   // A copy answers 200 before it is done, and reports a failure in the body.
   if (!r.ok() || !xml_elements(r.body, "Error").empty()) {
     if (r.ok()) r.status = 500;
     throw error(r, "CopyObject " + where_key(from_key) + " to " + where_key(to_key));
   }
-  std::string etag = copied_etag(r.body);
-  if (etag.empty()) {
-    if (auto info = head(to_key)) etag = info->etag;
-  }
-  return etag;
+  return copied_etag(r.body);
 }
 
 void Client::abort_upload(const std::string& key, const std::string& upload_id) {

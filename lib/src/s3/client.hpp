@@ -48,6 +48,9 @@ struct Request {
   // Never retried: a request that must not be applied twice (a DELETE of a
   // lease that may be another holder's once the first was applied).
   bool once = false;
+  // Seconds without a byte before the transfer is given up (0: the default,
+  // 60): a copy inside the store answers only once it is done.
+  long stall_seconds = 0;
 };
 
 // A fault a test injects in place of the store's answer: status 0 is a
@@ -162,11 +165,14 @@ class Client {
                        const std::vector<std::string>& part_etags);
   void abort_upload(const std::string& key, const std::string& upload_id);
   // A server-side copy of a whole object within the bucket (no byte goes
-  // through this host; at most 5 GiB, the API's limit): the new object's
-  // ETag (unquoted). A 200 that carries an error document is the error it
-  // names. (UploadPartCopy, for bigger objects, needs x-amz-copy-source and
+  // through this host; at most 5 GiB, the API's limit), create-only
+  // (If-None-Match: *) when asked: the new object's ETag (unquoted, "" when
+  // the answer named none), nullopt when create-only found an object there.
+  // A 200 that carries an error document is the error it names.
+  // (UploadPartCopy, for bigger objects, needs x-amz-copy-source and
   // x-amz-copy-source-range signed, which libcurl 7.88 orders wrongly.)
-  std::string copy_object(const std::string& from_key, const std::string& to_key);
+  std::optional<std::string> copy_object(const std::string& from_key, const std::string& to_key,
+                                         bool create_only);
   std::vector<Upload> list_uploads(const std::string& prefix);
 
  private:

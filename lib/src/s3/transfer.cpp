@@ -274,9 +274,31 @@ std::string copy_within(Client& client, const std::string& from_key, const std::
                 fmt::format("{} is {} bytes: more than one copy inside the store takes ({})",
                             from_key, size, tuning.max_single_copy));
   }
-  std::string etag = client.copy_object(from_key, to_key);
+  // A store may ignore If-None-Match on a copy (radosgw does): what is
+  // there already is looked at first too.
+  std::optional<std::string> etag;
+  if (!tuning.create_only || !client.head(to_key)) {
+    etag = client.copy_object(from_key, to_key, tuning.create_only);
+  }
+  auto there = client.head(to_key);
+  if (!etag) {
+    // Stored before: this copy, applied but its answer lost and retried, or
+    // another writer's object.
+    auto source = client.head(from_key);
+    if (!there || !source || there->size != source->size || there->etag != source->etag) {
+      throw stored_meanwhile(client, to_key);
+    }
+    etag = there->etag;
+  }
+  if (!there || there->size != size) {
+    throw Error(ErrorKind::io,
+                fmt::format("copying s3://{}/{} to {}: the copy is {}, not {} bytes", client.bucket(),
+                            from_key, to_key, there ? std::to_string(there->size) : "missing",
+                            size));
+  }
+  if (etag->empty()) etag = there->etag;
   if (progress) progress(size);
-  return etag;
+  return *etag;
 }
 
 Moved download(Client& client, const std::string& key, std::uint64_t size, const Tuning& tuning,

@@ -56,9 +56,13 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
                   const Tuning& tuning = {}, const ProgressFn& progress = {});
 
 // Copies from_key (of size bytes) to to_key inside the store, no byte going
-// through this host: one CopyObject. The new object's ETag; progress gets
-// the size once copied. Error(unsupported) above tuning.max_single_copy.
-// The bytes are not hashed: the caller trusts what it knows of from_key.
+// through this host: one CopyObject, create-only as uploads are with
+// tuning.create_only (If-None-Match: *, and a HEAD first for a store that
+// ignores it on copies; an object already there is kept when it is
+// from_key's copy: the same size and ETag; else Error(conflict)). The new object's
+// ETag, its size checked; progress gets the size once copied.
+// Error(unsupported) above tuning.max_single_copy. The bytes are not hashed:
+// the caller trusts what it knows of from_key.
 std::string copy_within(Client& client, const std::string& from_key, const std::string& to_key,
                         std::uint64_t size, const Tuning& tuning = {},
                         const ProgressFn& progress = {});

@@ -219,7 +219,9 @@ s3::Moved ObjectStore::upload(const Context& ctx, const std::string& path,
 std::string ObjectStore::copy_within(const Context& ctx, const std::string& from_name,
                                      const std::string& to_name, std::uint64_t size,
                                      const ProgressFn& progress) {
-  return s3::copy_within(m_client, key(from_name), key(to_name), size, tuning(ctx), progress);
+  s3::Tuning t = tuning(ctx);
+  t.create_only = true;  // as uploads: the step's objects were cleared under its lease
+  return s3::copy_within(m_client, key(from_name), key(to_name), size, t, progress);
 }
 
 void ObjectStore::require_conditional_put() {

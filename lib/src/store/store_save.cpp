@@ -338,18 +338,27 @@ std::vector<FileEntry> sized_entries(const Plan& plan, const CheckpointMeta& com
   return out;
 }
 
-// --dedup: the sources the newest committed checkpoint holds with the same
-// stored path, size and SHA-256 (dest to digest), up to the size one
-// CopyObject copies (5 GiB), and that checkpoint's name in newest. None
-// when the root has no readable checkpoint yet.
-std::map<std::string, std::string> unchanged_in_newest(const Context& ctx, ObjectStore& store,
-                                                       const Plan& plan, std::string& newest) {
+// --dedup: what a save copies from the newest committed checkpoint.
+struct Shared {
+  std::string newest;    // that checkpoint's name
+  std::string manifest;  // its _checkpoint.json as the copies were chosen by
+  std::map<std::string, std::string> unchanged;  // stored path to SHA-256
+};
+
+// The sources the newest committed checkpoint holds with the same stored
+// path, size and SHA-256, up to the size one CopyObject copies (5 GiB).
+// None when the root has no readable checkpoint yet.
+Shared unchanged_in_newest(const Context& ctx, ObjectStore& store, const Plan& plan) {
   Context quiet = ctx;
   quiet.warn = nullptr;
+  Shared out;
   CheckpointMeta meta;
   try {
-    newest = resolve_ref_name(quiet, store, "latest");
-    meta = read_meta(store, newest);
+    out.newest = resolve_ref_name(quiet, store, "latest");
+    auto text = store.read(out.newest + "/" + k_meta_file, k_max_meta_bytes);
+    if (!text) return {};
+    out.manifest = *text;
+    meta = parse_meta_of(out.newest, out.manifest);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::interrupted) throw;
     return {};  // nothing committed yet, or nothing readable: every file is uploaded
@@ -360,20 +369,32 @@ std::map<std::string, std::string> unchanged_in_newest(const Context& ctx, Objec
   std::erase_if(small.files, [](const saving::PlannedFile& f) {
     return f.size > s3::Tuning{}.max_single_copy;
   });
-  return saving::unchanged_sources(ctx, small, meta);
+  out.unchanged = saving::unchanged_sources(ctx, small, meta);
+  return out;
+}
+
+// The copies were made from the checkpoint their manifest describes: it is
+// still there byte for byte (a checkpoint removed, even saved again under
+// its name, has another commit_seq), so no object was copied from another.
+void check_shared_source(ObjectStore& store, const Shared& shared) {
+  auto now = store.read(shared.newest + "/" + k_meta_file, k_max_meta_bytes);
+  if (now && *now == shared.manifest) return;
+  throw Error(ErrorKind::conflict,
+              fmt::format("{}, whose unchanged files this save copied (--dedup), was removed or "
+                          "replaced meanwhile; nothing was saved: save again",
+                          shared.newest));
 }
 
 // Copies f from the newest checkpoint inside the store when it is unchanged
 // there; false (and the file is uploaded) when it is not, or when that
 // object is gone meanwhile (a prune).
-bool copy_unchanged(const Context& ctx, ObjectStore& store,
-                    const std::map<std::string, std::string>& unchanged,
-                    const std::string& newest, const saving::PlannedFile& f,
-                    const std::string& object, const ProgressFn& progress, s3::Moved& out) {
-  auto it = unchanged.find(f.dest);
-  if (it == unchanged.end()) return false;
+bool copy_unchanged(const Context& ctx, ObjectStore& store, const Shared& shared,
+                    const saving::PlannedFile& f, const std::string& object,
+                    const ProgressFn& progress, s3::Moved& out) {
+  auto it = shared.unchanged.find(f.dest);
+  if (it == shared.unchanged.end()) return false;
   try {
-    out.etag = store.copy_within(ctx, newest + "/" + f.dest, object, f.size, progress);
+    out.etag = store.copy_within(ctx, shared.newest + "/" + f.dest, object, f.size, progress);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::not_found) throw;
     return false;
@@ -442,11 +463,10 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   std::vector<std::string> sha256s(plan.files.size());
   // --dedup (given, or recorded in policy.json): a source the newest
   // checkpoint holds as it is is copied there by the store, not uploaded.
-  std::string shared_with;
-  std::map<std::string, std::string> unchanged =
-      saving::merged_policy(policy, opts.policy).dedup.value_or(false) && checksum == "sha256"
-          ? unchanged_in_newest(ctx, store, plan, shared_with)
-          : std::map<std::string, std::string>();
+  Shared shared;
+  if (saving::merged_policy(policy, opts.policy).dedup.value_or(false) && checksum == "sha256") {
+    shared = unchanged_in_newest(ctx, store, plan);
+  }
   std::atomic<std::size_t> shared_files{0};
   std::atomic<std::uint64_t> shared_bytes{0};
 
@@ -475,7 +495,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       }
       s3::Moved m;
       try {
-        if (copy_unchanged(ctx, store, unchanged, shared_with, f, object, progress.fn(), m)) {
+        if (copy_unchanged(ctx, store, shared, f, object, progress.fn(), m)) {
           ++shared_files;
           shared_bytes += m.size;
         } else {
@@ -493,6 +513,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
       sha256s[order[k]] = m.sha256;
       meta.files[order[k]] = std::move(e);
     });
+    if (shared_files > 0) check_shared_source(store, shared);
     for (const auto& e : meta.files) meta.total_size += e.size;
     {
       // The digests were computed whatever checksum says: a copy checks them.
@@ -510,7 +531,7 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     SaveReport report = commit_to_store(ctx, opts, store, meta, *step_lease, state);
     report.shared_files = shared_files;
     report.shared_bytes = shared_bytes;
-    if (report.shared_files > 0) report.shared_with = shared_with;
+    if (report.shared_files > 0) report.shared_with = shared.newest;
     saving::finish_move_all(ctx, opts, plan);
     return report;
   } catch (...) {

@@ -125,7 +125,8 @@ StoredSet read_set(ObjectStore& store, std::uint64_t step) {
     ShardSet s = parse_shard_set(v->text);
     if (s.step == step) out.set = std::move(s);
   } catch (const Error& e) {
-    if (e.kind() != ErrorKind::integrity) throw;  // not a set: replaced by the next writer
+    // Not a set (or of a newer format): replaced by the next writer.
+    if (e.kind() != ErrorKind::integrity && e.kind() != ErrorKind::unsupported) throw;
   }
   return out;
 }
@@ -173,9 +174,10 @@ StoreState read_records(const Context& ctx, ObjectStore& store, const ShardSet& 
         read[k] = std::move(r);
       }
     } catch (const Error& e) {
-      // Only a record that is not one (too large, not a record) is passed
-      // over; a store that cannot be read, or a stop, ends the command.
-      if (e.kind() != ErrorKind::integrity) throw;
+      // Only a record that is not one (too large, not a record, a newer
+      // format) is passed over, as on a directory; a store that cannot be
+      // read, or a stop, ends the command.
+      if (e.kind() != ErrorKind::integrity && e.kind() != ErrorKind::unsupported) throw;
     }
   });
   for (std::size_t k = 0; k < found.size(); ++k) {
@@ -235,6 +237,30 @@ Error aborted_meanwhile(const ShardSpec& spec, std::uint64_t step) {
       .with_reason(k_reason_no_pending);
 }
 
+// The ID of the records of spec's group and count stored under the step
+// with no set.json naming them, the newest first; nullopt when there are
+// none.
+std::optional<std::string> orphaned_set_id(const Context& ctx, ObjectStore& store,
+                                           const ShardSpec& spec, std::uint64_t step) {
+  const std::string prefix = store.where().key(pending_name(step)) + "/";
+  std::map<std::string, std::string> newest;  // ID -> the time of its newest record
+  for (const auto& o : store.client().list(prefix).objects) {
+    std::string rel = o.key.substr(prefix.size());
+    auto slash = rel.find('/');
+    if (slash == std::string::npos || !record_index(rel.substr(slash + 1))) continue;
+    std::string& t = newest[rel.substr(0, slash)];
+    t = std::max(t, o.last_modified);
+  }
+  std::vector<std::pair<std::string, std::string>> ids;  // (time, ID)
+  for (const auto& [id, t] : newest) ids.emplace_back(t, id);
+  std::sort(ids.rbegin(), ids.rend());
+  for (const auto& [t, id] : ids) {
+    ShardSet probe{step, spec.group, spec.count, false, {}, std::string(), id};
+    if (!read_records(ctx, store, probe).records.empty()) return id;
+  }
+  return std::nullopt;
+}
+
 // The set this shard belongs to, made or taken over as needed: a new
 // set.json when there is none, a retirement of another group's set (under
 // the step's lease, with its records removed).
@@ -260,6 +286,17 @@ ShardSet join_set(const Context& ctx, ObjectStore& store, const ShardSpec& spec,
     if (!cur.present) {
       // Committed since this shard looked (and its set removed): no new set.
       if (store.has_step(name)) throw CommittedMeanwhile{};
+      // Made under the step's lease, as every other change of the set: a
+      // prune that closed the set while it looked again, or was stopped
+      // before it put the set back, is never answered by a new set that
+      // leaves the recorded shards of the old one behind.
+      auto lease = step_lease_of(ctx, store, step);
+      if (read_set(store, step).present || store.has_step(name)) continue;
+      // Records of this group with no set.json (a prune stopped between
+      // closing the set and putting it back): the set is made again with
+      // their ID, so that they count.
+      if (auto id = orphaned_set_id(ctx, store, spec, step)) set.id = *id;
+      lease->check();
       if (store.create(set_name(step), serialize_shard_set(set))) return set;
       continue;  // another shard made it first: join or retire that one
     }
@@ -688,7 +725,19 @@ SaveReport record_and_commit(const Context& ctx, const SaveOptions& opts, Object
     (in.count(i) ? report.shards->present : report.shards->missing).push_back(i);
   }
   if (!report.shards->missing.empty()) return report;
-  return commit_set(ctx, opts, store, spec, set, mine);
+  try {
+    return commit_set(ctx, opts, store, spec, set, mine);
+  } catch (const Error& e) {
+    if (e.reason() != k_reason_no_pending || opts.transfer != Transfer::move) throw;
+    // Recorded, its sources moved, and the set then aborted or expired: the
+    // shard's files went with the pending step.
+    throw Error(ErrorKind::conflict,
+                fmt::format("shard {} was recorded (its sources moved by --move), but the "
+                            "pending {} was aborted (or expired) before it was committed, and "
+                            "the shard's files with it",
+                            shard_label(spec), name))
+        .with_reason(k_reason_no_pending);
+  }
 }
 
 }  // namespace
@@ -761,31 +810,59 @@ std::vector<PendingStep> ObjectStore::expire_pending(const Context& ctx,
       // A committer stopped after its commit (or one finished since this
       // looked): every object under the step that its manifest does not
       // list goes with the pending set, or nothing would list them again.
-      remove_strays(*this, name, read_meta(*this, name), -1);
+      CheckpointMeta meta = read_meta(*this, name);
+      step_lease->check();
+      remove_strays(*this, name, meta, -1);
       remove_pending_objects(*this, step);
       continue;
     }
-    // The set as it is now, under the lease (it is replaced or removed only
-    // under it): it goes first, so that a shard that records after this sees
-    // it gone and stops. Then everything of the step is listed again;
+    // Everything of the step, idle? The set's records, its objects, its
+    // multipart uploads.
+    struct Seen {
+      std::vector<s3::ObjectInfo> records, stored;
+      std::vector<s3::Upload> uploads;
+      bool idle = false;
+    };
+    auto look = [&] {
+      Seen s;
+      s.records = m_client.list(base + name + "/").objects;
+      s.stored = m_client.list(key(name) + "/").objects;
+      s.uploads = m_client.list_uploads(key(name) + "/");
+      std::int64_t newest = newest_of(s.stored, newest_of(s.records, 0));
+      for (const auto& u : s.uploads) {
+        newest = std::max(newest, parse_rfc3339_ms(u.initiated).value_or(0));
+      }
+      s.idle = now_ms() - newest > max_idle_ms && !has_step(name);
+      return s;
+    };
+    if (!look().idle) {
+      skip.insert(step);  // a shard at work
+      continue;
+    }
+    // Idle: the set (as it is now, under the lease: it is made, replaced or
+    // removed only under it) goes first, so that a shard that records after
+    // this sees it gone and stops. Then everything is looked at again;
     // anything that moved meanwhile puts the set back.
     StoredSet cur = read_set(*this, step);
     std::optional<PendingStep> expired;
     if (cur.set) expired = pending_of(*cur.set, read_records(ctx, *this, *cur.set));
+    step_lease->check();
     if (cur.present) m_client.remove(key(set_name(step)));
-    auto records = m_client.list(base + name + "/").objects;
-    auto stored = m_client.list(key(name) + "/").objects;
-    auto uploads = m_client.list_uploads(key(name) + "/");
-    std::int64_t newest = newest_of(stored, newest_of(records, 0));
-    for (const auto& u : uploads) {
-      newest = std::max(newest, parse_rfc3339_ms(u.initiated).value_or(0));
-    }
-    if (now_ms() - newest <= max_idle_ms || has_step(name)) {
-      // A shard at work (a set made since, when there was none, is its own).
-      if (cur.present && !cur.text.empty()) create(set_name(step), cur.text);
+    Seen again = look();
+    if (!again.idle) {
+      if (cur.present && !cur.text.empty() && !create(set_name(step), cur.text)) {
+        ctx.warning(fmt::format("{}: its pending set changed while prune closed it; the set "
+                                "there now is kept",
+                                name));
+      }
       skip.insert(step);
       continue;
     }
+    auto& records = again.records;
+    auto& stored = again.stored;
+    auto& uploads = again.uploads;
+    check_lock();
+    step_lease->check();
     // Exactly what was listed, all of it idle: a set a new shard makes from
     // here on, and what it uploads, are not touched.
     std::vector<std::string> keys;

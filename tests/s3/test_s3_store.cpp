@@ -566,6 +566,21 @@ SaveOptions shard_step(const TempDir& tmp, const std::string& root, std::uint64_
   return o;
 }
 
+// A new bucket's s3:// root for one test, the store's variables exported.
+std::string fresh_root(const char* name) {
+  export_store_env("3");
+  return "s3://" + fresh_bucket(name) + "/run";
+}
+
+// The root holds one committed checkpoint, of that many files, and is sound.
+void check_one_checkpoint(const std::string& root, std::size_t files) {
+  auto l = list_checkpoints(Context{}, root);
+  REQUIRE(l);
+  REQUIRE(l->checkpoints.size() == 1);
+  CHECK(l->checkpoints[0].meta.files.size() == files);
+  check_sound(root);
+}
+
 }  // namespace
 
 TEST_CASE("object-store sharded save: a fault at any one request of the last shard loses nothing, and a rerun commits") {
@@ -684,9 +699,7 @@ TEST_CASE("object-store sharded save: a fault at any one request of the last sha
 
 TEST_CASE("object-store sharded save: a last shard whose set another rank commits first succeeds as a rerun, its moved sources not read again") {
   TempDir tmp;
-  export_store_env("3");
-  std::string bucket = fresh_bucket("shardraced");
-  std::string root = "s3://" + bucket + "/run";
+  std::string root = fresh_root("shardraced");
   for (std::uint64_t i : {0, 1}) {
     auto r = save(Context{}, shard_step(tmp, root, i));
     REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
@@ -739,9 +752,7 @@ TEST_CASE("object-store sharded save: a last shard whose set another rank commit
 
 TEST_CASE("object-store sharded save: a rerun of a shard committed without checksums is a success, other files exit 4") {
   TempDir tmp;
-  export_store_env("3");
-  std::string bucket = fresh_bucket("shardnosum");
-  std::string root = "s3://" + bucket + "/run";
+  std::string root = fresh_root("shardnosum");
   auto unsummed = [&](std::uint64_t i) {
     SaveOptions o = shard_step(tmp, root, i);
     o.policy.checksum = "none";
@@ -766,9 +777,7 @@ TEST_CASE("object-store sharded save: a rerun of a shard committed without check
 
 TEST_CASE("object-store prune: a new group that starts a pending step again while prune expires it waits for prune, and its shard is kept") {
   TempDir tmp;
-  export_store_env("3");
-  std::string bucket = fresh_bucket("expirerace");
-  std::string root = "s3://" + bucket + "/run";
+  std::string root = fresh_root("expirerace");
   {
     auto r = save(Context{}, shard_step(tmp, root, 0));  // group job:0, 1 of 3, then idle
     REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
@@ -827,32 +836,22 @@ TEST_CASE("object-store prune: a new group that starts a pending step again whil
     REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
     CHECK(r->committed == (i == 2));
   }
-  auto l = list_checkpoints(Context{}, root);
-  REQUIRE(l);
-  REQUIRE(l->checkpoints.size() == 1);
-  CHECK(l->checkpoints[0].meta.files.size() == 3);
-  check_sound(root);
+  check_one_checkpoint(root, 3);
 }
 
 TEST_CASE("object-store sharded save: records left without their set.json (a prune stopped midway) count when the group goes on") {
   TempDir tmp;
-  export_store_env("3");
-  std::string bucket = fresh_bucket("orphanset");
-  std::string root = "s3://" + bucket + "/run";
+  std::string root = fresh_root("orphanset");
   for (std::uint64_t i : {0, 1}) {
     auto r = save(Context{}, shard_step(tmp, root, i));
     REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
   }
-  s3::Client plain(store_config(), bucket);
+  s3::Client plain(store_config(), root.substr(5, root.find('/', 5) - 5));
   plain.remove("run/.ckpt/pending/step-000000002/set.json");
   auto r = save(Context{}, shard_step(tmp, root, 2));
   REQUIRE_MESSAGE(r, (r ? "" : r.error().what()));
   CHECK(r->committed);
-  auto l = list_checkpoints(Context{}, root);
-  REQUIRE(l);
-  REQUIRE(l->checkpoints.size() == 1);
-  CHECK(l->checkpoints[0].meta.files.size() == 6);
-  check_sound(root);
+  check_one_checkpoint(root, 6);
 }
 
 TEST_CASE("object-store save --dedup: the checkpoint copied from, replaced while the save copies, fails the save and leaves nothing") {

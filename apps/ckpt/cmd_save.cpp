@@ -231,8 +231,8 @@ void setup_save(CLI::App& app, Cli& cli) {
   c->add_flag("--follow-symlinks", a->follow_symlinks,
               "Store the content behind symbolic links instead of refusing them");
   c->add_flag("--dedup", a->dedup,
-              "Share files unchanged since the newest checkpoint (clone or hard link); "
-              "files become read-only (policy.json)");
+              "Share files unchanged since the newest checkpoint: cloned or hard-linked (and "
+              "read-only) in a directory, copied by the store in a bucket (policy.json)");
   c->add_flag("--no-dedup", a->no_dedup, "Write every file again (policy.json)");
   c->add_option("--shard", a->shard,
                 "Sharded save: this writer is shard I of N (0 <= I < N), or env (RANK/WORLD_SIZE, "

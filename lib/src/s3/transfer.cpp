@@ -277,10 +277,12 @@ std::string copy_within(Client& client, const std::string& from_key, const std::
   // A store may ignore If-None-Match on a copy (radosgw does): what is
   // there already is looked at first too.
   std::optional<std::string> etag;
-  if (!tuning.create_only || !client.head(to_key)) {
+  std::optional<ObjectInfo> there;
+  if (tuning.create_only) there = client.head(to_key);
+  if (!there) {
     etag = client.copy_object(from_key, to_key, tuning.create_only);
+    there = client.head(to_key);
   }
-  auto there = client.head(to_key);
   if (!etag) {
     // Stored before: this copy, applied but its answer lost and retried, or
     // another writer's object.

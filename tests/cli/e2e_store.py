@@ -484,8 +484,8 @@ def store_save_killed_midway(c):
 @scenario
 def store_save_same_step_and_refusals(c):
     """A step saved again with the same files is a success that commits nothing; other files
-    exit 4; what a store root does not support yet (--force over a committed step) exits 7; a
-    missing bucket 3; wrong credentials 6. None of them changes an object."""
+    exit 4 (and --force replaces them: store_save_force_replaces_as_directory); a missing bucket 3;
+    wrong credentials 6. None of them changes an object."""
     c.tool_run("mb", c.bucket)
     src = c.tmp / "src1"
     src.mkdir(exist_ok=True)
@@ -502,7 +502,6 @@ def store_save_same_step_and_refusals(c):
     secret = c.s3["AWS_SECRET_ACCESS_KEY"]
     refusals = [
         (["save", "--step", 1, "--from", other], 4, "already exists"),
-        (["save", "--step", 1, "--from", other, "--force"], 7, "not supported"),
         (["save", "--step", 2, "--from", c.tmp / "none"], 3, "does not exist"),
         (["save", "--step", 2, "--from", other, "--weights", "nope*"], 2, "matches no"),
     ]
@@ -524,6 +523,91 @@ def store_save_same_step_and_refusals(c):
     check(other.is_dir() and not any(other.iterdir()), "--move emptied the source directory", res)
     c.verify_ok()
 
+
+
+def force_series(c, root):
+    """save_series, then step 2 (the best) replaced with --force by other files and a worse
+    loss; the --json of that save, then of info, info best and verify."""
+    save_series(c, root)
+    f = c.tmp / "in" / "replacement.bin"
+    f.write_bytes(b"replacement\n" * 5000)
+    out = [c.run("save", "--step", 2, f, "--metric", "loss=0.9", "--force", "--json", root=root,
+                 code=0).json()]
+    for args in (["info"], ["info", "best"], ["verify"]):
+        out.append(c.run(*args, "--json", root=root, code=0).json())
+    return out
+
+
+@scenario
+def store_save_force_replaces_as_directory(c):
+    """save --force over a committed step: on the store, the --json of the save, info and
+    verify that a directory gives; `last` names the replacement, best.json (which named the
+    step) is rebuilt by its rule, the old objects are gone and nothing stays staged. A
+    replacement killed mid-upload leaves the old checkpoint whole; prune removes what it staged
+    once idle, and the job's save again replaces the step."""
+    c.tool_run("mb", c.bucket)
+    local = str(c.root)
+    want = force_series(c, c.root)
+    got = force_series(c, c.url)
+    for what, w, g in zip(("save --force", "info", "info best", "verify"), want, got):
+        expect_eq(timeless(g), timeless(swap_roots(w, local, c.url)), what)
+    expect_eq(got[1]["last"]["name"], name(2), "last names the replacement")
+    expect_eq(got[2]["name"], name(3), "best.json rebuilt: step 3 has the least loss now")
+    objs = {k[len("runs/a/"):]: n for k, n in c.objects("runs/a/").items()}
+    files = {str(p.relative_to(c.root)): p.stat().st_size for p in c.root.rglob("*")
+             if p.is_file() and not str(p.relative_to(c.root)).startswith(".ckpt")}
+    expect_eq({k: n for k, n in objs.items() if not k.startswith(".ckpt/")}, files,
+              "the objects are the directory's files: none of the replaced step's is left")
+    expect_eq([k for k in objs if k.startswith(".ckpt/replacing/") or k.startswith(".ckpt/saving/")],
+              [], "nothing staged, no step lease left")
+    out = c.tmp / "out"
+    c.run("load", "2", "--to", out, code=0)
+    expect_eq(tree(out), {"replacement.bin": sha256_file(c.tmp / "in" / "replacement.bin")},
+              "step 2 loads as the replacement")
+
+    # A replacement of step 3 killed while it uploads: step 3 stays as it was.
+    before = c.run("info", "3", "--json", code=0).json()
+    work = c.tmp / "work"
+    work.mkdir()
+    (work / "model.bin").write_bytes(os.urandom(96 << 20))  # 6 parts
+    p = c.spawn("save", "--step", 3, "--from", work, "--force")
+    staged = "runs/a/.ckpt/replacing/"
+    deadline = time.monotonic() + 120
+    while not c.uploads(staged) and p.poll() is None:
+        check(time.monotonic() < deadline, "the replacement started no multipart upload")
+        time.sleep(0.05)
+    check(p.poll() is None, "the replacement was still uploading")
+    p.kill()
+    p.wait()
+    res = c.run("info", "3", "--json", code=0)
+    expect_eq(timeless(res.json()), timeless(before), "step 3 as it was", res)
+    c.verify_ok()
+    time.sleep(1.5)
+    res = c.run("prune", "--pending-expiry", "1s", "--json", code=0)
+    expect_eq(res.json()["cleaned"], [f".ckpt/replacing/{name(3)}/"],
+              "prune removes what the killed replacement staged", res)
+    expect_eq((c.uploads(staged), list(c.objects(staged))), ([], []), "nothing staged is left")
+    # The job saves again: step 3 replaced, and the new bytes load.
+    c.run("save", "--step", 3, "--from", work, "--force", code=0)
+    res = c.run("info", "--json", code=0)
+    expect_eq(res.json()["last"]["name"], name(3), "last names the replacement", res)
+    out = c.tmp / "out3"
+    c.run("load", "3", "--to", out, code=0)
+    expect_eq(tree(out), {"model.bin": sha256_file(work / "model.bin")}, "step 3 replaced")
+    c.verify_ok()
+    expect_eq(list(c.objects(staged)), [], "nothing staged is left")
+    # Sharded: --force of a step not committed is a plain sharded save; over a committed step
+    # it is refused before anything is uploaded (exit 7), with the way round.
+    for rank in (0, 1):
+        (work / f"rank{rank}.bin").write_bytes(f"rank {rank}\n".encode())
+        c.run("save", "--step", 5, f"{work}/rank{rank}.bin", "--shard", f"{rank}/2", "--force",
+              code=0)
+    expect_eq(len(c.run("info", "5", "--json", code=0).json()["files"]), 2,
+              "step 5 committed by its two shards")
+    before = c.objects()
+    res = c.run("save", "--step", 5, f"{work}/rank0.bin", "--shard", "0/2", "--force", code=7)
+    check("ckpt rm 5" in res.err, "the refusal says how to replace the step", res)
+    expect_eq(c.objects(), before, "nothing uploaded")
 
 
 @scenario

@@ -386,6 +386,162 @@ TEST_CASE("object-store save: a step removed while it is saved again is a confli
   check_sound(root);
 }
 
+// ---- save --force over a committed step of an s3:// root -----------------
+
+namespace {
+
+// Step 2's replacement: other bytes, and a loss that makes step 3 the best.
+SaveOptions force_step(const TempDir& tmp, const std::string& root) {
+  SaveOptions o = save_step(tmp, root, 2, 0.9);
+  write_text(tmp.sub("model.bin"), bytes(std::size_t{1} << 20, 77));
+  write_text(tmp.sub("opt.pt"), "optimizer replaced");
+  o.force = true;
+  return o;
+}
+
+// Every key under PREFIX/dir, relative to PREFIX.
+std::vector<std::string> keys_under(s3::Client& c, const std::string& prefix, const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& o : c.list(prefix + "/" + dir).objects) out.push_back(o.key.substr(prefix.size() + 1));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("object-store save --force: a fault at any one request keeps the old checkpoint or leaves the replacement decided, and prune or the save again finishes it") {
+  TempDir tmp;
+  export_store_env("1");  // one try: the faulted attempt fails its request
+  std::string bucket = fresh_bucket("forcefault");
+  HookGuard guard;
+  std::atomic<std::uint64_t> attempts{0};
+  std::atomic<std::uint64_t> fault_at{0};
+  std::atomic<int> injected{0};
+  s3::Client::set_fault_hook_for_new_clients(
+      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+        if (req.cleanup) return std::nullopt;
+        std::uint64_t n = ++attempts;
+        if (n != fault_at.load()) return std::nullopt;
+        ++injected;
+        return fault_at_request(n);
+      });
+  // Steps 1 to 3 in a directory, step 2 the best; each root a plain upload of it.
+  std::string seed = tmp.sub("seed");
+  for (const auto& [step, loss] : std::map<std::uint64_t, double>{{1, 1.0}, {2, 0.5}, {3, 0.7}}) {
+    REQUIRE(save(Context{}, save_step(tmp, seed, step, loss)));
+  }
+  s3::Client plain(store_config(), bucket);
+  PosixFileSystem fs;
+  const std::string want_model = bytes(std::size_t{1} << 20, 77);
+  // The replacement as it must be once finished: step 2 with the new bytes
+  // and loss, the newest commit (latest), step 3 the best; nothing staged,
+  // no object of the old step 2 left.
+  auto check_replaced = [&](const std::string& prefix) {
+    std::string root = "s3://" + bucket + "/" + prefix;
+    auto c = resolve_ref(Context{}, root, "2");
+    REQUIRE_MESSAGE(c, (c ? "" : c.error().what()));
+    CHECK(c->meta.metric("loss") == std::optional<double>(0.9));
+    // The newest commit (a save again after a decided replacement finishes
+    // it, then replaces the step once more).
+    CHECK(c->meta.commit_seq >= 4);
+    CHECK(name_of(resolve_ref(Context{}, root, "latest")) == "step-000000002");
+    CHECK(name_of(resolve_ref(Context{}, root, "best")) == "step-000000003");
+    check_sound(root);
+    LoadOptions lo;
+    lo.root = root;
+    lo.ref = "2";
+    lo.to = tmp.sub("out-" + prefix);
+    REQUIRE(load(Context{}, lo));
+    CHECK(read_text(tmp.sub("out-" + prefix + "/model.bin")) == want_model);
+    auto step2 = keys_under(plain, prefix, "step-000000002/");
+    std::sort(step2.begin(), step2.end());
+    CHECK(step2 == std::vector<std::string>{"step-000000002/SHA256SUMS", "step-000000002/_checkpoint.json",
+                                            "step-000000002/model.bin", "step-000000002/opt.pt"});
+    CHECK(keys_under(plain, prefix, ".ckpt/replacing/").empty());
+    CHECK(plain.list_uploads(prefix + "/").empty());
+  };
+  // How many attempts a replacement makes without a fault.
+  upload_tree(plain, fs, seed, "count");
+  attempts = 0;
+  auto counted = save(Context{}, force_step(tmp, "s3://" + bucket + "/count"));
+  REQUIRE_MESSAGE(counted, (counted ? "" : counted.error().what()));
+  std::uint64_t total = attempts.load();
+  CHECK(counted->committed);
+  check_replaced("count");
+  REQUIRE(total > 20);
+  int failed = 0;
+  int decided = 0;
+  int runs = 0;
+  for (std::uint64_t n = 1; n <= total; n += k_sweep_stride) {
+    CAPTURE(n);
+    ++runs;
+    std::string prefix = "f" + std::to_string(n);
+    std::string root = "s3://" + bucket + "/" + prefix;
+    fault_at = 0;
+    upload_tree(plain, fs, seed, prefix);
+    attempts = 0;
+    fault_at = n;
+    auto r = save(Context{}, force_step(tmp, root));
+    fault_at = 0;
+    if (r) {
+      check_replaced(prefix);
+      continue;
+    }
+    ++failed;
+    std::string why = r.error().what();
+    CAPTURE(why);
+    CHECK((r.error().kind() == ErrorKind::io || r.error().kind() == ErrorKind::conflict ||
+           r.error().kind() == ErrorKind::locked));
+    // Steps 1 and 3 whole; step 2 the old checkpoint, the new one, or absent
+    // while the journal says what it becomes.
+    bool journal = plain.head(prefix + "/.ckpt/replacing/step-000000002.json").has_value();
+    auto l = list_checkpoints(Context{}, root);
+    REQUIRE_MESSAGE(l, (l ? "" : l.error().what()));
+    CHECK(l->invalid.empty());
+    std::map<std::string, std::uint64_t> seqs;
+    for (const auto& c : l->checkpoints) seqs[c.name] = c.meta.commit_seq;
+    CHECK(seqs.count("step-000000001"));
+    CHECK(seqs.count("step-000000003"));
+    if (!seqs.count("step-000000002")) CHECK(journal);
+    VerifyOptions v;
+    v.root = root;
+    auto vr = verify(Context{}, v);
+    REQUIRE_MESSAGE(vr, (vr ? "" : vr.error().what()));
+    for (const auto& c : vr->checkpoints) {
+      CAPTURE(c.name);
+      CHECK(c.problems.empty());
+    }
+    if (journal) {
+      ++decided;
+    } else if (seqs["step-000000002"] == 2) {
+      // Not decided: the old step 2 as it was.
+      CHECK(resolve_ref(Context{}, root, "2")->meta.metric("loss") == std::optional<double>(0.5));
+    } else {
+      // Carried out, then the markers or retention failed: the replacement whole.
+      CHECK(seqs["step-000000002"] == 4);
+      CHECK(resolve_ref(Context{}, root, "2")->meta.metric("loss") == std::optional<double>(0.9));
+    }
+    if (n % 2 == 0 && journal) {
+      // prune (from cron) finishes the replacement, whatever it keeps.
+      PruneOptions po;
+      po.root = root;
+      po.rules.keep_last = 10;
+      auto pr = prune(Context{}, po);
+      REQUIRE_MESSAGE(pr, (pr ? "" : pr.error().what()));
+      check_replaced(prefix);
+      continue;
+    }
+    // The job saves the step again: the replacement is made (or finished).
+    auto again = save(Context{}, force_step(tmp, root));
+    REQUIRE_MESSAGE(again, (again ? "" : again.error().what()));
+    check_replaced(prefix);
+  }
+  MESSAGE("requests of a replacement: " << total << ", faulted: " << runs << ", failed: " << failed
+                                         << ", of them decided: " << decided);
+  CHECK(injected == runs);
+  CHECK(failed > runs / 2);
+  CHECK(decided > 0);
+}
+
 // ---- prune of an s3:// root -----------------------------------------------
 
 TEST_CASE("object-store prune: a fault at any one request loses no kept checkpoint, and prune again finishes") {

@@ -318,7 +318,9 @@ std::unique_ptr<RootLock> ObjectStore::lock_root(const Context& ctx) {
   // The lease is taken with a create-only PUT: worthless where the store
   // ignores the condition.
   require_conditional_put();
-  return std::make_unique<StoreLease>(*this, lease(ctx, lock_name()));
+  auto held = std::make_unique<StoreLease>(*this, lease(ctx, lock_name()));
+  recover(ctx);
+  return held;
 }
 
 void ObjectStore::check_lock() const {
@@ -359,6 +361,7 @@ Cleaned ObjectStore::clean(const Context& ctx, std::int64_t max_idle_seconds, bo
   Cleaned out;
   std::set<std::uint64_t> skip;  // pending steps: their objects are the shards'
   out.expired = expire_pending(ctx, max_idle_seconds, dry_run, skip);
+  clean_staged(max_idle_seconds, dry_run, out);
   const std::int64_t now = now_ms();
   auto idle = [&](const std::string& when) {
     auto t = parse_rfc3339_ms(when);

@@ -103,6 +103,15 @@ class ObjectStore final : public Store {
   // Error(conflict), touching nothing, when the step is committed.
   void clear_uncommitted(const std::string& name);
 
+  // Finishes every replacement (save --force) that was interrupted after it
+  // was decided and whose step's lease is free (store/store_replace.cpp);
+  // the checkpoints finished. lock_root does, so that every command that
+  // changes the root sees it whole first. Under lock_root.
+  std::vector<std::string> recover(const Context& ctx);
+  // The root lease lock_root took, while it is held: checked before each
+  // change (nothing when it is not held).
+  void check_lock() const;
+
   s3::Client& client() { return m_client; }
   const s3::Location& where() const { return m_where; }
 
@@ -122,9 +131,11 @@ class ObjectStore final : public Store {
   std::vector<PendingStep> expire_pending(const Context& ctx, std::int64_t max_idle_seconds,
                                           bool dry_run, std::set<std::uint64_t>& skip);
 
-  // The root lease lock_root took, while it is held: checked before each
-  // change.
-  void check_lock() const;
+  // Under clean(): removes (dry_run: lists) the files a save --force staged
+  // and left without a journal (killed before it decided), idle for longer
+  // than max_idle_seconds and with their step's lease free.
+  void clean_staged(std::int64_t max_idle_seconds, bool dry_run, Cleaned& out);
+
   friend class StoreLease;
 
   s3::Location m_where;

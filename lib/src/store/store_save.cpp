@@ -38,7 +38,8 @@ std::optional<std::uint64_t> seq_of(ObjectStore& store, const std::string& name)
   }
 }
 
-// `last` to name, never to an older commit than the checkpoint it names.
+}  // namespace
+
 void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
   store.update(k_last_file, [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
     if (cur) {
@@ -57,6 +58,8 @@ void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq) {
   });
 }
 
+namespace {
+
 void set_counter(ObjectStore& store, std::uint64_t seq) {
   store.update(commit_counter_name(), [&](const std::optional<std::string>& cur) -> std::optional<std::string> {
     if (cur) {
@@ -66,24 +69,17 @@ void set_counter(ObjectStore& store, std::uint64_t seq) {
   });
 }
 
-// The step is committed with other files. (No --force hint: replacing a
-// committed step is not supported on an object-store root yet.)
+// The step is committed with other files.
 Error step_exists(const SaveOptions& opts, const std::string& name, const std::string& why) {
   return Error(ErrorKind::conflict,
-               fmt::format("step {} already exists ({}) with other content ({})", opts.step, name,
-                           why));
+               fmt::format("step {} already exists ({}) with other content ({}); use --force to "
+                           "replace it",
+                           opts.step, name, why));
 }
 
 Error removed_meanwhile(const SaveOptions& opts) {
   return Error(ErrorKind::conflict,
                fmt::format("step {} was removed while it was being saved again; retry",
-                           opts.step));
-}
-
-Error force_unsupported(const SaveOptions& opts) {
-  return Error(ErrorKind::unsupported,
-               fmt::format("replacing committed step {} (--force) on an object-store root is not "
-                           "supported yet; nothing was saved",
                            opts.step));
 }
 
@@ -404,6 +400,172 @@ bool copy_unchanged(const Context& ctx, ObjectStore& store, const Shared& shared
   return true;
 }
 
+// What a save stored of its plan: the entries in plan order (a digest only
+// with checksum sha256), every file's SHA-256 whatever checksum says, and
+// what --dedup copied.
+struct Stored {
+  std::vector<FileEntry> files;
+  std::vector<std::string> sha256s;
+  std::uint64_t total_size = 0;
+  std::size_t shared_files = 0;
+  std::uint64_t shared_bytes = 0;
+};
+
+// Stores the plan's files under the name `under` (the step, or a replacement's
+// staging), biggest first, on up to four workers, each hashed as it
+// streams; a file --dedup finds unchanged is copied inside the store. The
+// keys are added to written as they start, for the clean-up of a failure.
+Stored store_files(const Context& ctx, ObjectStore& store, const Plan& plan,
+                   const std::string& under, const std::string& checksum, const Shared& shared,
+                   s3::Lease& step_lease, std::vector<std::string>& written) {
+  Stored out;
+  out.files.resize(plan.files.size());
+  out.sha256s.resize(plan.files.size());
+  std::uint64_t total = 0;
+  for (const auto& f : plan.files) total += f.size;
+  UploadProgress progress(ctx, total);
+  std::atomic<std::size_t> shared_files{0};
+  std::atomic<std::uint64_t> shared_bytes{0};
+  std::mutex written_mutex;
+  auto order = biggest_first(plan.files);
+  unsigned workers = std::min(worker_count(ctx.threads), 4u);
+  for_each_parallel(order.size(), workers, [&](std::size_t k) {
+    const saving::PlannedFile& f = plan.files[order[k]];
+    step_lease.check();
+    std::string object = under + "/" + f.dest;
+    {
+      std::lock_guard<std::mutex> lock(written_mutex);
+      written.push_back(object);
+    }
+    s3::Moved m;
+    try {
+      if (copy_unchanged(ctx, store, shared, f, object, progress.fn(), m)) {
+        ++shared_files;
+        shared_bytes += m.size;
+      } else {
+        m = store.upload(ctx, f.source, object, progress.fn());
+      }
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
+      throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
+                  e.sys_errno());
+    }
+    FileEntry e;
+    e.path = f.dest;
+    e.size = m.size;
+    if (checksum == "sha256") e.sha256 = m.sha256;
+    out.sha256s[order[k]] = m.sha256;
+    out.files[order[k]] = std::move(e);
+  });
+  for (const auto& e : out.files) out.total_size += e.size;
+  out.shared_files = shared_files;
+  out.shared_bytes = shared_bytes;
+  return out;
+}
+
+// The digests were computed whatever checksum says: --expect checks them.
+void check_stored(const SaveOptions& opts, const Stored& stored) {
+  std::vector<FileEntry> hashed = stored.files;
+  for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = stored.sha256s[i];
+  saving::check_expected(opts, hashed);
+}
+
+// save --force over the committed checkpoint existing (store_replace.cpp):
+// the files are staged beside it, the replacement is journaled under the
+// root's lease, then carried out. Holding the step's lease throughout, so
+// that no prune, rm or rollback removes the step meanwhile.
+SaveReport replace_committed(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
+                             const Plan& plan, const std::vector<std::string>& weights,
+                             s3::Lease& step_lease) {
+  const std::string name = step_dir_name(opts.step);
+  // Each file is copied into place by one request, which takes at most 5 GiB.
+  const std::uint64_t limit = s3::Tuning{}.max_single_copy;
+  for (const auto& f : plan.files) {
+    if (f.size <= limit) continue;
+    throw Error(ErrorKind::unsupported,
+                fmt::format("{} is {} bytes: replacing a committed step in an object store copies "
+                            "each file into place inside the store, and one copy takes at most {} "
+                            "bytes; nothing was saved (remove step {} with `ckpt rm`, then save it)",
+                            f.source, f.size, limit, opts.step));
+  }
+  auto policy = read_policy(store);
+  const std::string checksum = saving::checksum_of(opts, policy);
+  CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
+  // What a replacement killed before its journal left is this save's to clear.
+  stage_clear(store, name);
+  std::vector<std::string> written;
+  bool keep_staged = false;  // the journal may be there: the staging is the replacement's
+  try {
+    Stored stored = store_files(ctx, store, plan, replacing_prefix(name), checksum, Shared{},
+                                step_lease, written);
+    check_stored(opts, stored);
+    meta.files = std::move(stored.files);
+    meta.total_size = stored.total_size;
+
+    auto lease = store.lock_root(ctx);
+    policy = read_policy(store);
+    auto best = saving::read_best_tolerant(ctx, store);
+    saving::check_best_conflict(opts, best);
+    saving::check_keep_best_key(opts, policy, best);
+    step_lease.check();
+    NextSeq seq = next_seq(ctx, store);
+    meta.commit_seq = seq.seq;
+    meta.created = now_rfc3339_ms();
+    lease->check();
+    set_counter(store, meta.commit_seq);
+    step_lease.check();
+    const std::string manifest = serialize_checkpoint(meta);
+    keep_staged = true;
+    if (!store.create(replacing_journal(name), manifest) &&
+        store.read(replacing_journal(name), k_max_meta_bytes) != manifest) {
+      keep_staged = false;
+      throw Error(ErrorKind::conflict,
+                  fmt::format("another replacement of step {} was decided meanwhile; nothing was "
+                              "saved",
+                              opts.step));
+    }
+    // Decided: from here on the replacement is finished, by this save or,
+    // if it stops, by the next save of the step or by prune.
+    try {
+      roll_forward(ctx, store, name, manifest, step_lease);
+    } catch (const Error& e) {
+      throw Error(e.kind(),
+                  fmt::format("the replacement of {} was decided but is not finished ({}); "
+                              "`ckpt prune` or saving step {} again finishes it",
+                              name, e.message(), opts.step),
+                  e.sys_errno());
+    }
+    SaveReport report = report_of(store, name, meta);
+    try {
+      std::optional<BestMarker> before = best;
+      markers_after_replacement(ctx, store, meta, best);
+      update_markers(ctx, opts, store, meta, policy, best, true, *lease, report);
+      if (report.best && report.best->path == name &&
+          (!before || serialize_best(*before) != serialize_best(*report.best))) {
+        report.best_updated = true;
+      }
+    } catch (const Error& e) {
+      throw Error(e.kind(),
+                  fmt::format("{} is replaced, but updating the markers failed: {}; the next save "
+                              "brings them up to date",
+                              name, e.message()),
+                  e.sys_errno());
+    }
+    step_lease.remove();
+    try {
+      report.pruned = retain(ctx, opts, store, policy);
+    } catch (const Error& e) {
+      throw Error(e.kind(), fmt::format("{} is replaced, but retention failed: {}", name, e.message()),
+                  e.sys_errno());
+    }
+    saving::finish_move_all(ctx, opts, plan);
+    return report;
+  } catch (...) {
+    if (!keep_staged && !written.empty() && step_lease.confirm()) stage_discard(store, name);
+    throw;
+  }
+}
+
 }  // namespace
 
 SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
@@ -427,11 +589,17 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
 
   // Whoever holds the step's lease is the only writer of its objects.
   auto step_lease = store.lease(ctx, ObjectStore::saving_name(opts.step));
+  // A replacement of the step that was decided, then stopped, is finished
+  // first: until then the step is absent or the checkpoint it replaces.
+  if (store.exists(replacing_journal(name))) {
+    auto lease = store.lock_root(ctx);
+    finish_replacement(ctx, store, name, *step_lease);
+  }
   if (auto existing = find_step(store, opts.step)) {
+    if (opts.force) return replace_committed(ctx, opts, store, plan, weights, *step_lease);
     // Committed, its objects are the checkpoint's: nothing of them is
     // written again, and prune takes the lease to remove them.
     step_lease->remove();
-    if (opts.force) throw force_unsupported(opts);
     CheckpointMeta committed;
     try {
       committed = read_meta(store, *existing);
@@ -459,68 +627,26 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
   refuse_if_pending(ctx, store, opts.step);
   const std::string checksum = saving::checksum_of(opts, policy);
   CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
-  meta.files.resize(plan.files.size());
-  std::vector<std::string> sha256s(plan.files.size());
   // --dedup (given, or recorded in policy.json): a source the newest
   // checkpoint holds as it is is copied there by the store, not uploaded.
   Shared shared;
   if (saving::merged_policy(policy, opts.policy).dedup.value_or(false) && checksum == "sha256") {
     shared = unchanged_in_newest(ctx, store, plan);
   }
-  std::atomic<std::size_t> shared_files{0};
-  std::atomic<std::uint64_t> shared_bytes{0};
-
   try {
     store.clear_uncommitted(name);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::conflict) throw;
     throw Error(ErrorKind::conflict, fmt::format("{}; nothing was saved", e.message()));
   }
-  std::uint64_t total = 0;
-  for (const auto& f : plan.files) total += f.size;
-  UploadProgress progress(ctx, total);
   std::vector<std::string> written;  // keys to remove when the save fails before its commit
-  std::mutex written_mutex;
   StoreCommit state;
   try {
-    auto order = biggest_first(plan.files);
-    unsigned workers = std::min(worker_count(ctx.threads), 4u);
-    for_each_parallel(order.size(), workers, [&](std::size_t k) {
-      const saving::PlannedFile& f = plan.files[order[k]];
-      step_lease->check();
-      std::string object = name + "/" + f.dest;
-      {
-        std::lock_guard<std::mutex> lock(written_mutex);
-        written.push_back(object);
-      }
-      s3::Moved m;
-      try {
-        if (copy_unchanged(ctx, store, shared, f, object, progress.fn(), m)) {
-          ++shared_files;
-          shared_bytes += m.size;
-        } else {
-          m = store.upload(ctx, f.source, object, progress.fn());
-        }
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::io || e.message().find(f.source) != std::string::npos) throw;
-        throw Error(e.kind(), fmt::format("storing {} as {}: {}", f.source, f.dest, e.message()),
-                    e.sys_errno());
-      }
-      FileEntry e;
-      e.path = f.dest;
-      e.size = m.size;
-      if (checksum == "sha256") e.sha256 = m.sha256;
-      sha256s[order[k]] = m.sha256;
-      meta.files[order[k]] = std::move(e);
-    });
-    if (shared_files > 0) check_shared_source(store, shared);
-    for (const auto& e : meta.files) meta.total_size += e.size;
-    {
-      // The digests were computed whatever checksum says: a copy checks them.
-      std::vector<FileEntry> hashed = meta.files;
-      for (std::size_t i = 0; i < hashed.size(); ++i) hashed[i].sha256 = sha256s[i];
-      saving::check_expected(opts, hashed);
-    }
+    Stored stored = store_files(ctx, store, plan, name, checksum, shared, *step_lease, written);
+    if (stored.shared_files > 0) check_shared_source(store, shared);
+    check_stored(opts, stored);
+    meta.files = std::move(stored.files);
+    meta.total_size = stored.total_size;
     if (checksum == "sha256") {
       std::string sums = name + "/" + k_sums_file;
       written.push_back(sums);
@@ -529,8 +655,8 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     }
 
     SaveReport report = commit_to_store(ctx, opts, store, meta, *step_lease, state);
-    report.shared_files = shared_files;
-    report.shared_bytes = shared_bytes;
+    report.shared_files = stored.shared_files;
+    report.shared_bytes = stored.shared_bytes;
     if (report.shared_files > 0) report.shared_with = shared.newest;
     saving::finish_move_all(ctx, opts, plan);
     return report;

@@ -60,6 +60,38 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
                              const std::string& name,
                              const std::function<void(const CheckpointMeta&)>& same);
 
+// `last` to name, never to an older commit than the checkpoint it names.
+void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq);
+
+// ---- save --force over a committed step (store/store_replace.cpp) ----
+// Where a replacement of the checkpoint name stages its files
+// (.ckpt/replacing/NAME), and its journal (.ckpt/replacing/NAME.json): the
+// new _checkpoint.json, written once every file is staged.
+std::string replacing_prefix(const std::string& name);
+std::string replacing_journal(const std::string& name);
+// Removes what is staged for name's replacement: before staging (what a
+// save killed before its journal left), and after a failure (discard:
+// errors ignored; cleanup requests sent even after an interrupt).
+void stage_clear(ObjectStore& store, const std::string& name);
+void stage_discard(ObjectStore& store, const std::string& name);
+// Carries out the replacement journaled as manifest: every manifest of the
+// step goes (any width of its name), then its objects, the staged files are
+// copied into place inside the store, SHA256SUMS is written, and the
+// manifest is created; then the staging and the journal go. Each part can be
+// done again: after any failure, a rerun finishes it. Under the root's lease
+// and step_lease.
+void roll_forward(const Context& ctx, ObjectStore& store, const std::string& name,
+                  const std::string& manifest, s3::Lease& step_lease);
+// After a replacement: `last` names it (the newest commit), and best.json,
+// when it named the step, is rebuilt by its rule (removed when no checkpoint
+// has its key). best is updated. Under the root's lease.
+void markers_after_replacement(const Context& ctx, ObjectStore& store, const CheckpointMeta& meta,
+                               std::optional<BestMarker>& best);
+// The interrupted replacement of name, when its journal is there, carried
+// out with its markers; its manifest. Under the root's lease and step_lease.
+std::optional<CheckpointMeta> finish_replacement(const Context& ctx, ObjectStore& store,
+                                                 const std::string& name, s3::Lease& step_lease);
+
 // The conflict a plain save of a step pending as a sharded save is
 // (store/store_shard.cpp).
 void refuse_if_pending(const Context& ctx, ObjectStore& store, std::uint64_t step);

@@ -562,11 +562,15 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   const ShardSpec& spec = *opts.shard;
   auto opened = store_for_save(opts);
   ObjectStore& store = *opened;
+  // --force of a step not committed is a plain sharded save.
   if (opts.force) {
-    throw Error(ErrorKind::unsupported,
-                fmt::format("replacing committed step {} (--force) on an object-store root is "
-                            "not supported yet; nothing was saved",
-                            opts.step));
+    if (auto existing = find_step(store, opts.step)) {
+      throw Error(ErrorKind::unsupported,
+                  fmt::format("replacing committed step {} ({}) with a sharded save (--force "
+                              "--shard) is not supported on an object-store root yet; nothing was "
+                              "saved: remove it with `ckpt rm {}`, then save the shards",
+                              opts.step, *existing, opts.step));
+    }
   }
   saving::Plan plan = saving::make_plan(fs, opts, std::string());
   std::vector<std::string> weights = saving::match_weights(opts, plan);

@@ -13,6 +13,9 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "ckpt/format.hpp"
 #include "ckpt/fs.hpp"
 #include "ckpt/repository.hpp"
 #include "ckpt/retention.hpp"
@@ -512,6 +515,18 @@ TEST_CASE("object-store save --force: a fault at any one request keeps the old c
     }
     if (journal) {
       ++decided;
+      // Decided: every file it copies into place is staged, under the
+      // attempt the journal names, until its manifest is committed.
+      auto text = plain.get(prefix + "/.ckpt/replacing/step-000000002.json");
+      REQUIRE(text);
+      auto doc = nlohmann::json::parse(text->body);
+      auto committed = plain.get(prefix + "/step-000000002/_checkpoint.json");
+      if (!committed || committed->body != doc["manifest"].get<std::string>()) {
+        std::string staged = ".ckpt/replacing/step-000000002/" + doc["staged"].get<std::string>() + "/";
+        auto files = keys_under(plain, prefix, staged);
+        std::sort(files.begin(), files.end());
+        CHECK(files == std::vector<std::string>{staged + "model.bin", staged + "opt.pt"});
+      }
     } else if (seqs["step-000000002"] == 2) {
       // Not decided: the old step 2 as it was.
       CHECK(resolve_ref(Context{}, root, "2")->meta.metric("loss") == std::optional<double>(0.5));
@@ -540,6 +555,89 @@ TEST_CASE("object-store save --force: a fault at any one request keeps the old c
   CHECK(injected == runs);
   CHECK(failed > runs / 2);
   CHECK(decided > 0);
+}
+
+TEST_CASE("object-store save --force: a replacement stopped once decided is finished by prune, best.json following it; one older than a later commit of the step is dropped") {
+  TempDir tmp;
+  export_store_env("1");
+  std::string bucket = fresh_bucket("forcestopped");
+  s3::Client plain(store_config(), bucket);
+  HookGuard guard;
+  for (int later_commit : {0, 1}) {
+    CAPTURE(later_commit);
+    const std::string prefix = "v" + std::to_string(later_commit);
+    const std::string root = "s3://" + bucket + "/" + prefix;
+    for (const auto& [step, loss] : std::map<std::uint64_t, double>{{1, 1.0}, {2, 0.5}, {3, 0.7}}) {
+      REQUIRE(save(Context{}, save_step(tmp, root, step, loss)));
+    }
+    // Step 3 replaced by a better one (loss 0.1); the store fails every
+    // request once the journal is written: the save stops decided, step 3
+    // still the old one.
+    std::atomic<bool> decided{false};
+    s3::Client::set_fault_hook_for_new_clients(
+        [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+          if (req.cleanup) return std::nullopt;
+          if (decided) return s3::Fault{503, "SlowDown"};
+          const std::string journal = "replacing/step-000000003.json";
+          if (req.method == "PUT" && req.key.size() > journal.size() &&
+              req.key.compare(req.key.size() - journal.size(), journal.size(), journal) == 0) {
+            decided = true;
+          }
+          return std::nullopt;
+        });
+    SaveOptions o = save_step(tmp, root, 3, 0.1);
+    write_text(tmp.sub("model.bin"), bytes(std::size_t{1} << 20, 55));
+    o.force = true;
+    auto r = save(Context{}, o);
+    s3::Client::set_fault_hook_for_new_clients({});
+    REQUIRE_FALSE(r);
+    REQUIRE(decided);
+    REQUIRE(plain.head(prefix + "/.ckpt/replacing/step-000000003.json"));
+    CHECK(resolve_ref(Context{}, root, "3")->meta.metric("loss") == std::optional<double>(0.7));
+    if (later_commit) {
+      // Step 3 committed again after the decision (a higher commit_seq), as
+      // by a writer that did not finish the replacement first.
+      auto text = plain.get(prefix + "/step-000000003/_checkpoint.json");
+      REQUIRE(text);
+      CheckpointMeta m = parse_checkpoint(text->body);
+      m.commit_seq = 99;
+      REQUIRE(plain.put(prefix + "/step-000000003/_checkpoint.json", serialize_checkpoint(m)) ==
+              s3::Put::done);
+    }
+    PruneOptions po;
+    po.root = root;
+    po.rules.keep_last = 10;
+    auto pr = prune(Context{}, po);
+    REQUIRE_MESSAGE(pr, (pr ? "" : pr.error().what()));
+    auto c = resolve_ref(Context{}, root, "3");
+    REQUIRE(c);
+    if (later_commit) {
+      // The later commit is kept; the replacement is dropped.
+      CHECK(c->meta.commit_seq == 99);
+      CHECK(c->meta.metric("loss") == std::optional<double>(0.7));
+      CHECK(name_of(resolve_ref(Context{}, root, "best")) == "step-000000002");
+    } else {
+      // Finished: step 3 is the replacement, the newest commit and the best.
+      CHECK(c->meta.metric("loss") == std::optional<double>(0.1));
+      CHECK(name_of(resolve_ref(Context{}, root, "latest")) == "step-000000003");
+      CHECK(name_of(resolve_ref(Context{}, root, "best")) == "step-000000003");
+      LoadOptions lo;
+      lo.root = root;
+      lo.ref = "3";
+      lo.to = tmp.sub("out-" + prefix);
+      REQUIRE(load(Context{}, lo));
+      CHECK(read_text(tmp.sub("out-" + prefix + "/model.bin")) == bytes(std::size_t{1} << 20, 55));
+    }
+    CHECK(keys_under(plain, prefix, ".ckpt/replacing/").empty());
+    VerifyOptions v;
+    v.root = root;
+    auto vr = verify(Context{}, v);
+    REQUIRE(vr);
+    for (const auto& ck : vr->checkpoints) {
+      CAPTURE(ck.name);
+      CHECK(ck.problems.empty());
+    }
+  }
 }
 
 // ---- prune of an s3:// root -----------------------------------------------

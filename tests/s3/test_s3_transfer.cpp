@@ -195,7 +195,7 @@ TEST_CASE("a create-only upload never replaces another writer's object, and know
   CHECK(there->body == data);
 }
 
-TEST_CASE("a copy inside the store: one CopyObject, the same bytes, refused above the limit") {
+TEST_CASE("a copy inside the store: one CopyObject, or above the limit copied parts, the same bytes") {
   Client c(store_config(), fresh_bucket("copy"));
   TempDir dir;
   PosixFileSystem fs;
@@ -227,15 +227,34 @@ TEST_CASE("a copy inside the store: one CopyObject, the same bytes, refused abov
     CHECK(e.kind() == ErrorKind::not_found);
   }
   CHECK_FALSE(c.head("dst/none"));
-  // Above what one copy takes: refused before any request.
+  // Above what one CopyObject takes: a multipart upload whose parts the
+  // store copies (UploadPartCopy, signed by hand), the same bytes. 17 MiB
+  // in parts of 5 MiB: four parts, the last short.
   tuning.max_single_copy = 1000;
-  try {
-    copy_within(c, "src/1000", "dst/big", 1001, tuning);
-    FAIL("copied above the limit");
-  } catch (const Error& e) {
-    CHECK(e.kind() == ErrorKind::unsupported);
+  tuning.copy_part_size = 5 * k_mib;
+  {
+    const std::uint64_t size = 17 * k_mib + 5;
+    std::atomic<std::uint64_t> reported{0};
+    std::string etag = copy_within(c, "src/" + std::to_string(size), "dst/parts", size, tuning,
+                                   [&](std::uint64_t n) { reported += n; });
+    CHECK(reported == size);
+    CHECK(etag.size() > 2);
+    CHECK(etag.substr(etag.size() - 2) == "-4");
+    auto info = c.head("dst/parts");
+    REQUIRE(info);
+    CHECK(info->size == size);
+    Moved back = download(c, "dst/parts", size, tuning);
+    CHECK(back.sha256 == download(c, "src/" + std::to_string(size), size, tuning).sha256);
+    // A part copy refused (the source gone) aborts the upload: nothing is left.
+    try {
+      copy_within(c, "src/none", "dst/parts-none", size, tuning);
+      FAIL("copied a missing object in parts");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::not_found);
+    }
+    CHECK_FALSE(c.head("dst/parts-none"));
+    CHECK(c.list_uploads("dst/").empty());
   }
-  CHECK_FALSE(c.head("dst/big"));
   // Create-only: a copy already there (a retried copy) is kept; another
   // writer's object is a conflict and stays as it was (radosgw ignores
   // If-None-Match on a copy: the HEAD before it tells).

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "s3/client.hpp"
+#include "s3/sigv4.hpp"
 
 #include <openssl/evp.h>
 
@@ -267,8 +268,8 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   std::string userpwd = m_config.credentials.access_key + ":" + m_config.credentials.secret_key;
 
   // Never send the keys unsigned: without Signature V4, USERPWD is Basic authentication.
-  if (api.easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str()) != CURLE_OK ||
-      api.easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str()) != CURLE_OK) {
+  if (!req.hand_signed && (api.easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4.c_str()) != CURLE_OK ||
+                           api.easy_setopt(c, CURLOPT_USERPWD, userpwd.c_str()) != CURLE_OK)) {
     throw Error(ErrorKind::unsupported,
                 "this libcurl cannot sign requests with AWS Signature V4 (7.75 or newer needed)");
   }
@@ -284,6 +285,32 @@ Response Client::send_once(Handle& h, const Request& req, bool& delivered, std::
   // No "Expect:" to turn 100-continue off: libcurl 7.88 signs the empty header
   // it then does not send, and the store refuses the signature.
   for (const auto& hdr : req.headers) add(hdr);
+  if (req.hand_signed) {
+    // The URL as sent: scheme://authority/path?query (url() sorted and
+    // encoded the query as Signature V4 wants it).
+    auto authority_at = u.find("://");
+    authority_at = authority_at == std::string::npos ? 0 : authority_at + 3;
+    auto path_at = std::min(u.find('/', authority_at), u.size());
+    auto query_at = std::min(u.find('?', path_at), u.size());
+    SigV4Request s;
+    s.method = req.method;
+    s.path = path_at < query_at ? u.substr(path_at, query_at - path_at) : "/";
+    s.query = query_at < u.size() ? u.substr(query_at + 1) : "";
+    s.amz_date = amz_date_now();
+    s.payload_hash = "UNSIGNED-PAYLOAD";
+    s.access_key = m_config.credentials.access_key;
+    s.secret_key = m_config.credentials.secret_key;
+    s.region = m_config.region;
+    const std::string host = "Host: " + u.substr(authority_at, path_at - authority_at);
+    s.headers = {host, "x-amz-content-sha256: UNSIGNED-PAYLOAD", "x-amz-date: " + s.amz_date};
+    if (!m_config.credentials.session_token.empty()) {
+      s.headers.push_back("x-amz-security-token: " + m_config.credentials.session_token);
+    }
+    s.headers.insert(s.headers.end(), req.headers.begin(), req.headers.end());
+    add(host);
+    add("x-amz-date: " + s.amz_date);
+    add("Authorization: " + sigv4_authorization(s));
+  }
 
   api.easy_setopt(c, CURLOPT_URL, u.c_str());
   api.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
@@ -642,6 +669,32 @@ std::optional<std::string> Client::copy_object(const std::string& from_key,
     throw error(r, "CopyObject " + where_key(from_key) + " to " + where_key(to_key));
   }
   return copied_etag(r.body);
+}
+
+std::string Client::copy_part(const std::string& key, const std::string& upload_id, unsigned number,
+                              const std::string& from_key, std::uint64_t first, std::uint64_t last) {
+  Request req;
+  req.method = "PUT";
+  req.key = key;
+  req.query = {{"partNumber", std::to_string(number)}, {"uploadId", upload_id}};
+  req.headers.push_back("x-amz-copy-source: /" + uri_encode(m_bucket, false) + "/" +
+                        uri_encode(from_key, true));
+  req.headers.push_back("x-amz-copy-source-range: bytes=" + std::to_string(first) + "-" +
+                        std::to_string(last));
+  req.hand_signed = true;
+  req.stall_seconds = 900;  // a store may answer only once the part is copied
+  Response r = perform(req);
+  if (!r.ok() || !xml_elements(r.body, "Error").empty()) {
+    if (r.ok()) r.status = 500;
+    throw error(r, "UploadPartCopy " + where_key(from_key) + " to " + where_key(key) + " part " +
+                       std::to_string(number));
+  }
+  std::string etag = copied_etag(r.body);
+  if (etag.empty()) {
+    throw Error(ErrorKind::io, "UploadPartCopy " + where_key(key) + " part " + std::to_string(number) +
+                                   ": the answer names no ETag");
+  }
+  return etag;
 }
 
 void Client::abort_upload(const std::string& key, const std::string& upload_id) {

@@ -51,6 +51,9 @@ struct Request {
   // Seconds without a byte before the transfer is given up (0: the default,
   // 60): a copy inside the store answers only once it is done.
   long stall_seconds = 0;
+  // Signed here (s3/sigv4.hpp) instead of by libcurl: UploadPartCopy, whose
+  // headers libcurl 7.88 orders wrongly when it signs them.
+  bool hand_signed = false;
 };
 
 // A fault a test injects in place of the store's answer: status 0 is a
@@ -169,10 +172,13 @@ class Client {
   // (If-None-Match: *) when asked: the new object's ETag (unquoted, "" when
   // the answer named none), nullopt when create-only found an object there.
   // A 200 that carries an error document is the error it names.
-  // (UploadPartCopy, for bigger objects, needs x-amz-copy-source and
-  // x-amz-copy-source-range signed, which libcurl 7.88 orders wrongly.)
   std::optional<std::string> copy_object(const std::string& from_key, const std::string& to_key,
                                          bool create_only);
+  // One part (1-based number) of the multipart upload upload_id of key,
+  // copied inside the store from bytes [first, last] of from_key
+  // (UploadPartCopy, signed by hand); returns its ETag, unquoted.
+  std::string copy_part(const std::string& key, const std::string& upload_id, unsigned number,
+                        const std::string& from_key, std::uint64_t first, std::uint64_t last);
   std::vector<Upload> list_uploads(const std::string& prefix);
 
  private:

@@ -19,6 +19,8 @@
 #include <openssl/evp.h>
 
 #include "ckpt/hash.hpp"
+#include "ckpt/parallel.hpp"
+#include "ckpt/transfer.hpp"
 
 namespace ckpt::s3 {
 
@@ -267,20 +269,53 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
   return out;
 }
 
+namespace {
+
+// A copy too big for one CopyObject: a multipart upload whose parts are
+// copied inside the store (UploadPartCopy), several at once. Its ETag.
+std::string copy_in_parts(Client& client, const std::string& from_key, const std::string& to_key,
+                          std::uint64_t size, const Tuning& tuning, const ProgressFn& progress) {
+  // At most 10000 parts, each at most 5 GiB.
+  const std::uint64_t part = std::max<std::uint64_t>(tuning.copy_part_size, (size + 9999) / 10000);
+  const std::size_t parts = static_cast<std::size_t>((size + part - 1) / part);
+  std::string upload_id = client.create_upload(to_key);
+  std::vector<std::string> etags(parts);
+  try {
+    for_each_parallel(parts, std::min<unsigned>(tuning.parallel, 4), [&](std::size_t i) {
+      check_interrupt();
+      const std::uint64_t first = i * part;
+      const std::uint64_t last = std::min(size, first + part) - 1;
+      etags[i] = client.copy_part(to_key, upload_id, static_cast<unsigned>(i + 1), from_key, first, last);
+      if (progress) progress(last - first + 1);
+    });
+    return client.complete_upload(to_key, upload_id, etags);
+  } catch (...) {
+    try {
+      client.abort_upload(to_key, upload_id);
+    } catch (const Error&) {
+      // Left for prune, which aborts stale uploads; the first error is the one to report.
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
 std::string copy_within(Client& client, const std::string& from_key, const std::string& to_key,
                         std::uint64_t size, const Tuning& tuning, const ProgressFn& progress) {
-  if (size > tuning.max_single_copy) {
-    throw Error(ErrorKind::unsupported,
-                fmt::format("{} is {} bytes: more than one copy inside the store takes ({})",
-                            from_key, size, tuning.max_single_copy));
-  }
-  // A store may ignore If-None-Match on a copy (radosgw does): what is
-  // there already is looked at first too.
+  const bool in_parts = size > tuning.max_single_copy;
+  // A store may ignore If-None-Match on a copy (radosgw does), and always
+  // does on a multipart completion: what is there already is looked at
+  // first too.
   std::optional<std::string> etag;
   std::optional<ObjectInfo> there;
   if (tuning.create_only) there = client.head(to_key);
   if (!there) {
-    etag = client.copy_object(from_key, to_key, tuning.create_only);
+    if (in_parts) {
+      etag = copy_in_parts(client, from_key, to_key, size, tuning, progress);
+    } else {
+      etag = client.copy_object(from_key, to_key, tuning.create_only);
+    }
     there = client.head(to_key);
   }
   if (!etag) {
@@ -299,7 +334,7 @@ std::string copy_within(Client& client, const std::string& from_key, const std::
                             size));
   }
   if (etag->empty()) etag = there->etag;
-  if (progress) progress(size);
+  if (progress && !in_parts) progress(size);
   return *etag;
 }
 

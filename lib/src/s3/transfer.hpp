@@ -29,9 +29,12 @@ struct Tuning {
   // (the argument) inside the caller's exclusion, such as a lease that every
   // remover of the key holds too.
   std::function<void(const std::function<void()>&)> completing;
-  // Server-side copies (copy_within): the biggest object one copies (the
-  // API's limit for one CopyObject).
+  // Server-side copies (copy_within): the biggest object one CopyObject
+  // copies (the API's limit is 5 GiB); a bigger one is copied in parts of
+  // copy_part_size (at least 5 MiB, at most 5 GiB; larger when the object
+  // needs more than 10000), up to four at once.
   std::uint64_t max_single_copy = std::uint64_t{5} << 30;
+  std::uint64_t copy_part_size = std::uint64_t{1} << 30;
 };
 
 // The ETag a store gives an object completed from parts whose ETags (MD5s,
@@ -56,13 +59,14 @@ Moved upload_file(Client& client, FileSystem& fs, const std::string& path, const
                   const Tuning& tuning = {}, const ProgressFn& progress = {});
 
 // Copies from_key (of size bytes) to to_key inside the store, no byte going
-// through this host: one CopyObject, create-only as uploads are with
-// tuning.create_only (If-None-Match: *, and a HEAD first for a store that
-// ignores it on copies; an object already there is kept when it is
-// from_key's copy: the same size and ETag; else Error(conflict)). The new object's
-// ETag, its size checked; progress gets the size once copied.
-// Error(unsupported) above tuning.max_single_copy. The bytes are not hashed:
-// the caller trusts what it knows of from_key.
+// through this host: one CopyObject, or above tuning.max_single_copy a
+// multipart upload of parts copied by the store (UploadPartCopy). Create-only
+// as uploads are with tuning.create_only (If-None-Match: *, and a HEAD first
+// for a store that ignores it on copies and on completions; an object already
+// there is kept when it is from_key's copy: the same size and ETag; else
+// Error(conflict)). The new object's ETag, its size checked; progress gets
+// the bytes as they are copied. The bytes are not hashed: the caller trusts
+// what it knows of from_key.
 std::string copy_within(Client& client, const std::string& from_key, const std::string& to_key,
                         std::uint64_t size, const Tuning& tuning = {},
                         const ProgressFn& progress = {});

@@ -342,8 +342,7 @@ struct Shared {
 };
 
 // The sources the newest committed checkpoint holds with the same stored
-// path, size and SHA-256, up to the size one CopyObject copies (5 GiB).
-// None when the root has no readable checkpoint yet.
+// path, size and SHA-256. None when the root has no readable checkpoint yet.
 Shared unchanged_in_newest(const Context& ctx, ObjectStore& store, const Plan& plan) {
   Context quiet = ctx;
   quiet.warn = nullptr;
@@ -359,13 +358,7 @@ Shared unchanged_in_newest(const Context& ctx, ObjectStore& store, const Plan& p
     if (e.kind() == ErrorKind::io || e.kind() == ErrorKind::interrupted) throw;
     return {};  // nothing committed yet, or nothing readable: every file is uploaded
   }
-  // Only what one copy inside the store takes is worth reading here; a
-  // bigger file is uploaded whatever it holds.
-  Plan small = plan;
-  std::erase_if(small.files, [](const saving::PlannedFile& f) {
-    return f.size > s3::Tuning{}.max_single_copy;
-  });
-  out.unchanged = saving::unchanged_sources(ctx, small, meta);
+  out.unchanged = saving::unchanged_sources(ctx, plan, meta);
   return out;
 }
 
@@ -470,64 +463,87 @@ void check_stored(const SaveOptions& opts, const Stored& stored) {
   saving::check_expected(opts, hashed);
 }
 
-// save --force over the committed checkpoint existing (store_replace.cpp):
-// the files are staged beside it, the replacement is journaled under the
-// root's lease, then carried out. Holding the step's lease throughout, so
-// that no prune, rm or rollback removes the step meanwhile.
+// save --force over a committed checkpoint (store_replace.cpp): the files
+// are staged by this attempt (under its own lease, so that prune, rm and
+// rollback are not held up while it uploads), then, under the root's lease
+// and the step's, the replacement is journaled and carried out.
 SaveReport replace_committed(const Context& ctx, const SaveOptions& opts, ObjectStore& store,
-                             const Plan& plan, const std::vector<std::string>& weights,
-                             s3::Lease& step_lease) {
+                             const Plan& plan, const std::vector<std::string>& weights) {
   const std::string name = step_dir_name(opts.step);
-  // Each file is copied into place by one request, which takes at most 5 GiB.
-  const std::uint64_t limit = s3::Tuning{}.max_single_copy;
-  for (const auto& f : plan.files) {
-    if (f.size <= limit) continue;
-    throw Error(ErrorKind::unsupported,
-                fmt::format("{} is {} bytes: replacing a committed step in an object store copies "
-                            "each file into place inside the store, and one copy takes at most {} "
-                            "bytes; nothing was saved (remove step {} with `ckpt rm`, then save it)",
-                            f.source, f.size, limit, opts.step));
-  }
   auto policy = read_policy(store);
   const std::string checksum = saving::checksum_of(opts, policy);
   CheckpointMeta meta = saving::new_meta(opts, name, weights, checksum);
-  // What a replacement killed before its journal left is this save's to clear.
-  stage_clear(store, name);
+  Journal journal;
+  journal.name = name;
+  journal.token = unique_suffix();
+  const std::string staged = staging_of(name, journal.token);
+  auto staging_lease = store.lease(ctx, staged + ".lease");
   std::vector<std::string> written;
   bool keep_staged = false;  // the journal may be there: the staging is the replacement's
   try {
-    Stored stored = store_files(ctx, store, plan, replacing_prefix(name), checksum, Shared{},
-                                step_lease, written);
+    Stored stored =
+        store_files(ctx, store, plan, staged, checksum, Shared{}, *staging_lease, written);
     check_stored(opts, stored);
     meta.files = std::move(stored.files);
     meta.total_size = stored.total_size;
 
     auto lease = store.lock_root(ctx);
+    auto step_lease = store.lease(ctx, ObjectStore::saving_name(opts.step));
+    // Another writer's replacement decided meanwhile goes first: this one
+    // replaces what it made.
+    finish_replacement(ctx, store, name, *step_lease);
     policy = read_policy(store);
     auto best = saving::read_best_tolerant(ctx, store);
     saving::check_best_conflict(opts, best);
     saving::check_keep_best_key(opts, policy, best);
-    step_lease.check();
     NextSeq seq = next_seq(ctx, store);
     meta.commit_seq = seq.seq;
     meta.created = now_rfc3339_ms();
     lease->check();
     set_counter(store, meta.commit_seq);
-    step_lease.check();
-    const std::string manifest = serialize_checkpoint(meta);
+    step_lease->check();
+    staging_lease->check();
+    journal.manifest = serialize_checkpoint(meta);
+    journal.meta = meta;
     keep_staged = true;
-    if (!store.create(replacing_journal(name), manifest) &&
-        store.read(replacing_journal(name), k_max_meta_bytes) != manifest) {
-      keep_staged = false;
-      throw Error(ErrorKind::conflict,
-                  fmt::format("another replacement of step {} was decided meanwhile; nothing was "
-                              "saved",
-                              opts.step));
-    }
-    // Decided: from here on the replacement is finished, by this save or,
-    // if it stops, by the next save of the step or by prune.
+    std::optional<Error> failed;
+    bool written_now = false;
     try {
-      roll_forward(ctx, store, name, manifest, step_lease);
+      written_now = write_journal(store, journal);
+    } catch (const Error& e) {
+      failed = e;
+    }
+    if (!written_now) {
+      // Refused, or its answer lost: the journal read back tells whether
+      // this replacement is decided.
+      std::optional<Journal> there;
+      try {
+        there = read_journal(store, name);
+      } catch (const Error& e) {
+        throw Error(e.kind() == ErrorKind::interrupted ? e.kind() : ErrorKind::io,
+                    fmt::format("the replacement of step {} may or may not have been decided ({}; "
+                                "then {}); the next prune or save of the step carries it out if it "
+                                "was",
+                                opts.step, failed ? failed->message() : "refused", e.message()));
+      }
+      if (!there || there->token != journal.token || there->manifest != journal.manifest) {
+        keep_staged = false;
+        if (failed && !there) throw *failed;
+        throw Error(ErrorKind::conflict,
+                    fmt::format("the replacement of step {} was refused ({}); nothing was saved: "
+                                "save again",
+                                opts.step,
+                                there ? "another replacement was decided meanwhile"
+                                      : "and nothing is there"));
+      }
+    }
+    staging_lease->remove();
+    // Decided: from here on the replacement is finished, by this save or,
+    // if it stops, by the next command that takes the root's lease.
+    try {
+      if (!roll_forward(ctx, store, journal, *step_lease)) {
+        throw Error(ErrorKind::conflict, "it was dropped");
+      }
     } catch (const Error& e) {
       throw Error(e.kind(),
                   fmt::format("the replacement of {} was decided but is not finished ({}); "
@@ -551,7 +567,7 @@ SaveReport replace_committed(const Context& ctx, const SaveOptions& opts, Object
                               name, e.message()),
                   e.sys_errno());
     }
-    step_lease.remove();
+    step_lease->remove();
     try {
       report.pruned = retain(ctx, opts, store, policy);
     } catch (const Error& e) {
@@ -561,7 +577,8 @@ SaveReport replace_committed(const Context& ctx, const SaveOptions& opts, Object
     saving::finish_move_all(ctx, opts, plan);
     return report;
   } catch (...) {
-    if (!keep_staged && !written.empty() && step_lease.confirm()) stage_discard(store, name);
+    if (!keep_staged && staging_lease->confirm()) stage_discard(store, name, journal.token);
+    staging_lease->remove();  // when still ours
     throw;
   }
 }
@@ -596,10 +613,10 @@ SaveReport save_to_store(const Context& ctx, const SaveOptions& opts) {
     finish_replacement(ctx, store, name, *step_lease);
   }
   if (auto existing = find_step(store, opts.step)) {
-    if (opts.force) return replace_committed(ctx, opts, store, plan, weights, *step_lease);
     // Committed, its objects are the checkpoint's: nothing of them is
     // written again, and prune takes the lease to remove them.
     step_lease->remove();
+    if (opts.force) return replace_committed(ctx, opts, store, plan, weights);
     CheckpointMeta committed;
     try {
       committed = read_meta(store, *existing);

@@ -64,33 +64,52 @@ SaveReport complete_existing(const Context& ctx, const SaveOptions& opts, Object
 void move_last(ObjectStore& store, const std::string& name, std::uint64_t seq);
 
 // ---- save --force over a committed step (store/store_replace.cpp) ----
-// Where a replacement of the checkpoint name stages its files
-// (.ckpt/replacing/NAME), and its journal (.ckpt/replacing/NAME.json): the
-// new _checkpoint.json, written once every file is staged.
+// A replacement decided: the attempt whose staged files it copies into place,
+// and the new _checkpoint.json (byte for byte) with its meta.
+struct Journal {
+  std::string name;      // the checkpoint's name (step_dir_name)
+  std::string token;     // the attempt
+  std::string manifest;  // the new _checkpoint.json
+  CheckpointMeta meta;   // as parsed
+};
+// .ckpt/replacing/NAME: the attempts at replacing the checkpoint name, each
+// staging its files under NAME/TOKEN (its lease NAME/TOKEN.lease while it
+// uploads); NAME.json: the journal of the one decided.
 std::string replacing_prefix(const std::string& name);
+std::string staging_of(const std::string& name, const std::string& token);
 std::string replacing_journal(const std::string& name);
-// Removes what is staged for name's replacement: before staging (what a
-// save killed before its journal left), and after a failure (discard:
-// errors ignored; cleanup requests sent even after an interrupt).
-void stage_clear(ObjectStore& store, const std::string& name);
-void stage_discard(ObjectStore& store, const std::string& name);
-// Carries out the replacement journaled as manifest: every manifest of the
-// step goes (any width of its name), then its objects, the staged files are
-// copied into place inside the store, SHA256SUMS is written, and the
-// manifest is created; then the staging and the journal go. Each part can be
-// done again: after any failure, a rerun finishes it. Under the root's lease
-// and step_lease.
-void roll_forward(const Context& ctx, ObjectStore& store, const std::string& name,
-                  const std::string& manifest, s3::Lease& step_lease);
-// After a replacement: `last` names it (the newest commit), and best.json,
-// when it named the step, is rebuilt by its rule (removed when no checkpoint
-// has its key). best is updated. Under the root's lease.
+// Removes an attempt's staged files after a failure (errors ignored;
+// requests sent even after an interrupt).
+void stage_discard(ObjectStore& store, const std::string& name, const std::string& token);
+// The journal, create-only: false when one is there.
+bool write_journal(ObjectStore& store, const Journal& j);
+// The journal of name's replacement; nullopt when there is none. Throws
+// Error(integrity) when it is unreadable.
+std::optional<Journal> read_journal(ObjectStore& store, const std::string& name);
+// Carries out the replacement j: every manifest of the step goes (any width
+// of its name), then its objects, the staged files are copied into place
+// inside the store, SHA256SUMS is written and the manifest created; then the
+// staging and the journal go. Each part can be done again: after any
+// failure, a rerun finishes it. It is dropped instead (false, with a
+// warning, the journal and staging removed) when a checkpoint of the step
+// was committed after it was decided, or when its staged files are not all
+// there (then nothing of the old checkpoint is touched). Under the root's
+// lease and step_lease.
+bool roll_forward(const Context& ctx, ObjectStore& store, const Journal& j, s3::Lease& step_lease);
+// After a replacement: `last` names it (the newest commit); best.json, when
+// it named the step, is rebuilt by its rule (removed when no checkpoint has
+// its key), else moves to the replacement when it strictly improves on it.
+// best is updated. Under the root's lease.
 void markers_after_replacement(const Context& ctx, ObjectStore& store, const CheckpointMeta& meta,
                                std::optional<BestMarker>& best);
-// The interrupted replacement of name, when its journal is there, carried
-// out with its markers; its manifest. Under the root's lease and step_lease.
+// The stopped replacement of name, when its journal is there, carried out
+// with its markers; its manifest (nullopt: none, or dropped). Under the
+// root's lease and step_lease.
 std::optional<CheckpointMeta> finish_replacement(const Context& ctx, ObjectStore& store,
                                                  const std::string& name, s3::Lease& step_lease);
+// A writer about to save step (a shard) first finishes its stopped
+// replacement, when there is one: under the step's lease, then the root's.
+void finish_replacement_of_step(const Context& ctx, ObjectStore& store, std::uint64_t step);
 
 // The conflict a plain save of a step pending as a sharded save is
 // (store/store_shard.cpp).

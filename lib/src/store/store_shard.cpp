@@ -562,6 +562,10 @@ SaveReport save_shard_to_store(const Context& ctx, const SaveOptions& opts) {
   const ShardSpec& spec = *opts.shard;
   auto opened = store_for_save(opts);
   ObjectStore& store = *opened;
+  // A replacement of the step (save --force) decided, then stopped, is
+  // finished first: until then the step is absent or the checkpoint it
+  // replaces.
+  finish_replacement_of_step(ctx, store, opts.step);
   // --force of a step not committed is a plain sharded save.
   if (opts.force) {
     if (auto existing = find_step(store, opts.step)) {

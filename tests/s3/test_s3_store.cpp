@@ -193,6 +193,29 @@ constexpr std::uint64_t k_sweep_stride = 4;
 constexpr std::uint64_t k_sweep_stride = 1;
 #endif
 
+// A sweep's fault: the attempt numbered `at` (counted from 1 over every
+// request of every new client) gets fault_at_request(at); 0 faults nothing.
+// Cleanup requests (a lease's release) are left alone: a lease left held by
+// this live process would only make the next command wait out its 30 s.
+struct NthFault {
+  std::atomic<std::uint64_t> attempts{0};
+  std::atomic<std::uint64_t> at{0};
+  std::atomic<int> injected{0};
+  NthFault() {
+    s3::Client::set_fault_hook_for_new_clients(
+        [this](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
+          if (req.cleanup) return std::nullopt;
+          std::uint64_t n = ++attempts;
+          if (n != at.load()) return std::nullopt;
+          ++injected;
+          return fault_at_request(n);
+        });
+  }
+  ~NthFault() { s3::Client::set_fault_hook_for_new_clients({}); }
+  NthFault(const NthFault&) = delete;
+  NthFault& operator=(const NthFault&) = delete;
+};
+
 // verify of the whole root passes, markers included.
 void check_sound(const std::string& root) {
   VerifyOptions v;
@@ -209,20 +232,10 @@ TEST_CASE("object-store save: a fault at any one request leaves the root whole, 
   TempDir tmp;
   export_store_env("1");  // one try: the faulted attempt fails its request
   std::string bucket = fresh_bucket("savefault");
-  HookGuard guard;
-  std::atomic<std::uint64_t> attempts{0};
-  std::atomic<std::uint64_t> fault_at{0};
-  std::atomic<int> injected{0};
-  // Cleanup requests (a lease's release) are left alone: a lease left held by
-  // this live process would only make the next save wait out its 30 s.
-  s3::Client::set_fault_hook_for_new_clients(
-      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
-        if (req.cleanup) return std::nullopt;
-        std::uint64_t n = ++attempts;
-        if (n != fault_at.load()) return std::nullopt;
-        ++injected;
-        return fault_at_request(n);
-      });
+  NthFault fault;
+  auto& attempts = fault.attempts;
+  auto& fault_at = fault.at;
+  auto& injected = fault.injected;
   // How many attempts a save of step 2 makes without a fault.
   std::uint64_t total = 0;
   {
@@ -415,18 +428,10 @@ TEST_CASE("object-store save --force: a fault at any one request keeps the old c
   TempDir tmp;
   export_store_env("1");  // one try: the faulted attempt fails its request
   std::string bucket = fresh_bucket("forcefault");
-  HookGuard guard;
-  std::atomic<std::uint64_t> attempts{0};
-  std::atomic<std::uint64_t> fault_at{0};
-  std::atomic<int> injected{0};
-  s3::Client::set_fault_hook_for_new_clients(
-      [&](const s3::Request& req, std::uint64_t) -> std::optional<s3::Fault> {
-        if (req.cleanup) return std::nullopt;
-        std::uint64_t n = ++attempts;
-        if (n != fault_at.load()) return std::nullopt;
-        ++injected;
-        return fault_at_request(n);
-      });
+  NthFault fault;
+  auto& attempts = fault.attempts;
+  auto& fault_at = fault.at;
+  auto& injected = fault.injected;
   // Steps 1 to 3 in a directory, step 2 the best; each root a plain upload of it.
   std::string seed = tmp.sub("seed");
   for (const auto& [step, loss] : std::map<std::uint64_t, double>{{1, 1.0}, {2, 0.5}, {3, 0.7}}) {
@@ -557,7 +562,7 @@ TEST_CASE("object-store save --force: a fault at any one request keeps the old c
   CHECK(decided > 0);
 }
 
-TEST_CASE("object-store save --force: a replacement stopped once decided is finished by prune, best.json following it; one older than a later commit of the step is dropped") {
+TEST_CASE("object-store save --force: a replacement stopped once decided is finished by prune and best.json follows it, and one older than a later commit of the step is dropped") {
   TempDir tmp;
   export_store_env("1");
   std::string bucket = fresh_bucket("forcestopped");
